@@ -1,0 +1,28 @@
+# DynaMO reproduction pipeline.
+#   snakemake --cores all results/table1.csv                 # embedded CPU experiment (default config)
+#   snakemake --cores all --configfile config/smoke.yaml results/table1.csv
+#   snakemake --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml results/table1.csv
+# Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/table1.csv",
+        "results/table2.csv",
+        FIGURES,
+    default_target: True

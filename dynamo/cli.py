@@ -1,0 +1,55 @@
+"""`dynamo` command line: one subcommand per pipeline step, each usable on its own.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args)`;
+modules are imported only when their subcommand runs, so `dynamo grade` does not import
+torch and `dynamo --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "make-task": (
+        "dynamo.tasks.arithmetic",
+        "write the embedded arithmetic task: training pool + held-out splits",
+    ),
+    "build-model": ("dynamo.models.tiny", "build and save the tiny character-level causal LM (no hub)"),
+    "warmstart": ("dynamo.engines.sft", "supervised warm start of a model on a task's training pool"),
+    "train": ("dynamo.engines.train", "RL-train a model with a registered method (local or openrlhf engine)"),
+    "evaluate": ("dynamo.evaluation.evaluate", "sample k answers per benchmark problem, grade, Pass@1/Pass@k"),
+    "grade": ("dynamo.grading.cli", "grade a JSONL of {response, answer} lines without any model"),
+    "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),
+    "figures": ("dynamo.reporting.figures", "draw training curves and allocation figures from runs"),
+    "methods": ("dynamo.reporting.methods", "list the registered methods and their specs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynamo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily (below) so that `dynamo --help` imports nothing heavy.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv)  # prints help / the error for an unknown command
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    sub = argparse.ArgumentParser(prog=f"dynamo {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

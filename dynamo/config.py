@@ -1,0 +1,329 @@
+"""Typed experiment configuration: one dataclass per section, help text next to each field.
+
+The same YAML drives Snakemake (`config/config.yaml`, overridden by `--configfile
+config/experiments/<name>.yaml`) and the `dynamo` subcommands. The JSON schema that
+Snakemake validates against (`workflow/schemas/config.schema.yaml`) is generated from these
+dataclasses (`python -m dynamo.config --write-schema`); a test checks it is up to date, so
+the dataclasses are the single source of truth. Bad values fail here, before any compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dynamo.methods import all_methods, apply_overrides, get_method
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with its help text (and JSON-schema bounds such as minimum=1)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = _f("models/tiny-init", "Base model: a local directory or a hub id (e.g. Qwen/Qwen2.5-Math-7B).")
+    build_tiny: bool = _f(
+        True, "Build the tiny character-level model at `path` instead of loading one (embedded default)."
+    )
+    tiny_layers: int = _f(2, "Tiny model: transformer layers.", minimum=1)
+    tiny_hidden: int = _f(128, "Tiny model: hidden size.", minimum=8)
+    tiny_heads: int = _f(4, "Tiny model: attention heads.", minimum=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "Training dtype of the policy.")
+
+
+@dataclass(frozen=True)
+class WarmstartConfig:
+    enabled: bool = _f(
+        True, "Run a short supervised warm start on the task's SFT file before RL (embedded default)."
+    )
+    steps: int = _f(600, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1)
+    lr: float = _f(3e-3, "Warm-start learning rate.", exclusiveMinimum=0)
+    batch_size: int = _f(64, "Warm-start batch size (sequences).", minimum=1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: Literal["arithmetic", "prompts"] = _f(
+        "arithmetic", "arithmetic: generate the embedded task; prompts: read an RL prompt set from `train_path`."
+    )
+    train_path: str = _f(
+        "data/arithmetic/train.jsonl", "RL prompt pool: JSONL/JSON/parquet file or hub dataset id."
+    )
+    seed: int = _f(0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0)
+    pool_size: int = _f(2000, "Arithmetic task: problems in the training pool.", minimum=1)
+    eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", minimum=1)
+    template: str = _f("Q: {problem}\nA: ", "Prompt template; {problem} is replaced by the problem text.")
+    use_chat_template: bool = _f(False, "Wrap the prompt with the tokenizer's chat template (Qwen2.5-Math: true).")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(40, "RL steps (one rollout batch each).", minimum=1)
+    prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1)
+    rollouts_per_prompt: int = _f(8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1)
+    mini_batch_prompts: int = _f(8, "Prompts per optimiser mini-batch (paper: 32).", minimum=1)
+    micro_batch_sequences: int = _f(
+        64, "Sequences per forward/backward micro-batch (memory only, gradients accumulate).", minimum=1
+    )
+    ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1)
+    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0)
+    warmup_steps: int = _f(0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0)
+    weight_decay: float = _f(0.0, "AdamW weight decay (paper: 0.1).", minimum=0)
+    grad_clip: float = _f(1.0, "Gradient-norm clip (paper: 1.0).", exclusiveMinimum=0)
+    temperature: float = _f(1.0, "Rollout sampling temperature (paper: 1.0).", exclusiveMinimum=0)
+    top_p: float = _f(1.0, "Rollout nucleus sampling top_p (paper: 1.0).", exclusiveMinimum=0, maximum=1)
+    max_new_tokens: int = _f(16, "Longest response in tokens.", minimum=1)
+    checkpoint_every: int = _f(
+        10, "Write a resumable checkpoint every this many steps (and at the end).", minimum=1
+    )
+    threads: int = _f(1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    benchmarks: list[str] = _f(
+        ["arith-easy", "arith-medium", "arith-hard"],
+        "Benchmarks to evaluate: registry names, or NAME=PATH to read a local file.",
+    )
+    samples: int = _f(8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", minimum=1)
+    temperature: float = _f(1.0, "Sampling temperature at evaluation.", exclusiveMinimum=0)
+    top_p: float = _f(1.0, "Nucleus sampling top_p at evaluation.", exclusiveMinimum=0, maximum=1)
+    max_new_tokens: int = _f(16, "Longest evaluated response in tokens.", minimum=1)
+    backend: Literal["hf", "vllm"] = _f("hf", "Generation backend: hf (CPU/GPU) or vllm (GPU).")
+    batch_size: int = _f(256, "Sequences per generation batch.", minimum=1)
+    limit: int = _f(0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0)
+
+
+@dataclass(frozen=True)
+class RuleResources:
+    threads: int = _f(1, "Threads (CPU cores) for the rule.", minimum=1)
+    gpus: int = _f(0, "GPUs for the rule (Slurm: --gpus).", minimum=0)
+    mem_mb: int = _f(2000, "Memory in MB.", minimum=1)
+    runtime: int = _f(30, "Wall-time limit in minutes.", minimum=1)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    data: RuleResources = _f(RuleResources(), "Resources of the data rules.")
+    warmstart: RuleResources = _f(RuleResources(threads=2), "Resources of the warm-start rule.")
+    train: RuleResources = _f(RuleResources(), "Resources of each training run.")
+    evaluate: RuleResources = _f(RuleResources(), "Resources of each evaluation run.")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    experiment: str = _f(
+        "embedded",
+        "Experiment name: runs go to runs/<experiment>/<method>/seed<seed>.",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
+    engine: Literal["local", "openrlhf"] = _f(
+        "local", "Training engine: local (one process, transformers) or openrlhf (Ray cluster)."
+    )
+    methods: list[str] = _f(
+        ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod"], "Methods for table 1, by registered name."
+    )
+    ablation_methods: list[str] = _f(
+        ["dynamo", "dynamo-nocomp", "dynamo-nostab", "dynamo-nomod", "dynamo-uniform"],
+        "Methods for table 2 (ablations), by registered name.",
+    )
+    seeds: list[int] = _f([1, 2, 3], "Seeds; every method runs once per seed.")
+    method_overrides: dict[str, Any] = _f({}, "Per-method overrides, e.g. {dynamo: {loss: {eps_high: 0.28}}}.")
+    model: ModelConfig = _f(ModelConfig(), "Base model.")
+    warmstart: WarmstartConfig = _f(WarmstartConfig(), "Supervised warm start (embedded default).")
+    data: DataConfig = _f(DataConfig(), "Training prompts and task data.")
+    train: TrainConfig = _f(TrainConfig(), "RL training.")
+    eval: EvalConfig = _f(EvalConfig(), "Evaluation.")
+    resources: ResourcesConfig = _f(ResourcesConfig(), "Per-rule compute resources (used by the Slurm profile).")
+    openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
+
+    def method(self, name: str):
+        """The registered method `name` with this experiment's overrides applied."""
+        return get_method(name, self.method_overrides.get(name))
+
+    def run_dir(self, method: str, seed: int) -> str:
+        return f"runs/{self.experiment}/{method}/seed{seed}"
+
+    @property
+    def task_dir(self) -> str:
+        """Where the embedded arithmetic task's files are generated."""
+        return f"data/{self.experiment}"
+
+    @property
+    def train_pool_path(self) -> str:
+        return f"{self.task_dir}/train.jsonl" if self.data.task == "arithmetic" else self.data.train_path
+
+    @property
+    def init_model_path(self) -> str:
+        """The model RL (or the warm start) begins from before any training of ours."""
+        return f"models/{self.experiment}/init" if self.model.build_tiny else self.model.path
+
+    @property
+    def base_model_path(self) -> str:
+        """The model every RL run starts from: the warm-started model, or the initial one."""
+        return f"models/{self.experiment}/warmstart" if self.warmstart.enabled else self.init_model_path
+
+
+# ---------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from a (possibly partial) nested dict."""
+    cfg = apply_overrides(ExperimentConfig(), data or {}, where="config")
+    _validate(cfg)
+    return cfg
+
+
+def load_config(*paths: str | Path) -> ExperimentConfig:
+    """Merge YAML files left to right (later wins, nested mappings merged) into a validated config."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
+        merged = _deep_merge(merged, data)
+    try:
+        return config_from_dict(merged)
+    except ValueError as err:
+        raise ValueError(f"{', '.join(map(str, paths))}: {err}") from None
+
+
+def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in new.items():
+        out[key] = (
+            _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+    """Cross-field checks that a schema cannot express; every message names the field."""
+    _check_bounds(cfg, "config")
+    known = all_methods()
+    for key in ("methods", "ablation_methods"):
+        for name in getattr(cfg, key):
+            if name not in known:
+                get_method(name)  # raises with the list of known methods
+    for name, overrides in cfg.method_overrides.items():
+        if name not in known:
+            raise ValueError(f"method_overrides.{name}: unknown method; known: {', '.join(sorted(known))}")
+        get_method(name, overrides)
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {cfg.seeds}")
+    t = cfg.train
+    if t.mini_batch_prompts > t.prompts_per_step:
+        raise ValueError(
+            f"train.mini_batch_prompts ({t.mini_batch_prompts}) > train.prompts_per_step ({t.prompts_per_step})"
+        )
+    from dynamo.core.allocation import check_allocation_feasible
+
+    budget = t.prompts_per_step * t.rollouts_per_prompt
+    for name in {*cfg.methods, *cfg.ablation_methods}:
+        spec = cfg.method(name)
+        if spec.allocation.kind == "dynamo":
+            n_low, n_high = spec.allocation.bounds(t.rollouts_per_prompt)
+            try:
+                check_allocation_feasible(t.prompts_per_step, budget, n_low, n_high, min_group=2)
+            except ValueError as err:
+                raise ValueError(f"method {name}: {err}") from None
+    if cfg.data.task == "prompts" and not cfg.data.train_path:
+        raise ValueError("data.train_path is required when data.task is 'prompts'")
+    if not cfg.model.build_tiny and not cfg.model.path:
+        raise ValueError("model.path is required when model.build_tiny is false")
+
+
+def _check_bounds(obj: Any, where: str) -> None:
+    """Apply the schema bounds (minimum, maximum, exclusiveMinimum, pattern) stored in field metadata."""
+    import re
+
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_bounds(value, f"{where}.{f.name}")
+            continue
+        meta = f.metadata
+        name = f"{where}.{f.name}"
+        if "minimum" in meta and value < meta["minimum"]:
+            raise ValueError(f"{name} must be >= {meta['minimum']}, got {value}")
+        if "maximum" in meta and value > meta["maximum"]:
+            raise ValueError(f"{name} must be <= {meta['maximum']}, got {value}")
+        if "exclusiveMinimum" in meta and value <= meta["exclusiveMinimum"]:
+            raise ValueError(f"{name} must be > {meta['exclusiveMinimum']}, got {value}")
+        if "pattern" in meta and not re.match(meta["pattern"], value):
+            raise ValueError(f"{name} must match {meta['pattern']}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# JSON schema generated from the dataclasses (for Snakemake's validate())
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def json_schema(cls: type = ExperimentConfig) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        props[f.name] = _field_schema(hints[f.name], f)
+    schema = {"type": "object", "additionalProperties": False, "properties": props}
+    if cls is ExperimentConfig:
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": "DynaMO experiment configuration (generated from dynamo/config.py).",
+            **schema,
+        }
+    return schema
+
+
+def _field_schema(hint: Any, f: dataclasses.Field) -> dict[str, Any]:
+    help_text = f.metadata.get("help", "")
+    bounds = {k: v for k, v in f.metadata.items() if k != "help"}
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if dataclasses.is_dataclass(hint):
+        return {**json_schema(hint), "description": help_text, "default": {}}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return {"enum": list(args), "description": help_text, "default": default}
+    if origin is list:
+        return {
+            "type": "array",
+            "items": {"type": _JSON_TYPES[args[0]]},
+            "description": help_text,
+            "default": default,
+        }
+    if origin is dict:
+        return {"type": "object", "description": help_text, "default": default}
+    return {"type": _JSON_TYPES[hint], **bounds, "description": help_text, "default": default}
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    header = "# Generated by `python -m dynamo.config --write-schema` from dynamo/config.py; do not edit.\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(json_schema(), sort_keys=False, width=110))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Config utilities.")
+    parser.add_argument(
+        "--write-schema", action="store_true", help=f"(re)write {SCHEMA_PATH.relative_to(REPO_ROOT)}"
+    )
+    parser.add_argument("--check", nargs="*", metavar="YAML", help="validate config files (merged in order)")
+    args = parser.parse_args()
+    if args.write_schema:
+        write_schema()
+    if args.check:
+        print(load_config(*args.check))

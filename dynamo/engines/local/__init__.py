@@ -1,0 +1,1 @@
+"""The local one-process engine (Hugging Face transformers): CPU default and single-GPU runs."""

@@ -1,0 +1,125 @@
+"""`dynamo train`: RL-train one (method, seed) with the configured engine.
+
+    dynamo train --config config/config.yaml --method dynamo --seed 1 --base-model models/embedded/warmstart \
+        --out runs/embedded/dynamo/seed1
+    dynamo train --engine openrlhf --config config/config.yaml config/experiments/qwen2.5-math-7b.yaml \
+        --method dynamo --seed 1 --out runs/qwen7b/dynamo/seed1 --dry-run
+
+Several --config files merge left to right (later wins), as Snakemake's --configfile does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dynamo.config import load_config
+from dynamo.io import read_jsonl, write_json_atomic
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", nargs="+", required=True, help="experiment YAML file(s), merged left to right")
+    p.add_argument("--method", required=True, help="registered method name (see `dynamo methods`)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
+    p.add_argument("--base-model", help="model to start from (default: the config's base model)")
+    p.add_argument("--engine", choices=["local", "openrlhf"], help="override the config's engine")
+    p.add_argument("--threads", type=int, help="torch threads (default: config train.threads)")
+    p.add_argument("--dry-run", action="store_true", help="openrlhf: print the launch command and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs stay line-oriented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(*args.config)
+    method = cfg.method(args.method)  # fails with the list of known methods before any compute
+    engine = args.engine or cfg.engine
+    if engine == "openrlhf":
+        from dynamo.engines.openrlhf.launcher import launch
+
+        return launch(cfg, args.method, args.seed, args.out, dry_run=args.dry_run)
+    if args.dry_run:
+        raise SystemExit("--dry-run applies to the openrlhf engine only")
+    return train_local(
+        cfg,
+        method.name,
+        args.seed,
+        args.out,
+        args.base_model or cfg.base_model_path,
+        threads=args.threads,
+        show_progress=not args.no_progress,
+    )
+
+
+def train_local(
+    cfg,
+    method_name: str,
+    seed: int,
+    out: str,
+    base_model: str,
+    *,
+    threads: int | None = None,
+    show_progress: bool = True,
+) -> int:
+    from transformers import AutoTokenizer
+
+    from dynamo.engines.local.trainer import LocalTrainer, load_problems
+
+    started = time.perf_counter()
+    method = cfg.method(method_name)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    problems = load_problems(cfg.train_pool_path, cfg.data.template, tokenizer, cfg.data.use_chat_template)
+    trainer = LocalTrainer(
+        cfg, method, seed, out, base_model, problems, threads=threads, show_progress=show_progress
+    )
+    result = trainer.train()
+    trainer.save_final()
+    summary = {
+        "method": method.to_dict(),
+        "seed": seed,
+        "engine": "local",
+        "base_model": base_model,
+        "config": dataclasses.asdict(cfg),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch_threads": threads or cfg.train.threads,
+        **result,
+        "seconds_total_this_process": time.perf_counter() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "phase_seconds_mean": _phase_means(Path(out) / "metrics.jsonl"),
+    }
+    write_json_atomic(Path(out) / "summary.json", summary)
+    print(
+        f"[dynamo train] {method_name} seed {seed}: {result['steps']} steps, "
+        f"{summary['seconds_total_this_process']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _phase_means(metrics_path: Path) -> dict[str, float]:
+    rows = read_jsonl(metrics_path)
+    keys = sorted({k for r in rows for k in r if k.startswith("time/")})
+    return {k[5:]: sum(r.get(k, 0.0) for r in rows) / max(len(rows), 1) for k in keys}
+
+
+def git_commit() -> str:
+    """HEAD of the checkout running this code, with '-dirty' when it has uncommitted changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,97 @@
+"""`dynamo figures`: training curves and allocation figures from the runs' metrics.jsonl.
+
+Each curve is the mean over seeds of a per-step metric, with a band for the min..max over
+seeds; every figure carries a footer naming the runs it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dynamo.io import read_jsonl
+
+CURVES = [
+    ("reward/accuracy", "training accuracy"),
+    ("actor/entropy", "token entropy"),
+    ("rollout/informative_share", "share of groups with reward spread"),
+    ("modulation/beta_comp", "mean beta_comp"),
+    ("modulation/beta_stab", "mean beta_stab"),
+    ("actor/grad_norm", "gradient norm"),
+]
+
+
+def load_curves(runs_root: Path, method: str, seeds: list[int], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values[seed, step]) over the steps every seed logged; None when no seed logged `key`."""
+    series = []
+    for seed in seeds:
+        rows = read_jsonl(runs_root / method / f"seed{seed}" / "metrics.jsonl")
+        series.append({r["step"]: r[key] for r in rows if key in r})
+    common = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    if not common:
+        return None
+    return np.array(common), np.array([[s[step] for step in common] for s in series])
+
+
+def _plot_grid(runs_root: Path, methods: list[str], seeds: list[int], panels: list[tuple[str, str]], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (key, title) in zip(axes.flat, panels):
+        for method in methods:
+            curve = load_curves(runs_root, method, seeds, key)
+            if curve is None:
+                continue
+            steps, values = curve
+            line = ax.plot(steps, values.mean(0), label=method)[0]
+            if len(seeds) > 1:
+                ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.text(
+        0.01,
+        0.005,
+        f"runs: {runs_root}/<method>/seed{{{','.join(map(str, seeds))}}}; mean over seeds, band = min..max",
+        fontsize=7,
+        color="gray",
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        tmp = path.with_name(f".{path.name}.tmp.{ext}")
+        fig.savefig(tmp, dpi=130)
+        tmp.replace(path.with_suffix(f".{ext}"))
+    plt.close(fig)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-root", required=True, help="runs/<experiment>")
+    p.add_argument("--methods", required=True, help="comma-separated")
+    p.add_argument("--seeds", required=True, help="comma-separated")
+    p.add_argument("--out", default="paper_figures", help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    runs_root, out = Path(args.runs_root), Path(args.out)
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    _plot_grid(runs_root, methods, seeds, CURVES, out / "training_curves")
+    allocation = [
+        ("rollout/n_min", "fewest rollouts given to a prompt"),
+        ("rollout/n_max", "most rollouts given to a prompt"),
+        ("rollout/n_std", "std of per-prompt rollout counts"),
+    ]
+    _plot_grid(runs_root, methods, seeds, allocation, out / "allocation")
+    print(f"wrote {out}/training_curves.{{pdf,png}} and {out}/allocation.{{pdf,png}}")
+    return 0

@@ -1,0 +1,52 @@
+"""Method registry: names, overrides, and the specs the paper's methods must have."""
+
+import dataclasses
+
+import pytest
+
+from dynamo.methods import MODULATION_PRESETS, all_methods, get_method
+
+REQUIRED = ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod", "dynamo-nocomp", "dynamo-nostab"]
+
+
+def test_required_methods_registered():
+    assert set(REQUIRED) <= set(all_methods())
+
+
+def test_unknown_method_lists_known_ones():
+    with pytest.raises(ValueError, match="Known methods: .*dapo.*grpo"):
+        get_method("grpo2")
+
+
+def test_overrides_apply_nested_and_check_types():
+    spec = get_method("dynamo", {"loss": {"eps_high": 0.28}, "allocation": {"n_low": 4, "weight": "sqrt_p"}})
+    assert spec.loss.eps_high == 0.28 and spec.allocation.n_low == 4 and spec.allocation.weight == "sqrt_p"
+    assert get_method("dynamo").loss.eps_high == 0.2  # the registry itself is unchanged
+    with pytest.raises(ValueError, match="method.loss.eps_hgh"):
+        get_method("dynamo", {"loss": {"eps_hgh": 0.3}})
+    with pytest.raises(ValueError, match="must be one of"):
+        get_method("dynamo", {"allocation": {"kind": "random"}})
+    with pytest.raises(ValueError, match="must be of type float"):
+        get_method("dynamo", {"loss": {"eps_high": "0.3"}})
+    with pytest.raises(ValueError, match="true/false|type bool"):
+        get_method("dynamo", {"modulation": {"compensation": 1}})
+
+
+def test_paper_settings():
+    m = all_methods()
+    assert m["grpo"].allocation.kind == "uniform" and not m["grpo"].modulation.compensation
+    assert m["dapo"].loss.eps_high == 0.28 and m["dapo"].group_filter.kind == "dynamic_sampling"
+    assert m["dapo"].loss.aggregation == "token-mean" and m["dapo"].reward_shaping.overlong_buffer_fraction > 0
+    d = m["dynamo"]
+    assert d.allocation.kind == "dynamo" and d.modulation.compensation and d.modulation.stabilization
+    assert {k: getattr(d.modulation, k) for k in MODULATION_PRESETS["decay6"]} == MODULATION_PRESETS["decay6"]
+    assert d.allocation.bounds(16) == (8, 24)  # the authors' 8..24 for n = 16
+    # Each ablation differs from dynamo in exactly the component it names.
+    assert dataclasses.replace(m["dynamo-uniform"], name="dynamo", description=d.description,
+                               allocation=d.allocation) == d
+    assert m["dynamo-nomod"].allocation == d.allocation
+    assert not m["dynamo-nomod"].modulation.compensation and not m["dynamo-nomod"].modulation.stabilization
+    assert not m["dynamo-nocomp"].modulation.compensation and m["dynamo-nocomp"].modulation.stabilization
+    assert m["dynamo-nostab"].modulation.compensation and not m["dynamo-nostab"].modulation.stabilization
+    # GRPO and dynamo share the loss: the comparison isolates allocation and modulation.
+    assert m["grpo"].loss == d.loss and m["grpo"].advantage == d.advantage

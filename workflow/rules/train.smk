@@ -1,0 +1,24 @@
+# RL training: one job per (method, seed). The run directory keeps its checkpoint across a
+# killed job (only final/ and summary.json are declared outputs, which Snakemake removes before
+# a rerun), so a restarted job resumes where it stopped.
+
+
+rule train:
+    input:
+        config=f"runs/{EXP}/config.yaml",
+        model=base_model_input(),
+        pool=[CFG.train_pool_path] if CFG.data.task == "arithmetic" else [],
+    output:
+        final=directory(f"{RUN}/final"),
+        summary=f"{RUN}/summary.json",
+    log:
+        f"logs/{EXP}/train/{{method}}_seed{{seed}}.log",
+    params:
+        run_dir=RUN,
+        base_model=CFG.base_model_path,
+    threads: CFG.resources.train.threads
+    resources:
+        **resources_of("train"),
+    shell:
+        "dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
+        "--out {params.run_dir} --base-model {params.base_model} --threads {threads} > {log} 2>&1"
