@@ -245,6 +245,10 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ValueError("data.train_path is required when data.task is 'prompts'")
     if not cfg.model.build_tiny and not cfg.model.path:
         raise ValueError("model.path is required when model.build_tiny is false")
+    if cfg.engine == "openrlhf":
+        from dynamo.engines.openrlhf.launcher import validate
+
+        validate(cfg)  # the openrlhf section, batch divisibility, every method expressible
 
 
 def _check_bounds(obj: Any, where: str) -> None:

@@ -15,8 +15,11 @@ def test_schema_file_is_generated_from_dataclasses():
     assert on_disk == json_schema(), "run `python -m dynamo.config --write-schema`"
 
 
-@pytest.mark.parametrize("extra", [[], ["config/smoke.yaml"]] + [[str(p.relative_to(ROOT))] for p in
-                                                                    sorted((ROOT / "config/experiments").glob("*.yaml"))])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["config/smoke.yaml"]]
+    + [[str(p.relative_to(ROOT))] for p in sorted((ROOT / "config/experiments").glob("*.yaml"))],
+)
 def test_shipped_configs_validate(extra):
     cfg = load_config(ROOT / "config/config.yaml", *(ROOT / e for e in extra))
     assert cfg.methods
@@ -52,6 +55,7 @@ def test_derived_paths():
     cfg = config_from_dict({"experiment": "x"})
     assert cfg.train_pool_path == "data/x/train.jsonl"
     assert cfg.base_model_path == "models/x/warmstart"
-    cfg = config_from_dict({"model": {"build_tiny": False, "path": "Qwen/Qwen2.5-Math-7B"},
-                            "warmstart": {"enabled": False}})
+    cfg = config_from_dict(
+        {"model": {"build_tiny": False, "path": "Qwen/Qwen2.5-Math-7B"}, "warmstart": {"enabled": False}}
+    )
     assert cfg.base_model_path == "Qwen/Qwen2.5-Math-7B"

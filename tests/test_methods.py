@@ -42,8 +42,10 @@ def test_paper_settings():
     assert {k: getattr(d.modulation, k) for k in MODULATION_PRESETS["decay6"]} == MODULATION_PRESETS["decay6"]
     assert d.allocation.bounds(16) == (8, 24)  # the authors' 8..24 for n = 16
     # Each ablation differs from dynamo in exactly the component it names.
-    assert dataclasses.replace(m["dynamo-uniform"], name="dynamo", description=d.description,
-                               allocation=d.allocation) == d
+    assert (
+        dataclasses.replace(m["dynamo-uniform"], name="dynamo", description=d.description, allocation=d.allocation)
+        == d
+    )
     assert m["dynamo-nomod"].allocation == d.allocation
     assert not m["dynamo-nomod"].modulation.compensation and not m["dynamo-nomod"].modulation.stabilization
     assert not m["dynamo-nocomp"].modulation.compensation and m["dynamo-nocomp"].modulation.stabilization

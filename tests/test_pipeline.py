@@ -8,17 +8,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-GENERATED = {".venv", ".git", "runs", "results", "paper_figures", "data", "models", "logs", ".snakemake",
-             ".pytest_cache", ".ruff_cache", ".hypothesis", "__pycache__"}
+GENERATED = {
+    ".venv",
+    ".git",
+    "runs",
+    "results",
+    "paper_figures",
+    "data",
+    "models",
+    "logs",
+    ".snakemake",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "__pycache__",
+}
 
 
 def copy_repo(dest: Path) -> Path:
     """A copy of the working tree without generated outputs, so the test never touches ./results."""
-    shutil.copytree(ROOT, dest, ignore=lambda d, names: [n for n in names if n in GENERATED or n.endswith(".egg-info")])
+    shutil.copytree(
+        ROOT, dest, ignore=lambda d, names: [n for n in names if n in GENERATED or n.endswith(".egg-info")]
+    )
     return dest
 
 
@@ -29,8 +42,9 @@ def test_snakemake_lint_is_clean():
 
 
 def test_dry_run_lists_every_method_and_seed():
-    out = subprocess.run([*SNAKEMAKE, "-n", "--quiet", "rules", "results/table1.csv"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [*SNAKEMAKE, "-n", "results/table1.csv", "--quiet", "rules"], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     for rule, count in {"train": 15, "evaluate": 18, "warmstart": 1, "table1": 1}.items():
@@ -40,7 +54,7 @@ def test_dry_run_lists_every_method_and_seed():
 
 def test_smoke_pipeline_end_to_end(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    cmd = [*SNAKEMAKE, "--cores", "2", "--configfile", "config/smoke.yaml", "results/table1.csv"]
+    cmd = [*SNAKEMAKE, "results/table1.csv", "--cores", "2", "--configfile", "config/smoke.yaml"]
     out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     with open(repo / "results/table1.csv") as fh:

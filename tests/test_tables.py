@@ -12,8 +12,9 @@ from dynamo.reporting import tables
 def _write_scores(root, method, seed, bench, p1, pk, k=8):
     d = root / method / f"seed{seed}" / "eval" / bench
     d.mkdir(parents=True)
-    (d / "scores.json").write_text(json.dumps({"samples_per_problem": k, "pass_at_1": p1,
-                                               "pass_at_k": {"1": p1, str(k): pk}}))
+    (d / "scores.json").write_text(
+        json.dumps({"samples_per_problem": k, "pass_at_1": p1, "pass_at_k": {"1": p1, str(k): pk}})
+    )
 
 
 def test_mean_ci_matches_t_interval():

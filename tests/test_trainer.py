@@ -31,19 +31,61 @@ def tiny_model(tmp_path_factory):
 
 
 def problems(count: int = 16) -> list[Problem]:
-    return [Problem(id=f"p{i}", prompt=f"Q: {i % 5}+{i // 5}\nA: ", answers=[str(i % 5 + i // 5)]) for i in range(count)]
+    return [
+        Problem(id=f"p{i}", prompt=f"Q: {i % 5}+{i // 5}\nA: ", answers=[str(i % 5 + i // 5)])
+        for i in range(count)
+    ]
 
 
 def make_cfg(**train):
-    base = {"steps": 3, "prompts_per_step": 4, "rollouts_per_prompt": 4, "mini_batch_prompts": 2,
-            "micro_batch_sequences": 8, "max_new_tokens": 6, "checkpoint_every": 1, "lr": 1e-3}
+    base = {
+        "steps": 3,
+        "prompts_per_step": 4,
+        "rollouts_per_prompt": 4,
+        "mini_batch_prompts": 2,
+        "micro_batch_sequences": 8,
+        "max_new_tokens": 6,
+        "checkpoint_every": 1,
+        "lr": 1e-3,
+    }
     return config_from_dict({"seeds": [1], "train": {**base, **train}})
 
 
-def run(tmp_path, tiny_model, method, cfg=None, seed=1, name="run"):
+class RandomAnswerGenerator:
+    """Stands in for hf_generate with answers drawn from torch's global RNG (so seeds and the RNG state
+    saved in checkpoints matter): right or wrong, of varying length. An untrained tiny model never
+    answers right, so without this every advantage would be 0 and every update a no-op."""
+
+    def __call__(self, model, tokenizer, prompts, counts, **kw):
+        out = []
+        for i, (prompt, count) in enumerate(zip(prompts, counts)):
+            gold = prompt.split("Q: ")[1].split("\n")[0]
+            gold = str(sum(int(x) for x in gold.split("+")))
+            for _ in range(count):
+                right, extra = torch.randint(0, 2, (1,)).item(), torch.randint(0, 3, (1,)).item()
+                text = f"\\boxed{{{gold if right else '-7'}}}" + "!" * extra
+                out.append(
+                    Generation(
+                        prompt_index=i,
+                        prompt_ids=tokenizer(prompt)["input_ids"],
+                        response_ids=tokenizer(text)["input_ids"],
+                        text=text,
+                        truncated=False,
+                    )
+                )
+        return out
+
+
+def run(tmp_path, tiny_model, method, cfg=None, seed=1, name="run", real_generation=False):
     cfg = cfg or make_cfg()
     trainer = LocalTrainer(cfg, method, seed, tmp_path / name, tiny_model, problems(), show_progress=False)
-    trainer.train()
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.MonkeyPatch.context() as mp:
+        if not real_generation:
+            mp.setattr(trainer_mod, "hf_generate", RandomAnswerGenerator())
+        trainer.train()
+    if not real_generation:  # the comparison below is only meaningful if training moved the weights
+        assert any(not torch.equal(initial[k], v) for k, v in trainer.model.state_dict().items())
     rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows], trainer.model.state_dict()
 
@@ -75,15 +117,24 @@ class ScriptedGenerator:
             n_right = round(frac * count)
             for j in range(count):
                 text = f"\\boxed{{{problem.answers[0]}}}" if j < n_right else "\\boxed{-7}"
-                out.append(Generation(prompt_index=i, prompt_ids=tokenizer(prompt)["input_ids"],
-                                      response_ids=tokenizer(text)["input_ids"], text=text, truncated=False))
+                out.append(
+                    Generation(
+                        prompt_index=i,
+                        prompt_ids=tokenizer(prompt)["input_ids"],
+                        response_ids=tokenizer(text)["input_ids"],
+                        text=text,
+                        truncated=False,
+                    )
+                )
             self.log.append((problem.id, count, n_right))
         return out
 
 
 def test_alignment_budget_and_stats_under_nonuniform_allocation(tmp_path, tiny_model, monkeypatch):
     cfg = make_cfg(prompts_per_step=8, rollouts_per_prompt=4)
-    trainer = LocalTrainer(cfg, get_method("dynamo"), 1, tmp_path / "r", tiny_model, problems(), show_progress=False)
+    trainer = LocalTrainer(
+        cfg, get_method("dynamo"), 1, tmp_path / "r", tiny_model, problems(), show_progress=False
+    )
     fake = ScriptedGenerator(trainer.tokenizer, {p.prompt: p for p in problems()})
     monkeypatch.setattr(trainer_mod, "hf_generate", fake)
     saw_nonuniform = False
@@ -116,9 +167,12 @@ def test_alignment_budget_and_stats_under_nonuniform_allocation(tmp_path, tiny_m
 
 
 def test_dynamic_sampling_keeps_only_groups_with_spread(tmp_path, tiny_model, monkeypatch):
-    trainer = LocalTrainer(make_cfg(), get_method("dapo"), 1, tmp_path / "r", tiny_model, problems(),
-                           show_progress=False)
-    monkeypatch.setattr(trainer_mod, "hf_generate", ScriptedGenerator(trainer.tokenizer, {p.prompt: p for p in problems()}))
+    trainer = LocalTrainer(
+        make_cfg(), get_method("dapo"), 1, tmp_path / "r", tiny_model, problems(), show_progress=False
+    )
+    monkeypatch.setattr(
+        trainer_mod, "hf_generate", ScriptedGenerator(trainer.tokenizer, {p.prompt: p for p in problems()})
+    )
     batch, info = trainer.collect(defaultdict(float))
     assert batch.num_samples > 0
     assert bool(groups_with_spread(batch.group_ids, batch.rewards).all())
@@ -127,7 +181,15 @@ def test_dynamic_sampling_keeps_only_groups_with_spread(tmp_path, tiny_model, mo
     assert info["rollout/kept_groups"] == torch.unique(batch.group_ids).numel()
 
 
-# -- equivalences and determinism on real generation + grading -------------------------------
+# -- equivalences, determinism and resume: whole trajectories --------------------------------
+
+
+def test_real_generation_same_seed_same_result(tmp_path, tiny_model):
+    """The real path (hf_generate + math-verify grading) is deterministic for a seed too."""
+    a = run(tmp_path, tiny_model, get_method("dynamo"), name="a", real_generation=True)
+    b = run(tmp_path, tiny_model, get_method("dynamo"), name="b", real_generation=True)
+    assert_same_trajectory(a, b)
+    assert all(r["rollout/n_total"] == 16 for r in a[0])
 
 
 def test_same_seed_same_result_and_different_seed_differs(tmp_path, tiny_model):
@@ -140,8 +202,10 @@ def test_same_seed_same_result_and_different_seed_differs(tmp_path, tiny_model):
 
 def test_allocation_and_modulation_off_is_grpo(tmp_path, tiny_model):
     grpo = run(tmp_path, tiny_model, get_method("grpo"), name="grpo")
-    off = get_method("dynamo", {"allocation": {"kind": "uniform"},
-                                "modulation": {"compensation": False, "stabilization": False}})
+    off = get_method(
+        "dynamo",
+        {"allocation": {"kind": "uniform"}, "modulation": {"compensation": False, "stabilization": False}},
+    )
     assert_same_trajectory(grpo, run(tmp_path, tiny_model, off, name="off"))
 
 
@@ -152,8 +216,10 @@ def test_unit_modulation_factors_equal_no_modulation(tmp_path, tiny_model):
     rows, weights = run(tmp_path, tiny_model, unit, name="unit")
     assert all(r["modulation/beta_comp"] == 1.0 and r["modulation/beta_stab"] == 1.0 for r in rows)
     strip = [{k: v for k, v in r.items() if not k.startswith("modulation/")} for r in rows]
-    assert_same_trajectory((strip, weights), ([{k: v for k, v in r.items() if not k.startswith("modulation/")}
-                                              for r in grpo[0]], grpo[1]))
+    assert_same_trajectory(
+        (strip, weights),
+        ([{k: v for k, v in r.items() if not k.startswith("modulation/")} for r in grpo[0]], grpo[1]),
+    )
 
 
 def test_modulation_changes_the_update(tmp_path, tiny_model):
@@ -194,12 +260,15 @@ def test_logprobs_match_generate_scores(tiny_model):
     prompts = ["Q: 1+2\nA: ", "Q: 12+30\nA: "]
     enc = tok(prompts, return_tensors="pt", padding=True)
     torch.manual_seed(0)
-    out = model.generate(**enc, do_sample=True, max_new_tokens=5, min_new_tokens=5, output_scores=True,
-                         return_dict_in_generate=True, top_k=0)
-    gen_logp = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], 1)
-    new_tokens = out.sequences[:, enc["input_ids"].shape[1]:]
+    out = model.generate(
+        **enc, do_sample=True, max_new_tokens=6, output_logits=True, return_dict_in_generate=True, top_k=0
+    )
+    gen_logp = torch.stack([torch.log_softmax(s.float(), -1) for s in out.logits], 1)  # raw logits, unprocessed
+    new_tokens = out.sequences[:, enc["input_ids"].shape[1] :]
     expected = gen_logp.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
     for i, prompt in enumerate(prompts):
-        ids = tok(prompt)["input_ids"] + new_tokens[i].tolist()
+        tokens = new_tokens[i].tolist()
+        length = tokens.index(tok.eos_token_id) + 1 if tok.eos_token_id in tokens else len(tokens)
+        ids = tok(prompt)["input_ids"] + tokens[:length]
         logp, _ = token_logprobs(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
-        torch.testing.assert_close(logp[0, -5:], expected[i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(logp[0, -length:], expected[i, :length], atol=1e-5, rtol=1e-5)

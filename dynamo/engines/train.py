@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if engine == "openrlhf":
         from dynamo.engines.openrlhf.launcher import launch
 
-        return launch(cfg, args.method, args.seed, args.out, dry_run=args.dry_run)
+        return launch(cfg, args.method, args.seed, args.out, dry_run=args.dry_run, base_model=args.base_model)
     if args.dry_run:
         raise SystemExit("--dry-run applies to the openrlhf engine only")
     return train_local(

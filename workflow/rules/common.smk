@@ -1,7 +1,7 @@
 # Configuration (validated twice: the JSON schema, generated from dynamo/config.py, and the typed
 # config's cross-field checks), paths and helpers shared by every rule.
 import dataclasses
-import shlex
+from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
@@ -62,3 +62,15 @@ def scores(methods):
         seed=CFG.seeds,
         bench=benchmark_labels(),
     )
+
+
+def model_to_evaluate(wildcards):
+    if wildcards.method == "base":
+        return base_model_input()
+    return f"runs/{EXP}/{wildcards.method}/seed{wildcards.seed}/final"
+
+
+def runs_root(path):
+    """runs/<experiment> from any file below runs/<experiment>/<method>/seed<s>/."""
+    parts = Path(path).parts
+    return str(Path(*parts[: parts.index("runs") + 2]))

@@ -23,12 +23,15 @@ rule make_task:
     log:
         f"logs/{EXP}/make_task.log",
     params:
+        out=lambda w, output: Path(output.manifest).parent,
         seed=CFG.data.seed,
         pool=CFG.data.pool_size,
         eval=CFG.data.eval_size,
     threads: CFG.resources.data.threads
     resources:
         **resources_of("data"),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
-        "dynamo make-task --out {TASK} --seed {params.seed} --pool-size {params.pool} "
+        "dynamo make-task --out {params.out} --seed {params.seed} --pool-size {params.pool} "
         "--eval-size {params.eval} > {log} 2>&1"

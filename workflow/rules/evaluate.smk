@@ -2,12 +2,6 @@
 # configured benchmarks: k samples per problem, graded, Pass@1 and Pass@k.
 
 
-def model_to_evaluate(wildcards):
-    if wildcards.method == "base":
-        return base_model_input()
-    return f"runs/{EXP}/{wildcards.method}/seed{wildcards.seed}/final"
-
-
 rule evaluate:
     input:
         model=model_to_evaluate,
@@ -17,15 +11,17 @@ rule evaluate:
     log:
         f"logs/{EXP}/evaluate/{{method}}_seed{{seed}}.log",
     params:
-        model=lambda w: CFG.base_model_path if w.method == "base" else f"runs/{EXP}/{w.method}/seed{w.seed}/final",
+        model=lambda w, input: input.model or CFG.base_model_path,
         out=f"{RUN}/eval",
         benchmarks=benchmark_spec(),
         e=CFG.eval,
-        template=CFG.data.template,
-        chat="--chat-template" if CFG.data.use_chat_template else "",
+        template=lambda w: CFG.data.template,  # a lambda: its {problem} is no wildcard
+        chat="--chat-template" if CFG.data.use_chat_template else "--no-chat-template",
     threads: CFG.resources.evaluate.threads
     resources:
         **resources_of("evaluate"),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
         "OMP_NUM_THREADS={threads} dynamo evaluate --model {params.model} --benchmarks {params.benchmarks} "
         "--samples {params.e.samples} --out {params.out} --seed {wildcards.seed} "

@@ -12,6 +12,8 @@ rule build_model:
     threads: CFG.resources.data.threads
     resources:
         **resources_of("data"),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
         "dynamo build-model --out {output} --seed 0 --layers {params.m.tiny_layers} "
         "--hidden {params.m.tiny_hidden} --heads {params.m.tiny_heads} > {log} 2>&1"
@@ -26,12 +28,14 @@ rule warmstart:
     log:
         f"logs/{EXP}/warmstart.log",
     params:
-        model=CFG.init_model_path,
+        model=lambda w, input: input.model or CFG.init_model_path,
         w=CFG.warmstart,
-        template=CFG.data.template,
+        template=lambda w: CFG.data.template,  # a lambda: its {problem} is no wildcard
     threads: CFG.resources.warmstart.threads
     resources:
         **resources_of("warmstart"),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
         "dynamo warmstart --model {params.model} --data {input.sft} --out {output} --steps {params.w.steps} "
         "--lr {params.w.lr} --batch-size {params.w.batch_size} --seed 0 --threads {threads} "

@@ -5,7 +5,7 @@ FIGURES = expand("paper_figures/{name}.{ext}", name=["training_curves", "allocat
 
 rule table1:
     input:
-        scores(["base", *CFG.methods]),
+        scores=scores(["base", *CFG.methods]),
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
         csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
@@ -13,41 +13,50 @@ rule table1:
     log:
         f"logs/{EXP}/table1.log",
     params:
+        runs_root=lambda w, input: runs_root(input.scores[0]),
         methods=",".join(["base", *CFG.methods]),
         seeds=",".join(map(str, CFG.seeds)),
         benchmarks=",".join(benchmark_labels()),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
-        "dynamo report --runs-root runs/{EXP} --methods {params.methods} --seeds {params.seeds} "
+        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--benchmarks {params.benchmarks} --baseline grpo --out results/table1 > {log} 2>&1"
 
 
 rule table2:
     input:
-        scores(CFG.ablation_methods),
+        scores=scores(CFG.ablation_methods),
     output:
         csv=report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
         md="results/table2.md",
     log:
         f"logs/{EXP}/table2.log",
     params:
+        runs_root=lambda w, input: runs_root(input.scores[0]),
         methods=",".join(CFG.ablation_methods),
         seeds=",".join(map(str, CFG.seeds)),
         benchmarks=",".join(benchmark_labels()),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
-        "dynamo report --runs-root runs/{EXP} --methods {params.methods} --seeds {params.seeds} "
+        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--benchmarks {params.benchmarks} --baseline dynamo --out results/table2 > {log} 2>&1"
 
 
 rule figures:
     input:
-        expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
+        summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
         report(FIGURES, caption="../report/figures.rst", category="Figures"),
     log:
         f"logs/{EXP}/figures.log",
     params:
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
         methods=",".join(CFG.methods),
         seeds=",".join(map(str, CFG.seeds)),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
-        "dynamo figures --runs-root runs/{EXP} --methods {params.methods} --seeds {params.seeds} "
+        "dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--out paper_figures > {log} 2>&1"

@@ -15,10 +15,12 @@ rule train:
         f"logs/{EXP}/train/{{method}}_seed{{seed}}.log",
     params:
         run_dir=RUN,
-        base_model=CFG.base_model_path,
+        base_model=lambda w, input: input.model or CFG.base_model_path,
     threads: CFG.resources.train.threads
     resources:
         **resources_of("train"),
+    conda:
+        "../envs/dynamo.yaml"
     shell:
         "dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} > {log} 2>&1"

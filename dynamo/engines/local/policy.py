@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from dynamo.core.modulation import token_entropy
 
 

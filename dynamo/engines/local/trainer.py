@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import group_advantages
 from dynamo.core.allocation import (
     allocate_rollouts,
@@ -51,16 +54,13 @@ from dynamo.core.allocation import (
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import modulation_factors
 from dynamo.core.stats import PromptStats
-from dynamo.generation import hf_generate
-from dynamo.grading import grade_many
-from dynamo.tasks.prompts import build_prompt
-from tqdm import tqdm
-
-from dynamo.config import ExperimentConfig
 from dynamo.engines.local.policy import token_logprobs
 from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches, groups_with_spread
+from dynamo.generation import hf_generate
+from dynamo.grading import grade_many
 from dynamo.io import write_json_atomic, write_text_atomic
 from dynamo.methods import MethodSpec
+from dynamo.tasks.prompts import build_prompt
 
 
 @dataclass
@@ -327,7 +327,7 @@ class LocalTrainer:
                 weight = idx.numel() / rows.numel()
             (loss * weight).backward()
             valid = m.bool()
-            sums["actor/loss"] += float(loss) * weight
+            sums["actor/loss"] += float(loss.detach()) * weight
             sums["actor/entropy"] += float(entropy.detach()[valid].sum()) / total_tokens
             sums["modulation/beta_comp"] += float(beta_comp[valid].sum()) / total_tokens
             sums["modulation/beta_stab"] += float(beta_stab[valid].sum()) / total_tokens

@@ -1,0 +1,136 @@
+"""PPO-clip policy loss per token, with asymmetric clip, dual clip and two aggregation modes.
+
+DynaMO's modulation enters only through the advantages the caller passes
+(A * beta_comp * beta_stab); with factors of 1 this is exactly the GRPO/DAPO loss.
+
+Departures from the textbook PPO objective (Schulman et al. 2017), as in verl's
+`compute_policy_loss`, which the DynaMO authors' code uses:
+- asymmetric clip range (1 - eps_low, 1 + eps_high) (DAPO's Clip-Higher when eps_high > eps_low);
+- dual clip (Ye et al. 2020): for A < 0 the loss is capped at -c A, so a huge ratio on a
+  negative-advantage token cannot produce an unbounded update;
+- the log-ratio is clamped to [-20, 20] before exp, and the k3 KL estimate to [-10, 10] (verl);
+- the loss is *minimised*, so it is the negative surrogate; metrics are token means over the
+  valid tokens whatever the loss aggregation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+_LOG_RATIO_CLAMP = 20.0
+_KL_CLAMP = 10.0
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    eps_low: float,
+    eps_high: float,
+    dual_clip: float | None = None,
+    aggregation: Literal["token-mean", "seq-mean-token-mean"] = "token-mean",
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """(loss, metrics) for per-token tensors [B, T] and a {0, 1} mask of valid tokens.
+
+        r   = exp(logp - old_logp)
+        l_t = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))
+        l_t = min(l_t, -c A)                       where A < 0, if dual_clip = c is set
+        loss = agg(l) - entropy_coef * agg(H) + kl_coef * agg(k3),
+        k3  = exp(ref_logp - logp) - (ref_logp - logp) - 1
+
+    agg = "token-mean": sum over all valid tokens / number of valid tokens (DAPO);
+          "seq-mean-token-mean": mean over sequences (with >= 1 valid token) of each sequence's
+          token mean (GRPO paper).
+    Gradients flow through logp (and through `entropy`, if it carries a graph, for the bonus);
+    old_logp, advantages and ref_logp are detached.
+    metrics: loss, pg_loss, pg_clipfrac, pg_clipfrac_lower, approx_kl (mean of old_logp - logp),
+    ratio_mean, ratio_max, and entropy / kl when given; all Python floats.
+    """
+    tensors = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "mask": mask}
+    if entropy is not None:
+        tensors["entropy"] = entropy
+    if ref_logp is not None:
+        tensors["ref_logp"] = ref_logp
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"per-token tensors must share one shape, got {shapes}")
+    if not (0.0 <= eps_low < 1.0 and eps_high >= 0.0):
+        raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
+    if dual_clip is not None and not dual_clip > 1.0:
+        raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip!r}")
+    if aggregation not in ("token-mean", "seq-mean-token-mean"):
+        raise ValueError(f"aggregation must be 'token-mean' or 'seq-mean-token-mean', got {aggregation!r}")
+    if aggregation == "seq-mean-token-mean" and logp.ndim < 2:
+        raise ValueError(f"seq-mean-token-mean needs [B, T] tensors, got shape {tuple(logp.shape)}")
+    if entropy_coef != 0.0 and entropy is None:
+        raise ValueError("entropy_coef != 0 needs the per-token entropy")
+    if kl_coef != 0.0 and ref_logp is None:
+        raise ValueError("kl_coef != 0 needs ref_logp")
+
+    m = mask.detach().to(logp.dtype)
+    valid = m > 0
+    # Padding may hold anything (e.g. -inf log-probs): zero it *before* any arithmetic, since
+    # 0 * inf = NaN would otherwise leak into the loss and, through the backward pass, the gradient.
+    logp = torch.where(valid, logp, 0.0)
+    old_logp, adv = torch.where(valid, old_logp.detach(), 0.0), torch.where(valid, advantages.detach(), 0.0)
+    if entropy is not None:
+        entropy = torch.where(valid, entropy, 0.0)
+    if ref_logp is not None:
+        ref_logp = torch.where(valid, ref_logp.detach(), 0.0)
+    log_ratio = (logp - old_logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    ppo = torch.maximum(unclipped, clipped)
+    per_token = ppo
+    if dual_clip is not None:
+        per_token = torch.where(adv < 0, torch.minimum(ppo, -adv * dual_clip), ppo)
+    pg_loss = _aggregate(per_token, m, aggregation)
+    loss = pg_loss
+    if entropy is not None and entropy_coef != 0.0:
+        loss = loss - entropy_coef * _aggregate(entropy, m, aggregation)
+    k3 = None
+    if ref_logp is not None:
+        kl = (ref_logp - logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+        k3 = (torch.exp(kl) - kl - 1.0).clamp(-_KL_CLAMP, _KL_CLAMP)
+        if kl_coef != 0.0:
+            loss = loss + kl_coef * _aggregate(k3, m, aggregation)
+
+    with torch.no_grad():
+
+        def token_mean(x: torch.Tensor) -> float:
+            return float((x.detach().to(m.dtype) * m).sum() / m.sum().clamp(min=1.0))
+
+        metrics = {
+            "loss": float(loss.detach()),
+            "pg_loss": float(pg_loss.detach()),
+            "pg_clipfrac": token_mean(clipped > unclipped),
+            "pg_clipfrac_lower": token_mean(per_token < ppo),  # dual clip active
+            "approx_kl": token_mean(-log_ratio),
+            "ratio_mean": token_mean(ratio),
+            "ratio_max": float(torch.where(valid, ratio.detach(), 0.0).amax()) if valid.any() else 1.0,
+        }
+        if entropy is not None:
+            metrics["entropy"] = token_mean(entropy)
+        if k3 is not None:
+            metrics["kl"] = token_mean(k3)
+    return loss, metrics
+
+
+def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """Masked token-mean, or mean over non-empty sequences of per-sequence masked token means."""
+    if aggregation == "token-mean":
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    tokens = mask.sum(-1)
+    seq_means = (values * mask).sum(-1) / tokens.clamp(min=1.0)
+    nonempty = (tokens > 0).to(values.dtype)
+    # Empty sequences contribute 0 with weight 0 (verl would divide by zero).
+    return (seq_means * nonempty).sum() / nonempty.sum().clamp(min=1.0)

@@ -1,0 +1,1 @@
+"""Training engines: the supervised warm start and the RL trainers (local, OpenRLHF)."""

@@ -1,0 +1,116 @@
+"""Settings of the `openrlhf` engine: the `openrlhf:` section of an experiment YAML, typed and validated.
+
+`ExperimentConfig.openrlhf` is a free mapping; `OpenRLHFConfig.from_experiment(cfg)` checks its
+names and types (unknown keys fail with the list of known ones) and the cross-field constraints
+OpenRLHF would otherwise only discover on the cluster (GPU counts, batch divisibility).
+
+Everything that describes the *method* or the *experiment* (batch sizes, lr, clip, n) comes from
+the method spec and `ExperimentConfig.train`; this section only holds how the run is laid out on
+GPUs and OpenRLHF-specific knobs. `DynamoOptions` is what the entry point hands to the Ray actors
+(through one environment variable of the job's runtime_env).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dynamo.methods import MethodSpec, apply_overrides, get_method
+
+OPTIONS_ENV = "DYNAMO_OPENRLHF_OPTIONS"
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class OpenRLHFConfig:
+    actor_num_nodes: int = _f(1, "Nodes for the policy (DeepSpeed) actors.")
+    actor_gpus_per_node: int = _f(8, "GPUs per node for the policy actors.")
+    vllm_num_engines: int = _f(8, "vLLM engines for rollouts (with colocate_all: x tensor_parallel = actor GPUs).")
+    vllm_tensor_parallel_size: int = _f(1, "Tensor-parallel size of each vLLM engine.")
+    vllm_gpu_memory_utilization: float = _f(0.6, "Fraction of GPU memory vLLM may take (colocated: leave room).")
+    colocate_all: bool = _f(True, "Actor and vLLM share the GPUs and sleep in turn (one node of 8 GPUs suffices).")
+    enable_prefix_caching: bool = _f(True, "vLLM prefix caching: the n_i samples of a prompt share its prefix.")
+    zero_stage: Literal[1, 2, 3] = _f(2, "DeepSpeed ZeRO stage (3 for models that do not fit with 2).")
+    param_dtype: Literal["bf16", "fp16"] = _f("bf16", "Training dtype of the policy weights.")
+    attn_implementation: str = _f("flash_attention_2", "transformers attn_implementation of the policy.")
+    packing_samples: bool = _f(True, "Pack sequences without padding (flash-attn; --ds.packing_samples).")
+    gradient_checkpointing: bool = _f(True, "Activation checkpointing in the policy (memory for time).")
+    micro_train_batch_size: int = _f(4, "Sequences per GPU per forward/backward (memory only).")
+    micro_rollout_batch_size: int = _f(16, "Sequences per GPU per log-prob forward when making experience.")
+    prompt_max_len: int = _f(1024, "Longest prompt in tokens; data.max_len = this + train.max_new_tokens.")
+    adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
+    input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
+    label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
+    max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
+    ray_address: str = _f("", "Ray cluster to join ('auto' inside a multi-node job); empty = start one locally.")
+    extra_args: list[str] = _f([], "Extra OpenRLHF flags appended verbatim; one that DynaMO sets is rejected.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> OpenRLHFConfig:
+        cfg = apply_overrides(cls(), data or {}, where="openrlhf")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        positive = [
+            "actor_num_nodes",
+            "actor_gpus_per_node",
+            "vllm_num_engines",
+            "vllm_tensor_parallel_size",
+            "micro_train_batch_size",
+            "micro_rollout_batch_size",
+            "prompt_max_len",
+            "max_ckpt_num",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"openrlhf.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(
+                f"openrlhf.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}"
+            )
+        if len(self.adam_betas) != 2:
+            raise ValueError(f"openrlhf.adam_betas needs two numbers, got {self.adam_betas}")
+        if self.colocate_all and self.vllm_num_engines * self.vllm_tensor_parallel_size != self.actor_gpus:
+            raise ValueError(
+                f"openrlhf.colocate_all needs vllm_num_engines * vllm_tensor_parallel_size "
+                f"({self.vllm_num_engines} * {self.vllm_tensor_parallel_size}) == actor GPUs ({self.actor_gpus})"
+            )
+
+    @property
+    def actor_gpus(self) -> int:
+        return self.actor_num_nodes * self.actor_gpus_per_node
+
+
+@dataclass(frozen=True)
+class DynamoOptions:
+    """What every patched Ray actor needs besides OpenRLHF's own args (JSON in OPTIONS_ENV)."""
+
+    method: str = _f("", "Registered method name.")
+    overrides: dict[str, Any] = _f({}, "Method overrides from the experiment's method_overrides.")
+    max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
+    run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
+
+    def method_spec(self) -> MethodSpec:
+        return get_method(self.method, self.overrides or None)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_env(cls) -> DynamoOptions:
+        raw = os.environ.get(OPTIONS_ENV)
+        if not raw:
+            raise RuntimeError(
+                f"{OPTIONS_ENV} is not set in this Ray worker: start training through "
+                "`python -m dynamo.engines.openrlhf.entry`, which passes it in the job's runtime_env"
+            )
+        return cls(**json.loads(raw))

@@ -1,0 +1,77 @@
+"""Entry point: `python -m dynamo.engines.openrlhf.entry --dynamo.method NAME [--dynamo.*] <OpenRLHF flags>`.
+
+Same flags as `python -m openrlhf.cli.train_ppo_ray`, plus DynaMO's own (`--dynamo.method`,
+`--dynamo.overrides JSON`, `--dynamo.max_steps N`, `--dynamo.run_dir DIR`, `--dynamo.ray_address
+ADDR`), which are stripped before OpenRLHF's argparse sees the rest. In order: check the version
+guard, reject async mode, start (or join) Ray with a runtime_env that ships the project to every
+node and carries the DynaMO options, install the patched actor classes, then run the stock CLI
+module as __main__ with runpy. `launcher.build_command` writes this command line for a config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+
+from dynamo.engines.openrlhf.config import OPTIONS_ENV, DynamoOptions
+
+OWN_PREFIX = "--dynamo."
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(DynaMO's flags with their values, everything else) -- each DynaMO flag takes one value."""
+    own, rest = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith(OWN_PREFIX):
+            if "=" in arg:
+                own.append(arg)
+            else:
+                own.extend(argv[i : i + 2])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return own, rest
+
+
+def parse_own(own: list[str]) -> tuple[DynamoOptions, str]:
+    p = argparse.ArgumentParser(prog="dynamo.engines.openrlhf.entry", description=__doc__.splitlines()[0])
+    p.add_argument("--dynamo.method", dest="method", required=True, help="registered method name")
+    p.add_argument("--dynamo.overrides", dest="overrides", default="{}", help="method overrides as JSON")
+    p.add_argument("--dynamo.max_steps", dest="max_steps", type=int, default=0, help="RL steps (0 = all episodes)")
+    p.add_argument("--dynamo.run_dir", dest="run_dir", default="", help="absolute run directory for metrics")
+    p.add_argument("--dynamo.ray_address", dest="ray_address", default="", help="Ray cluster to join")
+    a = p.parse_args(own)
+    overrides = json.loads(a.overrides)
+    options = DynamoOptions(method=a.method, overrides=overrides, max_steps=a.max_steps, run_dir=a.run_dir)
+    return options, a.ray_address
+
+
+def main(argv: list[str] | None = None) -> None:
+    own, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
+    options, ray_address = parse_own(own)
+    from dynamo.engines.openrlhf.launcher import check_supported
+
+    check_supported(options.method_spec())  # unknown method / unsupported field: fail before Ray starts
+    if "--train.async_enable" in rest:
+        raise SystemExit("DynaMO's OpenRLHF engine rejects --train.async_enable (sync mode only; see trainer.py)")
+
+    from dynamo.engines.openrlhf import guards
+
+    guards.verify_all()
+    import ray
+
+    from dynamo.engines.openrlhf.install import install, runtime_env
+
+    ray.init(address=ray_address or None, runtime_env=runtime_env(options.to_json(), OPTIONS_ENV))
+    install()
+    sys.argv = ["openrlhf.cli.train_ppo_ray", *rest]
+    runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Experiment config + method spec -> the OpenRLHF command line (plus DynaMO's own options), and its launch.
+
+    dynamo train --engine openrlhf --config config/config.yaml config/experiments/qwen2.5-math-7b.yaml \\
+        --method dynamo --seed 1 --out runs/qwen2.5-math-7b/dynamo/seed1 --dry-run
+
+Every field of a `MethodSpec` either maps to an OpenRLHF flag or is carried out by the patches
+(rollout.py, experience.py, actor.py); `check_supported` fails at launch, by field name, for a
+spec the engine cannot express. The mapping (see docs/OPENRLHF_ENGINE.md for the table):
+
+- batch: N prompts x n -> --rollout.batch_size N --rollout.n_samples_per_prompt n; the optimizer
+  mini-batch --train.batch_size = mini_batch_prompts * n samples (sum n_i = N n, so a step has
+  the same number of updates under any allocation); --train.max_epochs = ppo_epochs.
+- allocation.*, group ids, advantage.* (estimator, eps), modulation.*: the patches, with the
+  stock estimator flag set to the matching code path (group_norm for grpo, dr_grpo for mean_only).
+- loss.eps_low/eps_high/dual_clip/aggregation: --actor.eps_clip_low_high, --actor.dual_clip,
+  --actor.loss_agg_mode (also read by the patched step, which checks they agree with the spec);
+  loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (reference
+  model), else --algo.kl.init_coef 0 (no reference model); loss.entropy_coef: the patched step.
+- group_filter dynamic_sampling: --algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1
+  (refill capped by the patch at max_refill_rounds).
+- reward_shaping overlong: --reward.overlong_buffer_len round(fraction * max_new_tokens)
+  --reward.overlong_penalty_factor.
+- lr schedule: constant after a linear warm-up of train.warmup_steps *RL steps* (verl steps its
+  scheduler once per RL step; OpenRLHF once per optimizer step, so the ratio is converted).
+
+This module imports neither OpenRLHF nor Ray, so a dry run works on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dynamo.config import ExperimentConfig
+from dynamo.engines.openrlhf import OPENRLHF_VERSION
+from dynamo.engines.openrlhf.config import OpenRLHFConfig
+from dynamo.methods import MethodSpec
+
+REWARD_FILE = Path(__file__).resolve().with_name("reward_func.py")
+PROMPTS_FILE = "openrlhf/prompts.jsonl"  # inside the run directory, written by `launch`
+EPISODES = 1000  # OpenRLHF loops episodes over the prompt set; the patch stops at train.steps
+
+# Spec fields the engine carries out (through a flag or a patch). A field added to MethodSpec later
+# is unsupported until it is listed here with its implementation.
+SUPPORTED_FIELDS = {
+    "allocation.kind",
+    "allocation.weight",
+    "allocation.n_low",
+    "allocation.n_high",
+    "allocation.min_history",
+    "allocation.mastery_threshold",
+    "allocation.weight_floor",
+    "advantage.estimator",
+    "advantage.eps",
+    "group_filter.kind",
+    "group_filter.max_refill_rounds",
+    "modulation.compensation",
+    "modulation.stabilization",
+    "modulation.alpha",
+    "modulation.lambda_min",
+    "modulation.gamma",
+    "modulation.tau",
+    "modulation.norm_set",
+    "loss.eps_low",
+    "loss.eps_high",
+    "loss.dual_clip",
+    "loss.aggregation",
+    "loss.entropy_coef",
+    "loss.kl_coef",
+    "reward_shaping.overlong_buffer_fraction",
+    "reward_shaping.overlong_penalty",
+}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_supported(spec: MethodSpec) -> None:
+    """Raise ValueError naming every spec setting the OpenRLHF engine cannot express."""
+    default = _flat(dataclasses.asdict(MethodSpec(name=spec.name)))
+    values = _flat(dataclasses.asdict(spec))
+    unsupported = [
+        f"{key}={value!r}"
+        for key, value in values.items()
+        if key not in ("name", "description") and key not in SUPPORTED_FIELDS and value != default.get(key)
+    ]
+    if spec.allocation.kind == "dynamo" and spec.group_filter.kind == "dynamic_sampling":
+        unsupported.append(
+            "allocation.kind='dynamo' with group_filter.kind='dynamic_sampling' (refilled prompts would get "
+            "the default n, so the budget sum n_i = B could not be kept)"
+        )
+    if unsupported:
+        raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")
+
+
+def _num(x: float) -> str:
+    """A float as a short exact flag value (1e-06, 0.2, 10)."""
+    return repr(int(x)) if float(x).is_integer() and abs(x) >= 1 else repr(float(x))
+
+
+def build_command(
+    cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, base_model: str | None = None
+) -> list[str]:
+    """The full command line (python -m dynamo.engines.openrlhf.entry ...) for one (method, seed) run."""
+    spec = cfg.method(method_name)
+    check_supported(spec)
+    o = OpenRLHFConfig.from_dict(cfg.openrlhf)
+    t = cfg.train
+    run = Path(run_dir).resolve()  # Ray workers do not share the driver's working directory
+    model = base_model or cfg.base_model_path
+    if os.path.exists(model):
+        model = str(Path(model).resolve())
+    n, prompts = t.rollouts_per_prompt, t.prompts_per_step
+    train_batch = t.mini_batch_prompts * n
+    world = o.actor_gpus
+    if train_batch % (o.micro_train_batch_size * world):
+        raise ValueError(
+            f"train.mini_batch_prompts * n = {train_batch} samples must split into micro-batches of "
+            f"openrlhf.micro_train_batch_size ({o.micro_train_batch_size}) on {world} GPUs"
+        )
+    if (prompts * n) % train_batch:
+        raise ValueError(f"budget N*n = {prompts * n} is not a whole number of mini-batches of {train_batch}")
+    if spec.allocation.kind == "dynamo":
+        from dynamo.core.allocation import check_allocation_feasible
+
+        n_low, n_high = spec.allocation.bounds(n)
+        check_allocation_feasible(prompts, prompts * n, n_low, n_high, min_group=2)
+
+    updates = prompts * n // train_batch * t.ppo_epochs  # optimizer steps per RL step
+    total_updates = t.steps * updates
+    # OpenRLHF warms up ceil(total * ratio) optimizer steps; aim half a step low so rounding lands exactly.
+    warmup_ratio = (t.warmup_steps * updates - 0.5) / total_updates if t.warmup_steps else 0.0
+    overrides = cfg.method_overrides.get(method_name) or {}
+
+    cmd = [sys.executable, "-m", "dynamo.engines.openrlhf.entry", "--dynamo.method", method_name]
+    if overrides:
+        cmd += ["--dynamo.overrides", json.dumps(overrides, sort_keys=True)]
+    cmd += ["--dynamo.max_steps", str(t.steps), "--dynamo.run_dir", str(run)]
+    if o.ray_address:
+        cmd += ["--dynamo.ray_address", o.ray_address]
+
+    cmd += [
+        # model, data and reward
+        "--actor.model_name_or_path",
+        model,
+        "--data.prompt_dataset",
+        str(run / PROMPTS_FILE),
+        "--data.input_key",
+        "prompt",
+        "--data.label_key",
+        "label",
+        *(["--data.apply_chat_template"] if cfg.data.use_chat_template else []),
+        "--data.max_len",
+        str(o.prompt_max_len + t.max_new_tokens),
+        "--rollout.max_new_tokens",
+        str(t.max_new_tokens),
+        "--reward.remote_url",
+        str(REWARD_FILE),
+        # batch and schedule
+        "--rollout.batch_size",
+        str(prompts),
+        "--rollout.n_samples_per_prompt",
+        str(n),
+        "--train.batch_size",
+        str(train_batch),
+        "--train.max_epochs",
+        str(t.ppo_epochs),
+        "--train.num_episodes",
+        str(EPISODES),
+        "--rollout.micro_batch_size",
+        str(o.micro_rollout_batch_size),
+        "--train.micro_batch_size",
+        str(o.micro_train_batch_size),
+        "--rollout.temperature",
+        _num(t.temperature),
+        "--rollout.top_p",
+        _num(t.top_p),
+        # optimizer
+        "--actor.adam.lr",
+        _num(t.lr),
+        "--actor.adam.weight_decay",
+        _num(t.weight_decay),
+        "--actor.adam.betas",
+        *(_num(b) for b in o.adam_betas),
+        "--actor.max_norm",
+        _num(t.grad_clip),
+        "--actor.lr_scheduler",
+        "constant_with_warmup",
+        "--actor.lr_warmup_ratio",
+        repr(warmup_ratio),
+        # algorithm
+        "--algo.advantage.estimator",
+        {"grpo": "group_norm", "mean_only": "dr_grpo"}[spec.advantage.estimator],
+        "--actor.eps_clip_low_high",
+        _num(spec.loss.eps_low),
+        _num(spec.loss.eps_high),
+        *(["--actor.dual_clip", _num(spec.loss.dual_clip)] if spec.loss.dual_clip is not None else []),
+        "--actor.loss_agg_mode",
+        spec.loss.aggregation,
+    ]
+    if spec.loss.kl_coef:
+        cmd += ["--algo.kl.init_coef", _num(spec.loss.kl_coef), "--algo.kl.use_loss", "--algo.kl.estimator", "k3"]
+    else:
+        cmd += ["--algo.kl.init_coef", "0"]
+    if spec.group_filter.kind == "dynamic_sampling":
+        cmd += ["--algo.dynamic_filtering_enable", "--algo.dynamic_filtering_range", "0", "1"]
+    if spec.reward_shaping.overlong_buffer_fraction > 0:
+        buffer_len = max(1, round(spec.reward_shaping.overlong_buffer_fraction * t.max_new_tokens))
+        cmd += [
+            "--reward.overlong_buffer_len",
+            str(buffer_len),
+            "--reward.overlong_penalty_factor",
+            _num(spec.reward_shaping.overlong_penalty),
+        ]
+    cmd += [
+        # GPU layout
+        "--actor.num_nodes",
+        str(o.actor_num_nodes),
+        "--actor.num_gpus_per_node",
+        str(o.actor_gpus_per_node),
+        "--vllm.num_engines",
+        str(o.vllm_num_engines),
+        "--vllm.tensor_parallel_size",
+        str(o.vllm_tensor_parallel_size),
+        "--vllm.gpu_memory_utilization",
+        _num(o.vllm_gpu_memory_utilization),
+        *(["--train.colocate_all", "--vllm.enable_sleep", "--ds.enable_sleep"] if o.colocate_all else []),
+        *(["--vllm.enable_prefix_caching"] if o.enable_prefix_caching else []),
+        "--ds.zero_stage",
+        str(o.zero_stage),
+        "--ds.param_dtype",
+        o.param_dtype,
+        "--ds.attn_implementation",
+        o.attn_implementation,
+        *(["--ds.packing_samples"] if o.packing_samples else []),
+        *(["--actor.gradient_checkpointing_enable"] if o.gradient_checkpointing else []),
+        # bookkeeping
+        "--train.seed",
+        str(seed),
+        "--ckpt.path",
+        str(run / "ckpt"),
+        "--ckpt.save_steps",
+        str(t.checkpoint_every),
+        "--ckpt.max_num",
+        str(o.max_ckpt_num),
+        "--ckpt.load_enable",
+        "--ckpt.output_dir",
+        str(run / "final"),
+        "--logger.tensorboard_dir",
+        str(run / "tensorboard"),
+        "--logger.logging_steps",
+        "1",
+        "--eval.steps",
+        "-1",
+    ]
+    _check_extra_args(o.extra_args, cmd)
+    return cmd + list(o.extra_args)
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Fail now, not on the cluster: the openrlhf section and every method of the experiment must map."""
+    for name in sorted({*cfg.methods, *cfg.ablation_methods}):
+        build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
+
+
+def _check_extra_args(extra: list[str], cmd: list[str]) -> None:
+    ours = {a for a in cmd if a.startswith("--")}
+    clash = sorted({a for a in extra if a.startswith("--") and a.split("=")[0] in ours})
+    if clash or "--train.async_enable" in extra:
+        raise ValueError(
+            f"openrlhf.extra_args may not repeat flags the engine sets or enable async mode: "
+            f"{clash or ['--train.async_enable']}"
+        )
+
+
+def write_prompts(cfg: ExperimentConfig, path: Path) -> int:
+    """The prompt pool as OpenRLHF reads it: {"prompt": template applied, "label": gold answer} per line."""
+    o = OpenRLHFConfig.from_dict(cfg.openrlhf)
+    source = cfg.train_pool_path
+    if os.path.exists(source):
+        suffix = Path(source).suffix.lstrip(".")
+        from datasets import load_dataset
+
+        rows = load_dataset({"jsonl": "json"}.get(suffix, suffix), data_files=source, split="train")
+    else:
+        from datasets import load_dataset
+
+        rows = load_dataset(source, split="train")  # a hub id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path.with_suffix(".tmp"), "w") as fh:
+        for row in rows:
+            gold = row[o.label_key]
+            gold = gold[0] if isinstance(gold, list) else gold
+            text = cfg.data.template.replace("{problem}", str(row[o.input_key]))
+            fh.write(json.dumps({"prompt": text, "label": str(gold)}) + "\n")
+            count += 1
+    os.replace(path.with_suffix(".tmp"), path)
+    return count
+
+
+def launch(
+    cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, dry_run: bool, base_model: str | None = None
+) -> int:
+    """Print the command (dry run), or write the prompt file, run OpenRLHF and write summary.json."""
+    cmd = build_command(cfg, method_name, seed, run_dir, base_model)
+    print(shlex.join(cmd), flush=True)
+    if dry_run:
+        return 0
+    run = Path(run_dir).resolve()
+    num_prompts = write_prompts(cfg, run / PROMPTS_FILE)
+    started = time.time()
+    rc = subprocess.call(cmd)
+    if rc == 0:
+        from dynamo.engines.train import git_commit
+        from dynamo.io import write_json_atomic
+
+        write_json_atomic(
+            run / "summary.json",
+            {
+                "method": cfg.method(method_name).to_dict(),
+                "seed": seed,
+                "engine": "openrlhf",
+                "openrlhf_version": OPENRLHF_VERSION,
+                "base_model": cmd[cmd.index("--actor.model_name_or_path") + 1],
+                "prompt_pool_size": num_prompts,
+                "config": dataclasses.asdict(cfg),
+                "command": cmd,
+                "git_commit": git_commit(),
+                "seconds_total": time.time() - started,
+            },
+        )
+    return rc

@@ -1,0 +1,172 @@
+"""Rollout generation with per-prompt counts: a subclass of OpenRLHF 0.11.2's `SamplesGenerator`.
+
+Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGenerator`:
+- Training path only (`generate_samples`): prompt i is sent to vLLM with its own count n_i from
+  `self.allocate(prompt_ids)` (DynaMO's allocation, computed in this same PPOTrainer process)
+  instead of the fixed `--rollout.n_samples_per_prompt`; sum n_i must equal N * n exactly, so the
+  stock buffer slice at `batch_size * n` takes the whole step. Evaluation keeps the stock path.
+- Every sample is tagged with `dynamo_group` (its prompt's position in this step; refills get new
+  numbers) and `dynamo_prompt_id` (a hash of prompt text and label, stable across steps and
+  restarts). Results arrive in completion order and groups may differ in size, so boundaries can
+  not be inferred afterwards: the tag travels with the sample.
+- Every graded response, including groups that dynamic filtering drops, is appended to
+  `self.graded` as (prompt id, score) for the prompt statistics: the history counts all
+  responses a prompt actually received.
+- DAPO refill is capped: at most (max_refill_rounds - 1) * N replacement prompts per step
+  (DAPO's max_num_gen_batches); stock refills without bound.
+- `max_steps`: after that many training batches the generator reports exhaustion, which ends
+  `PPOTrainer.fit` (stock runs whole episodes over the prompt set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator, _collect_prompt_batch
+from vllm import SamplingParams
+
+
+def prompt_id(prompt: str, label: Any) -> str:
+    """Stable id of a prompt: OpenRLHF drops dataset ids, so hash what it keeps (text and label)."""
+    return hashlib.sha1(f"{prompt}\x00{label}".encode()).hexdigest()[:20]
+
+
+class DynamoSamplesGenerator(SamplesGenerator):
+    allocate: Callable[[list[str]], list[int]]
+    max_steps: int
+    max_refill_rounds: int
+    steps_done: int
+    graded: list[tuple[str, float]]
+
+    def configure(
+        self, allocate: Callable[[list[str]], list[int]], max_steps: int, max_refill_rounds: int
+    ) -> None:
+        """Called once after the stock __init__ (the object's class is swapped in place)."""
+        self.allocate = allocate
+        self.max_steps = max_steps
+        self.max_refill_rounds = max_refill_rounds
+        self.steps_done = 0
+        self.graded = []
+        self._training_call = False
+
+    def generate_samples(self, **generate_kwargs):
+        if self.max_steps and self.steps_done >= self.max_steps:
+            return [], None, 0, True
+        self._training_call = True  # tells _generate_vllm that this is the training path
+        try:
+            samples, pass_rate, consumed, exhausted = super().generate_samples(**generate_kwargs)
+        finally:
+            self._training_call = False
+        if samples:
+            self.steps_done += 1
+        if self.max_steps and self.steps_done >= self.max_steps:
+            exhausted = True
+        return samples, pass_rate, consumed, exhausted
+
+    def _generate_vllm(self, dataloader_iter, num_prompts: int, dynamic_filtering, **generate_kwargs):
+        if not self._training_call:
+            return super()._generate_vllm(dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs)
+        n_default = generate_kwargs.get("n_samples_per_prompt", self.args.rollout.n_samples_per_prompt)
+        accepted = []
+
+        prompts, labels, images, exhausted = _collect_prompt_batch(dataloader_iter, num_prompts)
+        if not prompts:
+            return [], 0, True
+        ids = [prompt_id(p, lab) for p, lab in zip(prompts, labels)]
+        counts = [int(c) for c in self.allocate(ids)]
+        if len(counts) != len(prompts) or sum(counts) != len(prompts) * n_default or min(counts) < 1:
+            raise RuntimeError(
+                f"allocation must give every one of the {len(prompts)} prompts >= 1 rollout and exactly "
+                f"{len(prompts) * n_default} in total, got {counts}"
+            )
+        refs = self._dispatch_prompts_to_vllm(prompts, labels, images=images, counts=counts, **generate_kwargs)
+        # ObjectRef -> (group id, prompt id): completion order says nothing about which prompt it was.
+        tags = {ref: (group, pid) for group, (ref, pid) in enumerate(zip(refs, ids))}
+        next_group = len(prompts)
+        prompts_consumed = len(prompts)
+        refills_left = (self.max_refill_rounds - 1) * len(prompts) if dynamic_filtering else 0
+
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
+            for ref in ready:
+                group, pid = tags.pop(ref)
+                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in ray.get(ref)]
+                for e in experiences:
+                    if e.scores is None:
+                        raise RuntimeError(
+                            "a response came back without a score: the --reward.remote_url function failed "
+                            "(see the vLLM actor logs); DynaMO's statistics need one score per response"
+                        )
+                    e.dynamo_group, e.dynamo_prompt_id = group, pid
+                    self.graded.append((pid, float(e.scores[0])))
+
+                # Drop groups whose rewards are all equal (DAPO dynamic sampling), as stock does.
+                if dynamic_filtering and experiences:
+                    scores = [e.scores[0].item() for e in experiences]
+                    low, high = self.args.algo.dynamic_filtering_range
+                    if not (low < sum(scores) / len(scores) < high):
+                        experiences = []
+
+                if experiences:
+                    accepted.extend(experiences)
+                elif dynamic_filtering and refills_left > 0:
+                    new_prompts, new_labels, new_images, exhausted = _collect_prompt_batch(dataloader_iter, 1)
+                    prompts_consumed += len(new_prompts)
+                    if new_prompts:
+                        refills_left -= 1
+                        new_refs = self._dispatch_prompts_to_vllm(
+                            new_prompts, new_labels, images=new_images, counts=[n_default], **generate_kwargs
+                        )
+                        tags[new_refs[0]] = (next_group, prompt_id(new_prompts[0], new_labels[0]))
+                        next_group += 1
+                        pending.extend(new_refs)
+
+        return accepted, prompts_consumed, exhausted
+
+    def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, counts=None, **generate_kwargs):
+        """Stock dispatch, except that prompt i asks for counts[i] samples (stock: one n for all)."""
+        sampling_params = SamplingParams(
+            temperature=generate_kwargs.get("temperature", 1.0),
+            top_p=generate_kwargs.get("top_p", 1.0),
+            top_k=generate_kwargs.get("top_k", -1),
+            max_tokens=generate_kwargs.get("max_new_tokens"),
+            min_tokens=generate_kwargs.get("min_new_tokens", 1),
+            skip_special_tokens=generate_kwargs.get("skip_special_tokens", False),
+            logprobs=1 if self.args.algo.advantage.is_correction_level != "off" else None,
+        )
+        truncate_length = generate_kwargs.get("max_len", 2048)
+        if counts is None:
+            n_samples = generate_kwargs.get("n_samples_per_prompt", self.args.rollout.n_samples_per_prompt)
+            counts = [n_samples] * len(prompts)
+
+        # Load balancing as stock, but each prompt weighs its own count.
+        pending_counts = ray.get([engine.get_num_unfinished_requests.remote() for engine in self.vllm_engines])
+        engine_heap = [(count, idx) for idx, count in enumerate(pending_counts)]
+        heapq.heapify(engine_heap)
+        engine_indices = []
+        for n_i in counts:
+            load, idx = heapq.heappop(engine_heap)
+            engine_indices.append(idx)
+            heapq.heappush(engine_heap, (load + n_i, idx))
+
+        if images is None:
+            images = [None] * len(prompts)
+        refs = []
+        for i, (prompt, label, img) in enumerate(zip(prompts, labels, images)):
+            refs.append(
+                self.vllm_engines[engine_indices[i]].generate_responses.remote(
+                    prompt=prompt,
+                    label=label,
+                    sampling_params=sampling_params,
+                    max_length=truncate_length,
+                    hf_tokenizer=self.tokenizer,
+                    num_samples=counts[i],
+                    images=img,
+                )
+            )
+        return refs

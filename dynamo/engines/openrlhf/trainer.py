@@ -1,0 +1,171 @@
+"""The patched Ray actor classes: DynaMO's PPOTrainer (controller) and policy actor.
+
+`DynamoPPOTrainer` subclasses the class under OpenRLHF 0.11.2's `@ray.remote class PPOTrainer`
+(Ray copies methods at decoration time, so patching the stock class would not reach the actors;
+install.py wraps this subclass with `ray.remote` and puts it back on the module). Departures from
+the stock controller:
+- its samples generator and experience maker become `DynamoSamplesGenerator` /
+  `DynamoExperienceMaker` (class swapped in place after the stock __init__ built them);
+- it owns the per-prompt statistics (`dynamo.core.stats.PromptStats`, keyed by the stable prompt
+  id), updates them after each generation with every graded response (so with the n_i responses
+  each prompt actually got, whatever order they arrived in), and allocates the next step's n_i
+  from them (`dynamo.core.allocation`);
+- the statistics ride in the DeepSpeed checkpoint's client_states and are restored on resume
+  (a JSON copy, prompt_stats.json, is written next to it for inspection);
+- the run stops after `train.steps` RL steps and the LR scheduler is sized for exactly those;
+- one metrics.jsonl line per step (OpenRLHF's status plus allocation statistics);
+- async mode (`--train.async_enable`) is rejected: generation would move to another process,
+  away from the statistics.
+
+`DynamoPolicyActor` swaps the policy's `ActorPPOTrainer` for `DynamoActorTrainer` right after the
+stock `init_model_from_pretrained` built it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from openrlhf.trainer import ppo_trainer
+from openrlhf.trainer.ray import ppo_actor
+
+from dynamo.core.allocation import allocate_rollouts, allocation_weights, bernoulli_variance
+from dynamo.core.stats import PromptStats
+from dynamo.engines.openrlhf import guards
+from dynamo.engines.openrlhf.actor import DynamoActorTrainer
+from dynamo.engines.openrlhf.config import DynamoOptions
+from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
+from dynamo.engines.openrlhf.launcher import check_supported
+from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
+
+STATS_KEY = "dynamo_prompt_stats"
+STEPS_KEY = "dynamo_steps_done"
+
+_StockPPOTrainer = guards.stock_actor_class(ppo_trainer, "PPOTrainer")
+_StockPolicyActor = guards.stock_actor_class(ppo_actor, "PolicyModelActor")
+
+
+class DynamoPPOTrainer(_StockPPOTrainer):
+    _dynamo_patched = True  # lets guards.resolve find the stock class under an installed one
+
+    def __init__(self, pretrain: str, strategy, *args, **kwargs) -> None:
+        guards.verify_all()  # this process may run another OpenRLHF install than the driver's
+        if strategy.args.train.async_enable:
+            raise ValueError(
+                "DynaMO's OpenRLHF engine does not support --train.async_enable: generation would run in "
+                "another process than the prompt statistics and the allocation that use them"
+            )
+        super().__init__(pretrain, strategy, *args, **kwargs)
+        self.options = DynamoOptions.from_env()
+        self.spec = self.options.method_spec()
+        check_supported(self.spec)
+        self.stats = PromptStats()
+        self.allocation_log: dict[str, float] = {}
+        self.samples_generator.__class__ = DynamoSamplesGenerator
+        self.samples_generator.configure(
+            self.allocate, self.options.max_steps, self.spec.group_filter.max_refill_rounds
+        )
+        self.experience_maker.__class__ = DynamoExperienceMaker
+        self.experience_maker.configure(self.spec.advantage)
+        if self.options.max_steps:
+            # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data).
+            args = self.args
+            updates = args.rollout.batch_size * args.rollout.n_samples_per_prompt // args.train.batch_size
+            self.max_steps = self.options.max_steps * updates * args.train.max_epochs
+
+    # -- allocation and statistics --------------------------------------------------------------
+
+    def allocate(self, prompt_ids: list[str]) -> list[int]:
+        """n_i for this step's prompts: uniform, or DynaMO's allocation from the history so far."""
+        n = self.args.rollout.n_samples_per_prompt
+        alloc = self.spec.allocation
+        k, g = self.stats.counts(prompt_ids)
+        if alloc.kind == "uniform":
+            counts = np.full(len(prompt_ids), n, dtype=np.int64)
+        else:
+            n_low, n_high = alloc.bounds(n)
+            weights = allocation_weights(
+                k,
+                g,
+                weight=alloc.weight,
+                min_history=alloc.min_history,
+                mastery_threshold=alloc.mastery_threshold,
+                weight_floor=alloc.weight_floor,
+            )
+            counts = allocate_rollouts(weights, len(prompt_ids) * n, n_low, n_high)
+        p = bernoulli_variance(k, g)
+        self.allocation_log = {
+            "allocation/n_min": float(counts.min()),
+            "allocation/n_max": float(counts.max()),
+            "allocation/n_std": float(counts.std()),
+            "allocation/budget": float(counts.sum()),
+            "allocation/cold_fraction": float(np.mean(g < alloc.min_history)),
+            "allocation/zero_variance_fraction": float(np.mean((p == 0) & (g >= 2))),
+        }
+        return counts.tolist()
+
+    def update_stats(self) -> None:
+        graded = self.samples_generator.graded
+        self.samples_generator.graded = []
+        if graded:
+            ids, scores = zip(*graded)
+            self.stats = self.stats.updated(list(ids), np.asarray(scores, dtype=np.float64))
+
+    def train_step(self, rollout_samples, global_step: int):
+        self.update_stats()
+        self.experience_maker.group_of_position = torch.tensor(
+            [s.dynamo_group for s in rollout_samples], dtype=torch.long
+        )
+        status, global_step = super().train_step(rollout_samples, global_step)
+        status.update(self.allocation_log)
+        status["stats/prompts_seen"] = float(len(self.stats))
+        self._write_metrics(global_step, status)
+        return status, global_step
+
+    def _write_metrics(self, step: int, status: dict[str, Any]) -> None:
+        if not self.options.run_dir:
+            return
+        row = {"step": step}
+        row.update({k: float(v) for k, v in status.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        with open(Path(self.options.run_dir) / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
+        client_states = {} if client_states is None else client_states
+        client_states[STATS_KEY] = self.stats.to_dict()
+        client_states[STEPS_KEY] = self.samples_generator.steps_done
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if self.options.run_dir and global_step % self.args.ckpt.save_steps == 0:
+            path = Path(self.options.run_dir) / "prompt_stats.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"step": global_step, **self.stats.to_dict()}))
+            os.replace(tmp, path)
+
+    def init_checkpoint_states(self) -> dict:
+        states = super().init_checkpoint_states()
+        if STATS_KEY in states:
+            self.stats = PromptStats.from_dict(states[STATS_KEY])
+            self.samples_generator.steps_done = int(states.get(STEPS_KEY, states.get("global_step", 0)))
+        elif states.get("global_step", 0) > 0 and self.spec.allocation.kind == "dynamo":
+            raise RuntimeError(
+                "resuming a DynaMO run from a checkpoint without prompt statistics "
+                f"({STATS_KEY!r} missing from its client_states): it was not written by this engine"
+            )
+        return states
+
+
+class DynamoPolicyActor(_StockPolicyActor):
+    _dynamo_patched = True
+
+    def init_model_from_pretrained(self, *args, **kwargs):
+        guards.verify_all()
+        super().init_model_from_pretrained(*args, **kwargs)
+        self.trainer.__class__ = DynamoActorTrainer
+        self.trainer.configure(DynamoOptions.from_env().method_spec())

@@ -1,0 +1,200 @@
+"""Answer grading with math-verify: safe for untrusted model output, bounded in time, fast.
+
+    grade(response, gold) -> bool
+    grade_many(responses, golds, workers=None, timeout=None) -> list[bool]
+    grade_details(responses, golds, workers=None, timeout=None) -> list[GradeResult]
+    failure_counts() / grading_stats() / reset_stats()      counters for reports
+    shutdown()                                             stop the worker pool (also atexit)
+
+A response is correct when math-verify finds it equal to the gold answer wrapped in \\boxed{}
+(several golds: any of them), with the prediction extracted by math-verify's LaTeX and plain
+expression extraction -- exactly `dynamo.grading.engine.reference_grade`.
+
+Safety: model output is only ever handed to math-verify's regexes and LaTeX parser, never to
+eval/sympify by this package, and only inside worker processes (`dynamo.grading.pool`). Each
+grade is bounded: math-verify's own signal timeouts (5 s per parse/compare) run in the workers'
+main threads, and a worker that makes no progress for `timeout` seconds is killed and replaced.
+Timeouts, exceptions and crashed workers give "incorrect" plus a counted failure, never an
+exception in the caller. Workers cap their address space (DYNAMO_GRADER_MEMORY_MB, default 4096).
+
+Speed: identical (response, golds) pairs are answered from a cache in this process, responses
+that cannot contain an answer are answered here too, and everything else goes to a persistent
+pool (started lazily on first use, reused, shut down at exit) whose workers memoise parsing
+and verification (see `engine`). The verdicts are those of a plain math-verify call.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dynamo.grading.pool import WorkerPool
+from dynamo.grading.text import digest, may_extract
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "GradeResult",
+    "failure_counts",
+    "grade",
+    "grade_details",
+    "grade_many",
+    "grading_stats",
+    "reset_stats",
+    "shutdown",
+]
+
+# Hard bound (seconds without progress) on one response's grade. math-verify's own soft bounds
+# (5 s per parse and per comparison) normally end a slow grade long before this.
+DEFAULT_TIMEOUT = 30.0
+FAILURE_KINDS = ("timeout", "killed", "error", "crash")
+_CACHE_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """One response's grade: verdict, the answer string math-verify extracted, failure kind."""
+
+    correct: bool
+    extracted: str | None = None
+    failure: str | None = None  # None | "timeout" | "killed" | "error" | "crash"
+
+
+_pool: WorkerPool | None = None
+_cache: dict[bytes, GradeResult] = {}  # insertion-ordered; trimmed FIFO when full
+_stats: dict[str, int] = {}
+
+
+def _count(key: str, n: int = 1) -> None:
+    _stats[key] = _stats.get(key, 0) + n
+
+
+def _get_pool() -> WorkerPool:
+    global _pool
+    if _pool is None or _pool.pid != os.getpid():
+        memory_mb = int(os.environ.get("DYNAMO_GRADER_MEMORY_MB", "4096"))
+        _pool = WorkerPool(memory_mb=memory_mb)
+    return _pool
+
+
+def shutdown() -> None:
+    """Stop the worker pool; the next grade starts a fresh one."""
+    global _pool
+    if _pool is not None:
+        _pool.close()
+        _pool = None
+
+
+atexit.register(shutdown)
+
+
+def default_workers() -> int:
+    """Worker processes used when `workers=None`: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _as_text(response: object) -> str | None:
+    if isinstance(response, str):
+        return response
+    if isinstance(response, (bytes, bytearray)):
+        return bytes(response).decode("utf-8", errors="replace")
+    if response is None:
+        return ""
+    return None  # not text at all: graded incorrect, counted as an error
+
+
+def _as_golds(gold: object) -> tuple[str, ...]:
+    if isinstance(gold, str):
+        return (gold,)
+    if isinstance(gold, (list, tuple)):
+        return tuple(str(g) for g in gold)
+    return (str(gold),)
+
+
+def grade_details(
+    responses: Sequence[object],
+    golds: Sequence[str | Sequence[str]],
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> list[GradeResult]:
+    """Grade each response against its gold answer(s); never raises on bad model output."""
+    if len(responses) != len(golds):
+        raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
+    results: list[GradeResult | None] = [None] * len(responses)
+    todo: dict[bytes, list[int]] = {}  # one task per distinct (response, golds)
+    tasks_by_key: dict[bytes, tuple[str, tuple[str, ...]]] = {}
+    for i, (response, gold) in enumerate(zip(responses, golds)):
+        text = _as_text(response)
+        gold_t = _as_golds(gold)
+        if text is None:
+            results[i] = GradeResult(False, None, "error")
+            _count("error")
+            continue
+        if not may_extract(text):
+            results[i] = GradeResult(False)
+            _count("trivial")
+            continue
+        key = digest(text, *gold_t)
+        cached = _cache.get(key)
+        if cached is not None:
+            results[i] = cached
+            _count("cache_hits")
+            continue
+        if key not in todo:
+            todo[key] = []
+            tasks_by_key[key] = (text, gold_t)
+        todo[key].append(i)
+
+    if todo:
+        keys = sorted(todo, key=lambda k: tasks_by_key[k][1])  # same gold -> same worker chunk
+        tasks = [(n, *tasks_by_key[k]) for n, k in enumerate(keys)]
+        pool = _get_pool()
+        before = dict(pool.stats)
+        raw = pool.run(tasks, workers or default_workers(), timeout or DEFAULT_TIMEOUT)
+        for kind in ("workers_started", "worker_restarts", *FAILURE_KINDS):
+            _count(kind, pool.stats.get(kind, 0) - before.get(kind, 0))
+        for n, key in enumerate(keys):
+            correct, extracted, failure = raw[n]
+            result = GradeResult(bool(correct), extracted, failure)
+            if failure is None:  # a timeout may not repeat; don't make it permanent
+                if len(_cache) >= _CACHE_SIZE:
+                    for old in list(_cache)[: _CACHE_SIZE // 10]:
+                        del _cache[old]
+                _cache[key] = result
+            for i in todo[key]:
+                results[i] = result
+        _count("graded_in_workers", len(tasks))
+    _count("graded", len(responses))
+    return results  # type: ignore[return-value]
+
+
+def grade_many(
+    responses: Sequence[object],
+    golds: Sequence[str | Sequence[str]],
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> list[bool]:
+    """Batched verdicts; `golds[i]` is a string or a list of acceptable answers."""
+    return [r.correct for r in grade_details(responses, golds, workers=workers, timeout=timeout)]
+
+
+def grade(response: str, gold: str | Sequence[str], timeout: float | None = None) -> bool:
+    """True if math-verify finds `response`'s final answer equal to `gold` (or one of several)."""
+    return grade_details([response], [gold], workers=1, timeout=timeout)[0].correct
+
+
+def failure_counts() -> dict[str, int]:
+    """Failures since start (or `reset_stats`) by kind, plus their total."""
+    counts = {kind: _stats.get(kind, 0) for kind in FAILURE_KINDS}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def grading_stats() -> dict[str, int]:
+    """All counters: graded, cache_hits, trivial, graded_in_workers, workers_started, failures..."""
+    return dict(_stats)
+
+
+def reset_stats() -> None:
+    _stats.clear()
