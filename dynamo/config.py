@@ -33,9 +33,11 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = _f("models/tiny-init", "Base model: a local directory or a hub id (e.g. Qwen/Qwen2.5-Math-7B).")
+    path: str = _f(
+        "", "Base model when build_tiny is false: a local directory or a hub id (Qwen/Qwen2.5-Math-7B)."
+    )
     build_tiny: bool = _f(
-        True, "Build the tiny character-level model at `path` instead of loading one (embedded default)."
+        True, "Build the tiny character-level model (at models/<experiment>/init) instead of loading `path`."
     )
     tiny_layers: int = _f(2, "Tiny model: transformer layers.", minimum=1)
     tiny_hidden: int = _f(128, "Tiny model: hidden size.", minimum=8)
@@ -48,9 +50,9 @@ class WarmstartConfig:
     enabled: bool = _f(
         True, "Run a short supervised warm start on the task's SFT file before RL (embedded default)."
     )
-    steps: int = _f(600, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1)
-    lr: float = _f(3e-3, "Warm-start learning rate.", exclusiveMinimum=0)
-    batch_size: int = _f(64, "Warm-start batch size (sequences).", minimum=1)
+    steps: int = _f(3000, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1)
+    lr: float = _f(1.5e-3, "Warm-start peak learning rate (warm-up, then cosine decay).", exclusiveMinimum=0)
+    batch_size: int = _f(32, "Warm-start batch size (sequences).", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -59,23 +61,27 @@ class DataConfig:
         "arithmetic", "arithmetic: generate the embedded task; prompts: read an RL prompt set from `train_path`."
     )
     train_path: str = _f(
-        "data/arithmetic/train.jsonl", "RL prompt pool: JSONL/JSON/parquet file or hub dataset id."
+        "",
+        "task=prompts: the RL prompt pool, a local JSONL/JSON/parquet file (local engine) or a hub dataset id "
+        "(openrlhf engine). task=arithmetic: ignored, the pool is generated at data/<experiment>/train.jsonl.",
     )
     seed: int = _f(0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0)
-    pool_size: int = _f(2000, "Arithmetic task: problems in the training pool.", minimum=1)
+    pool_size: int = _f(
+        256, "Arithmetic task: problems in the training pool (small enough that prompts recur).", minimum=1
+    )
     eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", minimum=1)
-    template: str = _f("Q: {problem}\nA: ", "Prompt template; {problem} is replaced by the problem text.")
+    template: str = _f("{problem}=", "Prompt template; {problem} is replaced by the problem text.")
     use_chat_template: bool = _f(False, "Wrap the prompt with the tokenizer's chat template (Qwen2.5-Math: true).")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(40, "RL steps (one rollout batch each).", minimum=1)
+    steps: int = _f(60, "RL steps (one rollout batch each).", minimum=1)
     prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1)
     rollouts_per_prompt: int = _f(8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1)
     mini_batch_prompts: int = _f(8, "Prompts per optimiser mini-batch (paper: 32).", minimum=1)
     micro_batch_sequences: int = _f(
-        64, "Sequences per forward/backward micro-batch (memory only, gradients accumulate).", minimum=1
+        128, "Sequences per forward/backward micro-batch (memory only, gradients accumulate).", minimum=1
     )
     ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1)
     lr: float = _f(1e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0)
@@ -116,10 +122,10 @@ class RuleResources:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    data: RuleResources = _f(RuleResources(), "Resources of the data rules.")
-    warmstart: RuleResources = _f(RuleResources(threads=2), "Resources of the warm-start rule.")
+    data: RuleResources = _f(RuleResources(mem_mb=1000, runtime=10), "Resources of the data rules.")
+    warmstart: RuleResources = _f(RuleResources(threads=2, runtime=20), "Resources of the warm-start rule.")
     train: RuleResources = _f(RuleResources(), "Resources of each training run.")
-    evaluate: RuleResources = _f(RuleResources(), "Resources of each evaluation run.")
+    evaluate: RuleResources = _f(RuleResources(runtime=20), "Resources of each evaluation run.")
 
 
 @dataclass(frozen=True)

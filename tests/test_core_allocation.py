@@ -244,3 +244,21 @@ def test_fast_at_scale():
         times.append(time.perf_counter() - start)
     # the target is ~2 ms (see benchmarks/bench_core.py); the bound here only catches a heap loop
     assert np.median(times) < 0.05
+
+
+def test_rollout_counts_for_method_specs():
+    from dynamo.core.allocation import rollout_counts
+    from dynamo.methods import get_method
+
+    k = np.array([0, 3, 8, 1, 0, 5])
+    g = np.array([0, 8, 8, 8, 2, 8])
+    uniform = rollout_counts(get_method("grpo").allocation, k, g, 8)
+    assert uniform.tolist() == [8] * 6
+    dyn = rollout_counts(get_method("dynamo").allocation, k, g, 8)
+    assert dyn.sum() == 48 and dyn.min() >= 4 and dyn.max() <= 12
+    assert dyn[2] == 4  # always solved: P = 0, the fewest rollouts
+    # Cold prompts (fewer than 4 past responses) get weight 0.25, the largest p(1-p); counts follow weights.
+    w = np.array([0.25, 15 / 56, 0.0, 7 / 56, 0.25, 15 / 56])
+    assert all(dyn[i] >= dyn[j] for i in range(6) for j in range(6) if w[i] > w[j])
+    cold = rollout_counts(get_method("dynamo").allocation, np.zeros(6, int), np.zeros(6, int), 8)
+    assert cold.tolist() == [8] * 6  # nothing known yet: uniform, as the released code's first epoch

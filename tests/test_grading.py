@@ -158,13 +158,16 @@ def test_non_text_responses_never_raise():
 def test_cache_and_trivial_paths_skip_the_pool():
     grade_many(["warm \\boxed{5}"], ["5"])  # make sure the pool is up
     before = grading_stats()
-    response = f"unique response {random.random()} \\boxed{{12}}"
-    assert grade_many([response, response, "nothing to extract here"], ["12", "12", "12"]) == [True, True, False]
-    assert grade(response, "12")
+    answer = f"\\frac{{{random.randint(10**6, 10**7)}}}{{7}}"  # a fresh answer: no cached verdict
+    responses = [f"so \\boxed{{{answer}}}", f"other words, same $\\boxed{{{answer}}}$", "nothing to extract here"]
+    assert grade_many(responses, [answer] * 3) == [True, True, False]
+    assert grade(f"and again \\boxed{{{answer}}}!", answer)
+    assert grade("an integer: \\boxed{12}", "12")
     after = grading_stats()
-    assert after.get("graded_in_workers", 0) - before.get("graded_in_workers", 0) == 1  # deduplicated
+    assert after.get("graded_in_workers", 0) - before.get("graded_in_workers", 0) == 1  # same boxed answer
     assert after.get("cache_hits", 0) - before.get("cache_hits", 0) == 1
     assert after.get("trivial", 0) - before.get("trivial", 0) == 1
+    assert after.get("exact", 0) - before.get("exact", 0) == 1
 
 
 def test_length_mismatch_is_a_programming_error():

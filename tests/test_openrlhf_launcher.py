@@ -98,13 +98,14 @@ def test_dry_run_through_dynamo_train_prints_the_command(capsys, tmp_path):
 
 
 def test_unsupported_spec_fails_at_launch_by_name(tmp_path, monkeypatch):
-    cfg = gpu_config(method_overrides={"dynamo": {"group_filter": {"kind": "dynamic_sampling"}}})
+    # Rejected as soon as the config is loaded (config validation calls the launcher's check).
     with pytest.raises(ValueError, match="group_filter.kind='dynamic_sampling'"):
+        cfg = gpu_config(method_overrides={"dynamo": {"group_filter": {"kind": "dynamic_sampling"}}})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
     # A spec field the engine does not know (as a future MethodSpec field would be) is named too.
     monkeypatch.setattr(launcher, "SUPPORTED_FIELDS", launcher.SUPPORTED_FIELDS - {"modulation.alpha"})
-    cfg = gpu_config(method_overrides={"dynamo": {"modulation": {"alpha": 0.4}}})
     with pytest.raises(ValueError, match=r"cannot express: modulation.alpha=0.4"):
+        cfg = gpu_config(method_overrides={"dynamo": {"modulation": {"alpha": 0.4}}})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
 
 

@@ -41,7 +41,7 @@ def test_labels_cover_exactly_the_response(tokenizer) -> None:  # noqa: ANN001
         keep = (labels[row] != sft.IGNORE).nonzero().flatten().tolist()
         assert keep == list(range(keep[0], keep[-1] + 1))  # one contiguous span
         prompt = build_prompt(r["problem"], tokenizer, template=EMBEDDED_TEMPLATE, use_chat_template=False)
-        assert prompt == f"Q: {r['problem']}\nA: "
+        assert prompt == f"{r['problem']}="
         assert tokenizer.decode(ids[row, : keep[0]]) == prompt  # everything before is the prompt
         assert torch.equal(labels[row, keep], ids[row, keep])
         assert tokenizer.decode(labels[row, keep[:-1]]) == f"\\boxed{{{r['answer']}}}"

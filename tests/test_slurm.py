@@ -113,7 +113,7 @@ def test_smoke_pipeline_runs_through_sbatch(slurm_cluster, tmp_path):
     work = tmp_path / "repo"  # a copy, so ./results of the working tree is never touched
     shutil.copytree(ROOT, work, ignore=lambda _, names: [n for n in names if n in GENERATED or "egg-info" in n])
     before = len(completed_jobs(slurm_cluster))
-    snakemake(work, "--configfile", "config/smoke.yaml", "results/table1.csv", timeout=1500)
+    snakemake(work, "results/table1.csv", "--configfile", "config/smoke.yaml", timeout=1500)
     table = work / "results" / "table1.csv"
     assert table.exists() and len(table.read_text().splitlines()) > 1
 

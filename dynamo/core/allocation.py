@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import operator
 import struct
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dynamo.methods import AllocationSpec
 
 # Largest value of p(1 - p) and of its square root: the cold-start weight.
 COLD_WEIGHT = {"p": 0.25, "sqrt_p": 0.5}
@@ -284,3 +287,24 @@ def _is_greedy_optimal(counts: np.ndarray, w2: np.ndarray, n_low: int, n_high: i
     m_best = m_left[sel].min()
     best = (-g_left.max(), m_best, left[sel][m_left[sel] == m_best].min())
     return worst < best
+
+
+def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
+    """Per-prompt rollout counts for one step of a method, both engines' single entry point.
+
+    uniform: n_i = n.  dynamo: n_i = allocate_rollouts(w(k, G), B = N * n, n_low, n_high) with the
+    spec's weight, cold start, mastery floor and bounds (bounds default to n/2 .. 3n/2).
+    """
+    budget = len(k) * n
+    if spec.kind == "uniform":
+        return uniform_allocation(len(k), budget)
+    weights = allocation_weights(
+        k,
+        G,
+        weight=spec.weight,
+        min_history=spec.min_history,
+        mastery_threshold=spec.mastery_threshold,
+        weight_floor=spec.weight_floor,
+    )
+    n_low, n_high = spec.bounds(n)
+    return allocate_rollouts(weights, budget, n_low, n_high)

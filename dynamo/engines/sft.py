@@ -17,8 +17,13 @@ Departures from a textbook SFT loop, on purpose:
   pool problems is measured with the project's generation and grader, with per-level
   accuracy and a histogram of per-prompt success counts: the headroom RL will have.
 
-    dynamo warmstart --model models/tiny-init --data data/arithmetic/sft.jsonl \\
-        --out models/tiny-warm --steps 3000 --lr 3e-3 --batch-size 64 --seed 0 --threads 2
+    dynamo warmstart --model models/embedded/init --data data/embedded/sft.jsonl \\
+        --out models/embedded/warmstart --steps 3000 --lr 1.5e-3 --batch-size 32 --seed 0 --threads 2
+
+Calibration (embedded defaults, 2 threads): ~63 s of training, ~71 s in all, on a quiet
+2-core machine; final loss ~0.15; sampled accuracy ~0.38 over 200 pool prompts x 8, with
+per-prompt success counts spread over the whole range 0..8. The learning rate is the
+sensitive knob: 1e-3..2e-3 work, 3e-3 is clearly worse, 1e-2 never learns the digits.
 """
 
 from __future__ import annotations
@@ -109,7 +114,8 @@ def train(
     perm, pos = torch.randperm(len(input_ids), generator=order), 0
     curve: list[dict[str, float]] = []
     window: list[float] = []
-    bar = tqdm(range(steps), desc="warmstart", disable=not progress, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (Snakemake logs), log lines only.
+    bar = tqdm(range(steps), desc="warmstart", disable=None if progress else True, dynamic_ncols=True)
     for step in bar:
         if pos + batch_size > len(perm):  # new epoch
             perm, pos = torch.randperm(len(input_ids), generator=order), 0
@@ -187,11 +193,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="SFT JSONL with fields problem, answer (e.g. DIR/sft.jsonl)")
     parser.add_argument("--out", required=True, help="output model directory (replaced whole, atomically)")
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (fixed: deterministic)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, cosine to 10%%)")
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences per step")
+    parser.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (warm-up, cosine to 10%%)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per step")
     parser.add_argument("--seed", type=int, default=0, help="seed of batch order and sampling")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
-    parser.add_argument("--template", default=EMBEDDED_TEMPLATE, help="prompt template; must match the RL config")
+    parser.add_argument(
+        "--template",
+        default=EMBEDDED_TEMPLATE,
+        help="prompt template; must match the RL config (default %(default)r)",
+    )
     parser.add_argument("--log-every", type=int, default=0, help="log line every N steps (default steps/10)")
     parser.add_argument(
         "--eval-data",
@@ -275,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "threads": args.threads,
         "template": args.template,
-        "final_loss": curve[-1]["loss"] if curve else None,
+        "final_loss": curve[-1]["loss"],  # mean over the last log interval
         "loss_curve": curve,
         "seconds": seconds,
         "sampled_accuracy": check,

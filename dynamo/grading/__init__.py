@@ -11,16 +11,24 @@ A response is correct when math-verify finds it equal to the gold answer wrapped
 expression extraction -- exactly `dynamo.grading.engine.reference_grade`.
 
 Safety: model output is only ever handed to math-verify's regexes and LaTeX parser, never to
-eval/sympify by this package, and only inside worker processes (`dynamo.grading.pool`). Each
+eval/sympify by this package, and only inside worker processes (`dynamo.grading.pool`); the
+parent itself only runs bounded, linear-time string scans (`dynamo.grading.text`). Each
 grade is bounded: math-verify's own signal timeouts (5 s per parse/compare) run in the workers'
 main threads, and a worker that makes no progress for `timeout` seconds is killed and replaced.
 Timeouts, exceptions and crashed workers give "incorrect" plus a counted failure, never an
 exception in the caller. Workers cap their address space (DYNAMO_GRADER_MEMORY_MB, default 4096).
 
-Speed: identical (response, golds) pairs are answered from a cache in this process, responses
-that cannot contain an answer are answered here too, and everything else goes to a persistent
-pool (started lazily on first use, reused, shut down at exit) whose workers memoise parsing
-and verification (see `engine`). The verdicts are those of a plain math-verify call.
+Speed: model responses are distinct texts whose final answers repeat, so the parent keys work on
+the answer, not the text. `text.boxed_answer` finds the single \\boxed{B} of a response when
+math-verify provably extracts exactly that box from it (the argument is in `dynamo.grading.text`);
+then a plain integer B against plain-integer golds is decided here (math-verify compares two
+Integers by ==), and any other B is graded once per distinct (B, golds) as the short response
+"\\boxed{B}" (`engine.Grader.grade_answer`, which hands back a box that does not parse: those
+responses are then graded in full). Responses without such a box are graded in full, once per
+distinct (response, golds). Responses that cannot contain an answer are answered here; results
+are cached in this process; the rest goes to a persistent pool (started lazily on first use,
+reused, shut down at exit) whose workers memoise parsing and verification (see `engine`). The
+verdicts are those of a plain math-verify call on the full responses.
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dynamo.grading.pool import WorkerPool
-from dynamo.grading.text import digest, may_extract
+from dynamo.grading.pool import Result, WorkerPool
+from dynamo.grading.text import boxed_answer, digest, may_extract, plain_integer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -50,6 +58,8 @@ __all__ = [
 DEFAULT_TIMEOUT = 30.0
 FAILURE_KINDS = ("timeout", "killed", "error", "crash")
 _CACHE_SIZE = 200_000
+# What a worker grades: (response, golds) or (boxed answer, golds, "answer"); see `_worker`.
+Job = tuple[str, tuple[str, ...]] | tuple[str, tuple[str, ...], str]
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,38 @@ def _as_golds(gold: object) -> tuple[str, ...]:
     return (str(gold),)
 
 
+def _integer_verdict(answer: str, golds: tuple[str, ...]) -> GradeResult | None:
+    """The verdict when the boxed answer and every gold are plain integers (see `text`)."""
+    value = plain_integer(answer)
+    if value is None:
+        return None
+    gold_values = [plain_integer(g) for g in golds]
+    if None in gold_values:
+        return None
+    return GradeResult(value in gold_values, answer)
+
+
+def _grade_in_workers(jobs: dict[bytes, Job], workers: int | None, timeout: float | None) -> dict[bytes, Result]:
+    """Results of distinct jobs (by key) from the pool, counting failures."""
+    keys = sorted(jobs, key=lambda k: jobs[k][1])  # same gold -> same worker chunk
+    pool = _get_pool()
+    before = dict(pool.stats)
+    numbered = [(n, *jobs[k]) for n, k in enumerate(keys)]
+    raw = pool.run(numbered, workers or default_workers(), timeout or DEFAULT_TIMEOUT)
+    for kind in ("workers_started", "worker_restarts", *FAILURE_KINDS):
+        _count(kind, pool.stats.get(kind, 0) - before.get(kind, 0))
+    _count("graded_in_workers", len(keys))
+    return {k: raw[n] for n, k in enumerate(keys)}
+
+
+def _remember(key: bytes, result: GradeResult) -> None:
+    if result.failure is None:  # a timeout may not repeat; don't make it permanent
+        if len(_cache) >= _CACHE_SIZE:
+            for old in list(_cache)[: _CACHE_SIZE // 10]:
+                del _cache[old]
+        _cache[key] = result
+
+
 def grade_details(
     responses: Sequence[object],
     golds: Sequence[str | Sequence[str]],
@@ -122,49 +164,57 @@ def grade_details(
     if len(responses) != len(golds):
         raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
     results: list[GradeResult | None] = [None] * len(responses)
-    todo: dict[bytes, list[int]] = {}  # one task per distinct (response, golds)
-    tasks_by_key: dict[bytes, tuple[str, tuple[str, ...]]] = {}
-    for i, (response, gold) in enumerate(zip(responses, golds)):
-        text = _as_text(response)
-        gold_t = _as_golds(gold)
-        if text is None:
-            results[i] = GradeResult(False, None, "error")
-            _count("error")
-            continue
-        if not may_extract(text):
-            results[i] = GradeResult(False)
-            _count("trivial")
-            continue
-        key = digest(text, *gold_t)
+    texts: list[str] = [""] * len(responses)
+    gold_ts: list[tuple[str, ...]] = [()] * len(responses)
+    # One job per distinct (boxed answer, golds) or, without a usable box, (response, golds).
+    todo: dict[bytes, list[int]] = {}
+    jobs: dict[bytes, Job] = {}
+
+    def add(i: int, key: bytes, job: Job) -> None:
         cached = _cache.get(key)
         if cached is not None:
             results[i] = cached
             _count("cache_hits")
-            continue
-        if key not in todo:
-            todo[key] = []
-            tasks_by_key[key] = (text, gold_t)
-        todo[key].append(i)
+        else:
+            todo.setdefault(key, []).append(i)
+            jobs.setdefault(key, job)
 
-    if todo:
-        keys = sorted(todo, key=lambda k: tasks_by_key[k][1])  # same gold -> same worker chunk
-        tasks = [(n, *tasks_by_key[k]) for n, k in enumerate(keys)]
-        pool = _get_pool()
-        before = dict(pool.stats)
-        raw = pool.run(tasks, workers or default_workers(), timeout or DEFAULT_TIMEOUT)
-        for kind in ("workers_started", "worker_restarts", *FAILURE_KINDS):
-            _count(kind, pool.stats.get(kind, 0) - before.get(kind, 0))
-        for n, key in enumerate(keys):
-            correct, extracted, failure = raw[n]
+    for i, (response, gold) in enumerate(zip(responses, golds)):
+        text = _as_text(response)
+        gold_t = gold_ts[i] = _as_golds(gold)
+        if text is None:
+            results[i] = GradeResult(False, None, "error")
+            _count("error")
+            continue
+        texts[i] = text
+        if not may_extract(text):
+            results[i] = GradeResult(False)
+            _count("trivial")
+            continue
+        answer = boxed_answer(text)
+        if answer is None:
+            add(i, b"R" + digest(text, *gold_t), (text, gold_t))
+            continue
+        exact = _integer_verdict(answer, gold_t)
+        if exact is not None:
+            results[i] = exact
+            _count("exact")
+            continue
+        add(i, b"A" + digest(answer, *gold_t), (answer, gold_t, "answer"))
+
+    while todo:  # a second round only for boxed answers that do not parse
+        graded = _grade_in_workers(jobs, workers, timeout)
+        pending, todo, jobs = todo, {}, {}
+        for key, (correct, extracted, failure) in graded.items():
+            if correct is None:  # the shortcut does not apply: grade these responses in full
+                _count("answer_fallbacks")
+                for i in pending[key]:
+                    add(i, b"R" + digest(texts[i], *gold_ts[i]), (texts[i], gold_ts[i]))
+                continue
             result = GradeResult(bool(correct), extracted, failure)
-            if failure is None:  # a timeout may not repeat; don't make it permanent
-                if len(_cache) >= _CACHE_SIZE:
-                    for old in list(_cache)[: _CACHE_SIZE // 10]:
-                        del _cache[old]
-                _cache[key] = result
-            for i in todo[key]:
+            _remember(key, result)
+            for i in pending[key]:
                 results[i] = result
-        _count("graded_in_workers", len(tasks))
     _count("graded", len(responses))
     return results  # type: ignore[return-value]
 

@@ -3,9 +3,12 @@
 Started by `dynamo.grading.pool` with one end of a socket pair as file descriptor FD. Speaks
 pickled tuples over it (multiprocessing's Connection framing):
 
-    parent -> worker: ("grade", [(task_id, response, golds), ...])
+    parent -> worker: ("grade", [(task_id, text, golds[, "answer"]), ...])
     worker -> parent: ("ready", pid) once, then ("result", task_id, correct, extracted, failure)
                       per task, in order.
+
+A task's text is a whole response, or with "answer" the `text.boxed_answer` of one; then
+`correct` is None when that shortcut does not apply (`Grader.grade_answer`).
 
 Runs math-verify in this process's main thread so its signal-based timeouts work; the parent
 kills the whole process if a grade overruns anyway (e.g. a C-level computation that signals
@@ -52,9 +55,13 @@ def main(argv: list[str]) -> int:
             message = conn.recv()
             if message[0] != "grade":
                 return 0
-            for task_id, response, golds in message[1]:
+            for task_id, text, golds, *kind in message[1]:
                 try:
-                    correct, extracted, failure = grader.grade(response, golds)
+                    if kind == ["answer"]:
+                        graded = grader.grade_answer(text, golds)
+                        correct, extracted, failure = graded if graded is not None else (None, None, None)
+                    else:
+                        correct, extracted, failure = grader.grade(text, golds)
                 except Exception:  # Grader already catches math-verify's errors; this is a last resort
                     correct, extracted, failure = False, None, "error"
                 conn.send(("result", task_id, correct, extracted, failure))

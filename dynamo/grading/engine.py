@@ -26,7 +26,9 @@ gold answers: correct if any of them is. `reference_grade` below is exactly that
 - two exact shortcuts replace sympy where the outcome of `verify` is provable:
   identical normalised strings (its str/str comparison returns True), and pairs of plain
   sympy rationals (verify reduces to ==, see `_verify_items`).
-Everything else calls math-verify's own `verify` on the same objects. The only difference from
+Everything else calls math-verify's own `verify` on the same objects. `grade_answer` grades a
+response by its boxed answer alone, where `dynamo.grading.text` proves that equivalent; it
+checks the one condition that needs the parser (the box parses). The only difference from
 the reference is timing: a memoised extraction is faster, so a response that makes the
 reference hit its 5 s parse timeout may not time out here.
 """
@@ -51,6 +53,7 @@ from dynamo.grading.text import may_extract
 
 # math-verify's own defaults for parse() and verify(), kept so verdicts match the reference.
 SOFT_TIMEOUT_S = 5
+BOXED_PRIORITY = LatexExtractionConfig().boxed_match_priority  # 50: the \\boxed patterns' group
 
 
 def boxed(gold: str) -> str:
@@ -154,6 +157,7 @@ class Extraction:
     key: tuple[Any, ...] | None  # None when nothing was extracted
     text: str | None
     failure: str | None = None  # "timeout" | "error" when extraction was cut short
+    priority: int | None = None  # priority group of the match the value came from
 
 
 _EMPTY = Extraction(items=(), key=None, text=None)
@@ -250,6 +254,7 @@ class Grader:
         """Mirror of extract_target_from_pred(fallback_mode="first_match", extraction_mode="any_match")."""
         fallbacks: list[str] = []
         for group in self._groups:
+            priority = group[0][2]
             matches = ((m, m.start(), m.end(), ti) for pattern, ti, _ in group for m in pattern.finditer(text))
             for match, _, _, ti in sorted(matches, key=lambda x: (x[2], -x[1]), reverse=True):
                 parsed, string, key = self._extract_match(match, ti)
@@ -258,7 +263,7 @@ class Grader:
                 if parsed is not None:
                     first = fallbacks[0] if fallbacks else None
                     items = (parsed,) if first is None else (parsed, first)
-                    return Extraction(items=items, key=(key, first), text=string or first)
+                    return Extraction(items=items, key=(key, first), text=string or first, priority=priority)
         if fallbacks:
             return Extraction(items=(fallbacks[0],), key=(None, fallbacks[0]), text=fallbacks[0])
         return _EMPTY
@@ -323,7 +328,21 @@ class Grader:
     # ----------------------------------------------------------------- public
     def grade(self, response: str, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None]:
         """(correct, extracted answer, failure kind or None) for one response."""
-        pred = self.extract(response)
+        return self._grade(self.extract(response), golds)
+
+    def grade_answer(self, answer: str, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None] | None:
+        """`grade` of a response whose `text.boxed_answer` is `answer`, or None: grade it in full.
+
+        The response parses as "\\boxed{answer}" does when that parse takes its value from the
+        box, i.e. from a match in the boxed priority group (see `dynamo.grading.text`); a box
+        that does not parse (or a timeout) sends the caller back to the full response.
+        """
+        pred = self.extract(boxed(answer))
+        if pred.failure is not None or pred.priority != BOXED_PRIORITY:
+            return None
+        return self._grade(pred, golds)
+
+    def _grade(self, pred: Extraction, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None]:
         failure = pred.failure
         for gold in golds:
             gold_ex = self.gold(gold)

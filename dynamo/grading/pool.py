@@ -29,8 +29,9 @@ from pathlib import Path
 # Seconds a fresh worker may take to import math-verify and warm up before we give up on it.
 STARTUP_TIMEOUT_S = 180.0
 
-Task = tuple[int, str, tuple[str, ...]]  # (task id, response, golds)
-Result = tuple[bool, "str | None", "str | None"]  # (correct, extracted, failure)
+# (task id, response, golds), or (task id, boxed answer, golds, "answer"): see _worker.
+Task = tuple[int, str, tuple[str, ...]] | tuple[int, str, tuple[str, ...], str]
+Result = tuple["bool | None", "str | None", "str | None"]  # (correct, extracted, failure)
 
 
 @dataclass

@@ -1,4 +1,44 @@
-"""Cheap, dependency-free text helpers shared by the parent process and the grading workers."""
+"""Cheap, dependency-free text helpers shared by the parent process and the grading workers.
+
+`boxed_answer(response)` is the parent's shortcut. When it returns B, math-verify's parse of the
+whole response equals its parse of the short string "\\boxed{B}" -- provided the latter takes
+its value from the box, which the worker checks (`engine.Grader.grade_answer`); otherwise the
+response is graded in full. The argument, for math-verify 0.9.0's default extraction (LaTeX with
+boxed_match_priority=50, then plain expressions):
+
+math-verify tries regex matches by priority group (0, 50, 100, 200, 300); within a group,
+rightmost end first. It returns the value of the first match whose extraction parses, plus the
+non-empty string of the first match it tried. Groups 0 and 50 hold the "final answer ... is"
+patterns (LaTeX and plain expression) and the two boxed patterns: math environments ($..$,
+$$..$$, \\[..\\], \\(..\\), " [..] ", optionally followed by a percent word and by further
+"and/or/,"-joined environments) that contain "\\boxed{", and the plain r"\\boxed{.+}" (first
+"\\boxed{" to the last "}" of the text). `boxed_answer` returns B only when
+
+  1. "\\boxed" occurs exactly once and "\\fbox" never; that \\boxed is directly followed by "{",
+     whose matching "}" (raw brace counting, as math-verify's extract_boxed_content counts)
+     closes the content B; B.strip() is not empty;
+  2. `final answer.{0,100}?\\s+is` (any case, "." any character) does not occur. Every "final
+     answer" pattern match contains a match of it, so the response has none; neither has
+     "\\boxed{B}" (its "is" would lie inside B, a substring of the response). So group 0 is
+     empty and group 50 holds only boxed matches;
+  3. B contains no environment closer: no "$" unless escaped as "\\$", no "\\]" or "\\)", no
+     "]" followed by whitespace. Then an environment containing the \\boxed can only end after
+     its "}", so it holds all of "\\boxed{B}" -- and no further environment can join it, as
+     each would need a \\boxed of its own (1). Extracting the boxed content of any group-50
+     match of the response (mode "all" for environments, "last" for the plain match; there is
+     one box) gives B.strip(), as the single group-50 match of "\\boxed{B}" (the plain one: an
+     environment would have to open before its \\boxed) does. Equal strings normalise and parse
+     alike;
+  4. no "%", "[Pp]ercent" or "[Pp]ct" follows the box, so no environment has a percent suffix.
+
+So all group-50 matches of both texts extract the same (value, normalised string): if the value
+parses, both parses return exactly [value, string]; if not, both go on to other groups, over
+different texts, hence the check in the worker. A plain-integer B (`plain_integer`: at most 50
+ASCII digits) needs no check: it normalises to itself and parses to Integer(B), and math-verify's
+verify of two Integers is == (its str/str comparison agrees, as equal strings are equal
+integers). As everywhere in this package, "identical" is up to math-verify's 5 s timeouts,
+which a shorter computation may not hit.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +48,15 @@ import re
 # No math-verify pattern can match text without a digit, `$`, `\` or `[`: every LaTeX pattern
 # needs a math delimiter, \boxed or \frac, and every plain-expression pattern needs a digit.
 _MAY_MATCH = re.compile(r"[\d$\\\[]")
+
+_BRACES = re.compile(r"[{}]")
+_FINAL_ANSWER_IS = re.compile(r"final answer.{0,100}?\s+is", re.IGNORECASE | re.DOTALL)
+_ENV_CLOSER = re.compile(r"(?<!\\)\$|\\\]|\\\)|\]\s")
+_PERCENT = re.compile(r"%|[Pp]ercent|[Pp]ct")
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,50}")
+# Longer responses are graded in full by the workers: keeps the parent's scans (about 100 steps per
+# character at worst, for `_FINAL_ANSWER_IS`) well under a second on hostile input.
+MAX_SHORTCUT_CHARS = 200_000
 
 
 def may_extract(text: str) -> bool:
@@ -23,3 +72,50 @@ def digest(*parts: str) -> bytes:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.digest()
+
+
+def _box_span(text: str, start: int) -> tuple[int, int] | None:
+    """(open, close) brace positions of the box whose "{" is at `start`, None if never closed."""
+    depth = 0
+    for match in _BRACES.finditer(text, start):
+        depth += 1 if match.group() == "{" else -1
+        if depth == 0:
+            return start, match.start()
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...} (braces matched), None if none or unclosed."""
+    boxed, fbox = text.rfind("\\boxed{"), text.rfind("\\fbox{")
+    if boxed < 0 and fbox < 0:
+        return None
+    span = _box_span(text, boxed + len("\\boxed") if boxed > fbox else fbox + len("\\fbox"))
+    return None if span is None else text[span[0] + 1 : span[1]]
+
+
+def boxed_answer(response: str) -> str | None:
+    """B such that math-verify parses `response` as "\\boxed{B}" (module docstring), else None."""
+    if len(response) > MAX_SHORTCUT_CHARS or response.count("\\boxed") != 1 or "\\fbox" in response:
+        return None
+    start = response.find("\\boxed{")
+    if start < 0:
+        return None
+    span = _box_span(response, start + len("\\boxed"))
+    if span is None:
+        return None
+    content = response[span[0] + 1 : span[1]]
+    answer = content.strip()
+    if (
+        not answer
+        or _FINAL_ANSWER_IS.search(response)
+        or _ENV_CLOSER.search(content)
+        or _PERCENT.search(response, span[1] + 1)
+    ):
+        return None
+    return answer
+
+
+def plain_integer(answer: str) -> int | None:
+    """The value of an ASCII integer of at most 50 digits (after strip()), else None."""
+    answer = answer.strip()
+    return int(answer) if _PLAIN_INTEGER.fullmatch(answer) else None

@@ -128,8 +128,10 @@ def build_table(
         for which in (0, 1):
             row += list(mean_ci(seed_averages(method, which)))
         if baseline:
-            if method == baseline or baseline not in scores:
-                row += [math.nan, math.nan, "baseline" if method == baseline else ""]
+            if method == "base":  # the model every run starts from: a reference point, not a contender
+                row += [math.nan, math.nan, "start model"]
+            elif method == baseline:
+                row += [math.nan, math.nan, "baseline"]
             else:
                 diff, half = difference_ci(seed_averages(method, 0), seed_averages(baseline, 0))
                 row += [diff, half, verdict(diff, half)]

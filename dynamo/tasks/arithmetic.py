@@ -19,9 +19,10 @@ Files written by `dynamo make-task --out DIR`:
 - DIR/train.jsonl: the RL prompt pool (unique problems, level mix `--level-weights`);
 - DIR/sft.jsonl: warm-start examples from the same mix, drawn with replacement;
 - DIR/arith-easy.jsonl (levels 1-2), arith-medium.jsonl (3-4), arith-hard.jsonl (5-6):
-  held-out benchmarks, uniform over their levels. No problem text of a held-out split
-  occurs in the pool, in the SFT file or in another split. The pool and the SFT file may
-  share problems: the warm start plays the part of a base model's pretraining data.
+  held-out benchmarks, uniform over their levels.
+  The pool, the SFT file and the held-out splits share no problem text: as with a real
+  base model and a real RL prompt set, the warm start has not seen the RL prompts, so the
+  warm-started model's pool accuracy is an accuracy on unseen problems, like the splits'.
 - DIR/manifest.json: seed, counts per file and level, level definitions, template.
 
 Every record is `{"id", "problem", "answer", "level"}`, the real benchmarks' shape.
@@ -31,6 +32,8 @@ The same seed and arguments give byte-identical files.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -40,18 +43,20 @@ from typing import Any
 
 from dynamo.io import write_text_atomic
 
-# The prompt template of the embedded experiment: short, because the tokenizer is
-# character-level and every prompt character costs a position. The SFT warm start and the
-# RL trainer must both use exactly this (config refers to this constant).
-EMBEDDED_TEMPLATE = "Q: {problem}\nA: "
+# The prompt template of the embedded experiment: "12+7*3=" -> "\boxed{33}". As short as
+# possible, because the tokenizer is character-level and every prompt character costs a
+# position in every SFT step and rollout (this one keeps sequences ~20% shorter than
+# "Q: {problem}\nA: "). The SFT warm start and the RL trainer must both use exactly this.
+EMBEDDED_TEMPLATE = "{problem}="
 
 FORMAT_VERSION = 1
 SPLITS: dict[str, tuple[int, ...]] = {"arith-easy": (1, 2), "arith-medium": (3, 4), "arith-hard": (5, 6)}
-# Share of each level in the pool and in the SFT file (normalised). Calibrated so that
-# the warm-started tiny model solves ~40 % of pool samples at temperature 1 with a wide
-# spread of per-prompt success rates (see docs / warmstart.json for the measurement).
-DEFAULT_LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-DEFAULT_POOL_SIZE = 512
+# Share of each level in the pool and in the SFT file (normalised). Calibrated so that the
+# tiny model after the default warm start solves ~40 % of pool samples at temperature 1,
+# with per-prompt success counts spread over 0..8 of 8 (level 1 mostly solved, 4 and 6
+# mostly not, 2, 3 and 5 in between); see dynamo/engines/sft.py.
+DEFAULT_LEVEL_WEIGHTS: tuple[float, ...] = (3.0, 2.0, 2.0, 1.0, 2.0, 1.0)
+DEFAULT_POOL_SIZE = 256
 DEFAULT_EVAL_SIZE = 100
 DEFAULT_SFT_SIZE = 20000
 
@@ -71,12 +76,10 @@ class Form:
             return None
         return self.pattern.format(**dict(zip("abc", ops))), v
 
-    def capacity(self) -> int:
-        """Upper bound on the number of distinct texts this form can produce."""
-        n = 1
-        for lo, hi in self.ranges:
-            n *= hi - lo + 1
-        return n
+    def problems(self) -> set[str]:
+        """Every distinct text this form produces (at most ~65k; enumerated for the capacity check)."""
+        grid = itertools.product(*(range(lo, hi + 1) for lo, hi in self.ranges))
+        return {self.pattern.format(**dict(zip("abc", ops))) for ops in grid if self.value(*ops) >= 0}
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,10 @@ class Level:
             if out is not None:
                 return out
 
+    @functools.cached_property
     def capacity(self) -> int:
-        return sum(f.capacity() for f in self.forms)
+        """Number of distinct problems of this level."""
+        return len(set().union(*(f.problems() for f in self.forms)))
 
 
 D1 = (0, 9)  # one digit
@@ -159,7 +164,7 @@ def level_definitions() -> dict[str, Any]:
         str(lv.level): {
             "description": lv.description,
             "forms": [{"pattern": f.pattern, "ranges": [list(r) for r in f.ranges]} for f in lv.forms],
-            "capacity_upper_bound": lv.capacity(),
+            "distinct_problems": lv.capacity,
         }
         for lv in LEVELS.values()
     }
@@ -189,7 +194,7 @@ def _unique_problems(
             if misses > max_misses:
                 raise ValueError(
                     f"level {level} ran out of distinct problems for {what} after {len(out)} of {n} "
-                    f"(at most ~{LEVELS[level].capacity()} exist, {len(taken)} texts already used); "
+                    f"({LEVELS[level].capacity} exist, {len(taken)} texts already used); "
                     "lower --pool-size/--eval-size or the level's weight"
                 )
             continue
@@ -222,7 +227,6 @@ def generate_task(
             records += [(t, v, level) for t, v in _unique_problems(rng, level, n, taken, split)]
         rng.shuffle(records)
         files[split] = [_record(f"{split}-{i:04d}", t, v, lv) for i, (t, v, lv) in enumerate(records)]
-    eval_texts = set(taken)
 
     pool = []
     for level, n in zip(LEVELS, split_counts(pool_size, level_weights)):
@@ -230,13 +234,13 @@ def generate_task(
     rng.shuffle(pool)
     files["train"] = [_record(f"arith-train-{i:05d}", t, v, lv) for i, (t, v, lv) in enumerate(pool)]
 
-    # SFT examples: drawn with replacement (levels hold as few as ~1000 problems), never a
-    # held-out text; validate_sizes() leaves at least half of every level outside them.
+    # SFT examples: drawn with replacement (levels hold as few as ~1000 problems) from the
+    # problems neither held out nor in the pool; validate_sizes() leaves a quarter of each level.
     sft = []
     for level, n in zip(LEVELS, split_counts(sft_size, level_weights)):
         while n > 0:
             text, value = LEVELS[level].sample(rng)
-            if text not in eval_texts:
+            if text not in taken:
                 sft.append((text, value, level))
                 n -= 1
     rng.shuffle(sft)
@@ -263,11 +267,11 @@ def validate_sizes(pool_size: int, eval_size: int, sft_size: int, level_weights:
     for lv, n in zip(LEVELS, split_counts(pool_size, level_weights)):
         need[lv] += n
     for lv, n in need.items():
-        # Half the upper bound: rejection sampling gets slow near exhaustion, and the SFT
-        # file needs problems that are not held out.
-        if n > LEVELS[lv].capacity() // 2:
+        # At most 3/4 of a level: rejection sampling stays fast, and the SFT file keeps
+        # problems that are not held out.
+        if n > 3 * LEVELS[lv].capacity // 4:
             raise ValueError(
-                f"level {lv} ({LEVELS[lv].description}) has at most ~{LEVELS[lv].capacity()} distinct problems; "
+                f"level {lv} ({LEVELS[lv].description}) has {LEVELS[lv].capacity} distinct problems; "
                 f"pool + held-out splits would need {n} of them. Lower --pool-size/--eval-size or its weight"
             )
 

@@ -45,12 +45,7 @@ from tqdm import tqdm
 
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import group_advantages
-from dynamo.core.allocation import (
-    allocate_rollouts,
-    allocation_weights,
-    check_allocation_feasible,
-    uniform_allocation,
-)
+from dynamo.core.allocation import check_allocation_feasible, rollout_counts
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import modulation_factors
 from dynamo.core.stats import PromptStats
@@ -96,25 +91,6 @@ class PromptSampler:
 
     def load(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-
-def rollout_counts(method: MethodSpec, stats: PromptStats, prompt_ids: list[str], n: int) -> np.ndarray:
-    """Per-prompt rollout counts for this step: uniform n, or DynaMO's variance-minimising allocation."""
-    budget = len(prompt_ids) * n
-    if method.allocation.kind == "uniform":
-        return uniform_allocation(len(prompt_ids), budget)
-    a = method.allocation
-    k, g = stats.counts(prompt_ids)
-    weights = allocation_weights(
-        k,
-        g,
-        weight=a.weight,
-        min_history=a.min_history,
-        mastery_threshold=a.mastery_threshold,
-        weight_floor=a.weight_floor,
-    )
-    n_low, n_high = a.bounds(n)
-    return allocate_rollouts(weights, budget, n_low, n_high)
 
 
 class LocalTrainer:
@@ -194,7 +170,7 @@ class LocalTrainer:
             indices = self.sampler.take(N)
             ids = [self.problems[i].id for i in indices]
             t0 = time.perf_counter()
-            counts = rollout_counts(self.method, self.stats, ids, n)
+            counts = rollout_counts(self.method.allocation, *self.stats.counts(ids), n)
             timer["allocate"] += time.perf_counter() - t0
             if rounds == 1:
                 info.update(

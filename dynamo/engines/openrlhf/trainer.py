@@ -34,7 +34,7 @@ import torch
 from openrlhf.trainer import ppo_trainer
 from openrlhf.trainer.ray import ppo_actor
 
-from dynamo.core.allocation import allocate_rollouts, allocation_weights, bernoulli_variance
+from dynamo.core.allocation import bernoulli_variance, rollout_counts
 from dynamo.core.stats import PromptStats
 from dynamo.engines.openrlhf import guards
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer
@@ -85,19 +85,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         n = self.args.rollout.n_samples_per_prompt
         alloc = self.spec.allocation
         k, g = self.stats.counts(prompt_ids)
-        if alloc.kind == "uniform":
-            counts = np.full(len(prompt_ids), n, dtype=np.int64)
-        else:
-            n_low, n_high = alloc.bounds(n)
-            weights = allocation_weights(
-                k,
-                g,
-                weight=alloc.weight,
-                min_history=alloc.min_history,
-                mastery_threshold=alloc.mastery_threshold,
-                weight_floor=alloc.weight_floor,
-            )
-            counts = allocate_rollouts(weights, len(prompt_ids) * n, n_low, n_high)
+        counts = rollout_counts(alloc, k, g, n)
         p = bernoulli_variance(k, g)
         self.allocation_log = {
             "allocation/n_min": float(counts.min()),
