@@ -18,7 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "write the embedded arithmetic task: training pool + held-out splits",
     ),
     "build-model": ("dynamo.models.tiny", "build and save the tiny character-level causal LM (no hub)"),
-    "warmstart": ("dynamo.engines.sft", "supervised warm start of a model on a task's SFT file (disjoint from the RL pool)"),
+    "warmstart": (
+        "dynamo.engines.sft",
+        "supervised warm start of a model on a task's SFT file (disjoint from the RL pool)",
+    ),
     "train": ("dynamo.engines.train", "RL-train a model with a registered method (local or openrlhf engine)"),
     "evaluate": ("dynamo.evaluation.evaluate", "sample k answers per benchmark problem, grade, Pass@1/Pass@k"),
     "grade": ("dynamo.grading.cli", "grade a JSONL of {response, answer} lines without any model"),

@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_copy import ROOT, copy_repo
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-GENERATED = {
-    ".venv",
-    ".git",
-    "runs",
-    "results",
-    "paper_figures",
-    "data",
-    "models",
-    "logs",
-    ".snakemake",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "__pycache__",
-}
-
-
-def copy_repo(dest: Path) -> Path:
-    """A copy of the working tree without generated outputs, so the test never touches ./results."""
-    shutil.copytree(
-        ROOT, dest, ignore=lambda d, names: [n for n in names if n in GENERATED or n.endswith(".egg-info")]
-    )
-    return dest
 
 
 def test_snakemake_lint_is_clean():

@@ -16,26 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_copy import copy_repo
 
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "slurm"
-GENERATED = {
-    ".venv",
-    ".git",
-    "runs",
-    "results",
-    "paper_figures",
-    "data",
-    "models",
-    "logs",
-    ".snakemake",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "__pycache__",
-}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +88,7 @@ def test_two_rule_workflow_runs_through_sbatch(slurm_cluster, tmp_path):
         '    shell: "cat {input} > {output}; echo $SLURM_JOB_ID >> {output}"\n'
     )
     before = len(completed_jobs(slurm_cluster))
-    snakemake(tmp_path, "b.txt", timeout=300)
+    snakemake(tmp_path, "b.txt", timeout=600)
     job_ids = (tmp_path / "b.txt").read_text().split()
     assert len(job_ids) == 2 and job_ids[0] != job_ids[1]  # each rule ran as its own Slurm job
     assert [state for _, state in completed_jobs(slurm_cluster)[before:]] == ["COMPLETED", "COMPLETED"]
@@ -111,7 +97,7 @@ def test_two_rule_workflow_runs_through_sbatch(slurm_cluster, tmp_path):
 
 def test_smoke_pipeline_runs_through_sbatch(slurm_cluster, tmp_path):
     work = tmp_path / "repo"  # a copy, so ./results of the working tree is never touched
-    shutil.copytree(ROOT, work, ignore=lambda _, names: [n for n in names if n in GENERATED or "egg-info" in n])
+    copy_repo(work)
     before = len(completed_jobs(slurm_cluster))
     snakemake(work, "results/table1.csv", "--configfile", "config/smoke.yaml", timeout=1500)
     table = work / "results" / "table1.csv"

@@ -1,0 +1,31 @@
+"""A copy of the working tree without generated outputs, for tests that run the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = {
+    ".venv",
+    ".git",
+    "runs",
+    "results",
+    "paper_figures",
+    "data",
+    "models",
+    "logs",
+    ".snakemake",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "__pycache__",
+}
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the project to `dest` so that a test never touches ./results or ./runs."""
+    shutil.copytree(
+        ROOT, dest, ignore=lambda d, names: [n for n in names if n in GENERATED or n.endswith(".egg-info")]
+    )
+    return dest
