@@ -1,7 +1,7 @@
 # DynaMO reproduction pipeline.
 #   snakemake --cores all results/table1.csv                 # embedded CPU experiment (default config)
-#   snakemake --cores all --configfile config/smoke.yaml results/table1.csv
-#   snakemake --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml results/table1.csv
+#   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
+#   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
 # Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
 
 from snakemake.utils import min_version

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import group_advantages
-from dynamo.core.allocation import check_allocation_feasible, rollout_counts
+from dynamo.core.allocation import rollout_counts
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import modulation_factors
 from dynamo.core.stats import PromptStats
@@ -113,12 +113,6 @@ class LocalTrainer:
         self.problems = problems
         self.show_progress = show_progress
         torch.set_num_threads(threads or self.t.threads)
-        n = self.t.rollouts_per_prompt
-        if method.allocation.kind == "dynamo":
-            n_low, n_high = method.allocation.bounds(n)
-            check_allocation_feasible(
-                self.t.prompts_per_step, self.t.prompts_per_step * n, n_low, n_high, min_group=2
-            )
         _seed_everything(seed)
         self.model, self.tokenizer = load_model_and_tokenizer(base_model, dtype=getattr(torch, cfg.model.dtype))
         self.model.train()
@@ -430,12 +424,9 @@ class LocalTrainer:
         return True
 
     def save_final(self) -> None:
-        final, tmp = self.run_dir / "final", self.run_dir / "final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        from dynamo.models import save_pretrained_atomic
+
+        save_pretrained_atomic(self.model, self.tokenizer, self.run_dir / "final", {})
 
 
 def load_problems(path: str, template: str, tokenizer, use_chat_template: bool) -> list[Problem]:
