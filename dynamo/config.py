@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,8 +260,6 @@ def _validate(cfg: ExperimentConfig) -> None:
 
 def _check_bounds(obj: Any, where: str) -> None:
     """Apply the schema bounds (minimum, maximum, exclusiveMinimum, pattern) stored in field metadata."""
-    import re
-
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):

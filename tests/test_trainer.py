@@ -51,6 +51,17 @@ def make_cfg(**train):
     return config_from_dict({"seeds": [1], "train": {**base, **train}})
 
 
+def scripted_generation(tokenizer, prompt_index: int, prompt: str, text: str) -> Generation:
+    """A Generation as hf_generate returns it, for a response text chosen by the test."""
+    return Generation(
+        prompt_index=prompt_index,
+        prompt_ids=tokenizer(prompt)["input_ids"],
+        response_ids=tokenizer(text)["input_ids"],
+        text=text,
+        truncated=False,
+    )
+
+
 class RandomAnswerGenerator:
     """Stands in for hf_generate with answers drawn from torch's global RNG (so seeds and the RNG state
     saved in checkpoints matter): right or wrong, of varying length. An untrained tiny model never
@@ -64,15 +75,7 @@ class RandomAnswerGenerator:
             for _ in range(count):
                 right, extra = torch.randint(0, 2, (1,)).item(), torch.randint(0, 3, (1,)).item()
                 text = f"\\boxed{{{gold if right else '-7'}}}" + "!" * extra
-                out.append(
-                    Generation(
-                        prompt_index=i,
-                        prompt_ids=tokenizer(prompt)["input_ids"],
-                        response_ids=tokenizer(text)["input_ids"],
-                        text=text,
-                        truncated=False,
-                    )
-                )
+                out.append(scripted_generation(tokenizer, i, prompt, text))
         return out
 
 
@@ -117,15 +120,7 @@ class ScriptedGenerator:
             n_right = round(frac * count)
             for j in range(count):
                 text = f"\\boxed{{{problem.answers[0]}}}" if j < n_right else "\\boxed{-7}"
-                out.append(
-                    Generation(
-                        prompt_index=i,
-                        prompt_ids=tokenizer(prompt)["input_ids"],
-                        response_ids=tokenizer(text)["input_ids"],
-                        text=text,
-                        truncated=False,
-                    )
-                )
+                out.append(scripted_generation(tokenizer, i, prompt, text))
             self.log.append((problem.id, count, n_right))
         return out
 

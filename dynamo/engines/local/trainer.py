@@ -47,7 +47,7 @@ from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import group_advantages
 from dynamo.core.allocation import rollout_counts
 from dynamo.core.losses import policy_loss
-from dynamo.core.modulation import modulation_factors
+from dynamo.core.modulation import entropy_change, modulation_factors
 from dynamo.core.stats import PromptStats
 from dynamo.engines.local.policy import token_logprobs
 from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches, groups_with_spread
@@ -55,6 +55,7 @@ from dynamo.generation import hf_generate
 from dynamo.grading import grade_many
 from dynamo.io import write_json_atomic, write_text_atomic
 from dynamo.methods import MethodSpec
+from dynamo.models import load_model_and_tokenizer, save_pretrained_atomic
 from dynamo.tasks.prompts import build_prompt
 
 
@@ -106,8 +107,6 @@ class LocalTrainer:
         threads: int | None = None,
         show_progress: bool = True,
     ):
-        from dynamo.models import load_model_and_tokenizer
-
         self.cfg, self.t, self.method, self.seed = cfg, cfg.train, method, seed
         self.run_dir = Path(run_dir)
         self.problems = problems
@@ -310,8 +309,6 @@ class LocalTrainer:
 
     @torch.no_grad()
     def _mini_batch_ranges(self, batch, micro, old_logp, advantages) -> dict[str, Any]:
-        from dynamo.core.modulation import entropy_change
-
         loss_spec = self.method.loss
         h_min, h_max, max_change = math.inf, -math.inf, 0.0
         for idx in micro:
@@ -424,8 +421,6 @@ class LocalTrainer:
         return True
 
     def save_final(self) -> None:
-        from dynamo.models import save_pretrained_atomic
-
         save_pretrained_atomic(self.model, self.tokenizer, self.run_dir / "final", {})
 
 
