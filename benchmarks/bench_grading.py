@@ -1,6 +1,6 @@
 """Grading throughput: `dynamo.grading.grade_many` against a naive math-verify loop, side by side.
 
-    python benchmarks/bench_grading.py [--data-dir ../shared/benchmarks] [--samples 32] [--workers N]
+    python benchmarks/bench_grading.py [--data-dir ../shared/benchmarks] [--samples 32] [--workers 1,2]
 
 Builds a realistic evaluation set from the real MATH500 and AIME 2024 files: for every problem,
 `--samples` responses whose final answers are drawn from a few candidates -- the gold, an
@@ -14,17 +14,19 @@ mid-way), some a box that does not parse (3%).
 
 The naive side grades one pair at a time, in this process, with math-verify's defaults exactly as
 the grader's definition has it (`engine.reference_grade`): `parse(response)`,
-`parse("\\boxed{gold}")`, `verify(...)`. The fast side is `grade_many` on the whole list (parent
-process + worker pool, fresh caches). Both are warmed up first on generic answer shapes that are
-not benchmark data (imports, ANTLR's first-parse costs; for grade_many also the pool start), so
-the timings compare steady-state grading. Verdicts must be identical on every pair.
+`parse("\\boxed{gold}")`, `verify(...)`. The fast side is `grade_many` on the whole list, timed
+once per worker count in `--workers` (default: 1, and one per core up to 8), each time on a fresh
+pool with empty caches. Both sides are warmed up first on generic answer shapes that are not
+benchmark data (imports, ANTLR's first-parse costs; for grade_many also the pool start), so the
+timings compare steady-state grading. Verdicts must be identical on every pair.
 
-Both sides parse every distinct answer and verify every distinct (answer, gold) pair at least
-once, and responses whose answer depends on the rest of the text (no box, a box that does not
-parse) are parsed in full by both: that shared work bounds the CPU-time ratio; the wall-clock
-ratio also gains from the worker pool's parallelism, so it depends on free cores. CPU seconds
-count the parent and the workers; the load average (1 min, before and after) shows how busy
-the shared machine was. The last line of output is a JSON object with the figures.
+What bounds the ratio: both sides parse every distinct answer and verify every distinct (answer,
+gold) pair at least once, and both parse in full the responses whose answer depends on the rest
+of the text (no box, a box that does not parse). With one worker that shared work bounds the
+speed-up (the CPU-time ratio); more workers divide it by the free cores, so the wall-clock ratio
+depends on the machine. CPU seconds count the parent and the workers; the load average (1 min,
+before and after) shows how busy the shared machine was. The last line of output is a JSON object
+with the figures.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dynamo.grading import _get_pool, grade_many, grading_stats, shutdown  # noqa: E402
+from dynamo.grading import _get_pool, default_workers, grade_many, grading_stats, shutdown  # noqa: E402
 from dynamo.grading.engine import WARMUP_ANSWERS, reference_grade  # noqa: E402
 from dynamo.grading.text import last_boxed  # noqa: E402
 from dynamo.tasks import load_benchmark  # noqa: E402
@@ -143,15 +145,39 @@ def build_pairs(golds: list[str], samples: int, rng: random.Random) -> list[tupl
     return pairs
 
 
+def time_grade_many(responses: list[str], golds: list[str], workers: int) -> dict:
+    """One timed `grade_many` over the whole set on a fresh pool (caches empty, workers warm)."""
+    shutdown()  # fresh pool, empty parent cache
+    warm = [(f"The answer is $\\boxed{{{a}}}$.", g) for a in WARMUP_ANSWERS for g in ("7", a)]
+    t0 = time.perf_counter()
+    grade_many([r for r, _ in warm], [g for _, g in warm], workers=workers)
+    pool_start_s = time.perf_counter() - t0
+    before = grading_stats()
+    pids = [w.proc.pid for w in _get_pool().workers]
+    cpu0 = time.process_time() + sum(map(_proc_cpu_seconds, pids))
+    t0 = time.perf_counter()
+    verdicts = grade_many(responses, golds, workers=workers)
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() + sum(map(_proc_cpu_seconds, pids)) - cpu0
+    stats = {k: v - before.get(k, 0) for k, v in grading_stats().items()}
+    shutdown()
+    return {"verdicts": verdicts, "seconds": seconds, "cpu": cpu, "pool_start_s": pool_start_s, "stats": stats}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "benchmarks")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="problems per file (default: all)")
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="comma-separated worker counts to time grade_many with (default: 1 and one per core, at most 8)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify warns on every timeout
+    worker_counts = sorted({int(w) for w in (args.workers or f"1,{default_workers()}").split(",")})
 
     rng = random.Random(args.seed)
     pairs: list[tuple[str, str]] = []
@@ -164,14 +190,11 @@ def main() -> int:
     golds = [g for _, g in pairs]
     assert len(set(responses)) == len(responses), "responses must be distinct texts"
 
-    # Warm-up, identical for both sides, on generic answer shapes that are not benchmark data:
-    # imports and ANTLR's first-parse costs (the workers do the same at start-up).
-    warm = [(f"The answer is $\\boxed{{{a}}}$.", g) for a in WARMUP_ANSWERS for g in ("7", a)]
-    for response, gold in warm:
-        reference_grade(response, gold)
-    t0 = time.perf_counter()
-    grade_many([r for r, _ in warm], [g for _, g in warm], workers=args.workers)
-    pool_start_s = time.perf_counter() - t0
+    # Warm-up on generic answer shapes that are not benchmark data: imports and ANTLR's
+    # first-parse costs, as the grading workers do at start-up.
+    for answer in WARMUP_ANSWERS:
+        for gold in ("7", answer):
+            reference_grade(f"The answer is $\\boxed{{{answer}}}$.", gold)
     load_before = os.getloadavg()[0]
 
     cpu0 = time.process_time()
@@ -179,18 +202,10 @@ def main() -> int:
     naive = [reference_grade(response, gold) for response, gold in pairs]
     naive_s = time.perf_counter() - t0
     naive_cpu = time.process_time() - cpu0
+    fast = {w: time_grade_many(responses, golds, w) for w in worker_counts}
 
-    before = grading_stats()
-    pids = [w.proc.pid for w in _get_pool().workers]
-    cpu0 = time.process_time() + sum(map(_proc_cpu_seconds, pids))
-    t0 = time.perf_counter()
-    fast = grade_many(responses, golds, workers=args.workers)
-    fast_s = time.perf_counter() - t0
-    fast_cpu = time.process_time() + sum(map(_proc_cpu_seconds, pids)) - cpu0
-    stats = {k: v - before.get(k, 0) for k, v in grading_stats().items()}
-    shutdown()
-
-    mismatches = [i for i, (a, b) in enumerate(zip(naive, fast)) if a != b]
+    mismatches = {w: [i for i, (a, b) in enumerate(zip(naive, r["verdicts"])) if a != b] for w, r in fast.items()}
+    stats = fast[worker_counts[-1]]["stats"]
     figures = {
         "pairs": len(pairs),
         "problems": sources,
@@ -199,34 +214,42 @@ def main() -> int:
         "distinct_answer_gold_pairs": len({(last_boxed(r), g) for r, g in pairs}),
         "correct_fraction": round(sum(naive) / len(naive), 4),
         "naive_s": round(naive_s, 3),
-        "fast_s": round(fast_s, 3),
-        "speedup": round(naive_s / fast_s, 2),
         "naive_cpu_s": round(naive_cpu, 3),
-        "fast_cpu_s": round(fast_cpu, 3),
-        "cpu_speedup": round(naive_cpu / fast_cpu, 2) if fast_cpu > 0 else None,
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "naive_pairs_per_s": round(len(pairs) / naive_s, 1),
-        "fast_pairs_per_s": round(len(pairs) / fast_s, 1),
-        "workers": args.workers or min(8, os.cpu_count() or 1),
+        "grade_many": [
+            {
+                "workers": w,
+                "seconds": round(run["seconds"], 3),
+                "speedup": round(naive_s / run["seconds"], 2),
+                "cpu_s": round(run["cpu"], 3),
+                "cpu_speedup": round(naive_cpu / run["cpu"], 2) if run["cpu"] > 0 else None,
+                "pool_start_s": round(run["pool_start_s"], 3),
+                "identical_verdicts": not mismatches[w],
+            }
+            for w, run in fast.items()
+        ],
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_count": os.cpu_count(),
-        "pool_start_s": round(pool_start_s, 3),
         "exact_integer": stats.get("exact", 0),
         "graded_in_workers": stats.get("graded_in_workers", 0),
         "answer_fallbacks": stats.get("answer_fallbacks", 0),
         "failures": sum(stats.get(k, 0) for k in ("timeout", "killed", "error", "crash")),
-        "identical_verdicts": not mismatches,
     }
-    print(f"{'':>10} {'seconds':>9} {'pairs/s':>9}")
-    print(f"{'naive':>10} {naive_s:9.2f} {figures['naive_pairs_per_s']:9.1f}")
-    print(f"{'grade_many':>10} {fast_s:9.2f} {figures['fast_pairs_per_s']:9.1f}   ({figures['speedup']}x)")
-    print(
-        f"CPU seconds: naive {naive_cpu:.2f}, grade_many (parent + workers) {fast_cpu:.2f}; "
-        f"load average {figures['load_average_1min']} on {os.cpu_count()} cores"
-    )
-    for i in mismatches[:5]:
-        print(f"MISMATCH naive={naive[i]} fast={fast[i]}: gold {golds[i]!r} response {responses[i][-120:]!r}")
+    print(f"{'':>22} {'seconds':>8} {'pairs/s':>8} {'speed-up':>9} {'CPU s':>7} {'CPU speed-up':>13}")
+    print(f"{'naive loop':>22} {naive_s:8.2f} {len(pairs) / naive_s:8.1f} {'':>9} {naive_cpu:7.2f}")
+    for row in figures["grade_many"]:
+        label = f"grade_many, {row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+        print(
+            f"{label:>22} {row['seconds']:8.2f} {len(pairs) / row['seconds']:8.1f} {row['speedup']:8.2f}x"
+            f" {row['cpu_s']:7.2f} {row['cpu_speedup']:12.2f}x"
+        )
+    load = figures["load_average_1min"]
+    print(f"CPU s count the parent and the workers; load average {load} on {os.cpu_count()} cores")
+    for w, bad in mismatches.items():
+        for i in bad[:5]:
+            print(f"MISMATCH ({w} workers) naive={naive[i]}: gold {golds[i]!r} response {responses[i][-120:]!r}")
     print(json.dumps(figures))
-    assert not mismatches, f"{len(mismatches)} verdicts differ from the naive loop"
+    assert not any(mismatches.values()), "verdicts differ from the naive loop"
     return 0
 
 

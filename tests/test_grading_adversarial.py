@@ -81,6 +81,23 @@ def test_hung_worker_is_killed_and_replaced():
         pool.close()
 
 
+def test_hang_inside_a_chunk_fails_only_the_hung_task():
+    # Results come back in batches, so a kill does not say which task of a chunk hung: the pool
+    # re-runs the unanswered ones one by one, and only the culprit fails.
+    pool = WorkerPool(soft_timeout=0)
+    try:
+        pool.run([(0, "warm up \\boxed{1}", ("1",))], workers=1, timeout=60)
+        hang = "$$" + "\\boxed{1" * 30000
+        tasks = [(i, f"so \\boxed{{{i}}}", (str(i),)) for i in range(16)]
+        tasks[9] = (9, hang, ("1",))  # chunks of 4: the hang is second in the third chunk
+        results = pool.run(tasks, workers=1, timeout=2.0)
+        assert results[9] == (False, None, "killed")
+        assert all(results[i] == (True, str(i), None) for i in range(16) if i != 9)
+        assert pool.stats["killed"] == 1
+    finally:
+        pool.close()
+
+
 def test_dead_worker_is_replaced_without_raising():
     pool = WorkerPool()
     try:

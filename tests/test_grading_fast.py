@@ -302,11 +302,12 @@ def test_unparsable_box_falls_back_to_the_full_response():
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real benchmark files not found at {SHARED}")
 def test_benchmark_script_runs_with_identical_verdicts():
     script = REPO / "benchmarks" / "bench_grading.py"
-    args = [sys.executable, str(script), "--limit", "4", "--samples", "8", "--workers", "1"]
+    args = [sys.executable, str(script), "--limit", "4", "--samples", "8", "--workers", "1,2"]
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    assert figures["identical_verdicts"] and figures["pairs"] == 8 * 8
+    assert [run["workers"] for run in figures["grade_many"]] == [1, 2]
+    assert all(run["identical_verdicts"] for run in figures["grade_many"]) and figures["pairs"] == 8 * 8
     assert figures["distinct_responses"] == figures["pairs"]
 
 

@@ -4,7 +4,7 @@
     grade_many(responses, golds, workers=None, timeout=None) -> list[bool]
     grade_details(responses, golds, workers=None, timeout=None) -> list[GradeResult]
     failure_counts() / grading_stats() / reset_stats()      counters for reports
-    shutdown()                                             stop the worker pool (also atexit)
+    shutdown()                                             stop the pool, drop cached verdicts
 
 A response is correct when math-verify finds it equal to the gold answer wrapped in \\boxed{}
 (several golds: any of them), with the prediction extracted by math-verify's LaTeX and plain
@@ -89,8 +89,9 @@ def _get_pool() -> WorkerPool:
 
 
 def shutdown() -> None:
-    """Stop the worker pool; the next grade starts a fresh one."""
+    """Stop the worker pool and drop cached verdicts; the next grade starts afresh."""
     global _pool
+    _cache.clear()
     if _pool is not None:
         _pool.close()
         _pool = None

@@ -4,8 +4,11 @@ Started by `dynamo.grading.pool` with one end of a socket pair as file descripto
 pickled tuples over it (multiprocessing's Connection framing):
 
     parent -> worker: ("grade", [(task_id, text, golds[, "answer"]), ...])
-    worker -> parent: ("ready", pid) once, then ("result", task_id, correct, extracted, failure)
-                      per task, in order.
+    worker -> parent: ("ready", None) once, then ("results", [(task_id, correct, extracted,
+                      failure), ...]) in task order: a batch when the chunk is done, or
+                      earlier once FLUSH_S has passed since the last batch (progress for the
+                      parent's timeout; one message per task would cost the parent more
+                      CPU than the cheap tasks themselves).
 
 A task's text is a whole response, or with "answer" the `text.boxed_answer` of one; then
 `correct` is None when that shortcut does not apply (`Grader.grade_answer`).
@@ -19,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+
+FLUSH_S = 0.05
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -55,6 +61,7 @@ def main(argv: list[str]) -> int:
             message = conn.recv()
             if message[0] != "grade":
                 return 0
+            batch, flushed = [], time.monotonic()
             for task_id, text, golds, *kind in message[1]:
                 try:
                     if kind == ["answer"]:
@@ -64,7 +71,12 @@ def main(argv: list[str]) -> int:
                         correct, extracted, failure = grader.grade(text, golds)
                 except Exception:  # Grader already catches math-verify's errors; this is a last resort
                     correct, extracted, failure = False, None, "error"
-                conn.send(("result", task_id, correct, extracted, failure))
+                batch.append((task_id, correct, extracted, failure))
+                if time.monotonic() - flushed > FLUSH_S:
+                    conn.send(("results", batch))
+                    batch, flushed = [], time.monotonic()
+            if batch:
+                conn.send(("results", batch))
     except (EOFError, OSError):  # the parent closed its end or went away
         return 0
 

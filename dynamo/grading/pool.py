@@ -3,11 +3,11 @@
 Why not `concurrent.futures.ProcessPoolExecutor`: it cannot kill one hung task -- the only way
 out is to break the whole pool. Here each worker is a plain subprocess
 (`python -m dynamo.grading._worker`) talking over a socket pair; the parent streams it chunks
-of tasks, gets one result message per task, and if a worker makes no progress for `timeout`
-seconds it is killed, the task it was on is reported as failed ("killed"), the rest of its
-chunk is re-queued and a fresh worker is started. Workers are plain subprocesses (not
-multiprocessing "spawn" children) so they never re-import the caller's `__main__`, and they
-exit on their own when the parent goes away (their socket reads EOF).
+of tasks and gets their results back in small batches. If a worker makes no progress for
+`timeout` seconds it is killed and a fresh one started; its unanswered tasks are re-run one by
+one, so that the one that hung fails alone ("killed") and the others are graded. Workers are
+plain subprocesses (not multiprocessing "spawn" children) so they never re-import the caller's
+`__main__`, and they exit on their own when the parent goes away (their socket reads EOF).
 
 The parent side imports nothing heavy (no sympy, no math-verify).
 """
@@ -131,18 +131,20 @@ class WorkerPool:
         startup_failures = 0
 
         def replace(worker: _Worker, failure: str | None) -> None:
-            # The task the worker was on fails (unless failure is None: it never started it);
-            # the rest of its chunk goes back to the queue.
+            # failure None: the worker never saw its chunk, which goes back to the queue whole.
+            # Otherwise it hung or died on one of its unanswered tasks -- which one is unknown, as
+            # results come in batches -- so a lone task fails, and several are re-queued one per
+            # chunk: the culprit then fails alone, the others are graded.
             nonlocal startup_failures
             self._kill(worker)
             if worker.chunk:
-                rest = worker.chunk
-                if failure is not None:
-                    results[rest[0][0]] = (False, None, failure)
+                if failure is None:
+                    pending.appendleft(worker.chunk)
+                elif len(worker.chunk) == 1:
+                    results[worker.chunk[0][0]] = (False, None, failure)
                     self.stats[failure] += 1
-                    rest = rest[1:]
-                if rest:
-                    pending.appendleft(rest)
+                else:
+                    pending.extendleft([task] for task in reversed(worker.chunk))
             elif not worker.ready:
                 startup_failures += 1
                 if startup_failures >= 3:
@@ -176,12 +178,14 @@ class WorkerPool:
                         message = conn.recv()
                         if message[0] == "ready":
                             worker.ready = True
-                        elif worker.chunk and message[1] == worker.chunk[0][0]:
-                            _, task_id, correct, extracted, failure = message
-                            results[task_id] = (correct, extracted, failure)
-                            if failure:
-                                self.stats[failure] += 1
-                            worker.chunk.pop(0)
+                        else:  # ("results", batch): the next tasks of its chunk, in order
+                            for task_id, correct, extracted, failure in message[1]:
+                                if not worker.chunk or task_id != worker.chunk[0][0]:
+                                    break  # not ours (cannot happen with a live chunk)
+                                results[task_id] = (correct, extracted, failure)
+                                if failure:
+                                    self.stats[failure] += 1
+                                worker.chunk.pop(0)
                             worker.last_progress = time.monotonic()
                 except (EOFError, OSError):
                     replace(worker, "crash")
