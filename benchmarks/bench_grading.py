@@ -78,6 +78,8 @@ ENDINGS = [
     ("The answer is $\\boxed{{{bad}}}$.", 0.03),  # a box that does not parse
 ]
 UNPARSABLE = ["{x} =", "{x} +", "?", "\\frac{{}}{{}}"]
+# Warm-up pairs for both sides: generic answer shapes (not benchmark data), as the workers use at start-up.
+WARM_PAIRS = [(f"The answer is $\\boxed{{{a}}}$.", gold) for a in WARMUP_ANSWERS for gold in ("7", a)]
 
 
 def _proc_cpu_seconds(pid: int) -> float:
@@ -148,9 +150,8 @@ def build_pairs(golds: list[str], samples: int, rng: random.Random) -> list[tupl
 def time_grade_many(responses: list[str], golds: list[str], workers: int) -> dict:
     """One timed `grade_many` over the whole set on a fresh pool (caches empty, workers warm)."""
     shutdown()  # fresh pool, empty parent cache
-    warm = [(f"The answer is $\\boxed{{{a}}}$.", g) for a in WARMUP_ANSWERS for g in ("7", a)]
     t0 = time.perf_counter()
-    grade_many([r for r, _ in warm], [g for _, g in warm], workers=workers)
+    grade_many([r for r, _ in WARM_PAIRS], [g for _, g in WARM_PAIRS], workers=workers)
     pool_start_s = time.perf_counter() - t0
     before = grading_stats()
     pids = [w.proc.pid for w in _get_pool().workers]
@@ -190,11 +191,8 @@ def main() -> int:
     golds = [g for _, g in pairs]
     assert len(set(responses)) == len(responses), "responses must be distinct texts"
 
-    # Warm-up on generic answer shapes that are not benchmark data: imports and ANTLR's
-    # first-parse costs, as the grading workers do at start-up.
-    for answer in WARMUP_ANSWERS:
-        for gold in ("7", answer):
-            reference_grade(f"The answer is $\\boxed{{{answer}}}$.", gold)
+    for response, gold in WARM_PAIRS:  # imports and ANTLR's first-parse costs
+        reference_grade(response, gold)
     load_before = os.getloadavg()[0]
 
     cpu0 = time.process_time()
