@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import random
 from collections import Counter, defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import openrlhf_stubs
@@ -317,7 +319,7 @@ def make_experiences(rewards_by_group: dict[int, list[float]], seed: int = 0):
     maker = object.__new__(DynamoExperienceMaker)
     maker.strategy, maker.args, maker.kl_ctl = ns(args=args), args, FixedKLController(0.0)
     maker.advantage_estimator, maker.tokenizer = "group_norm", ns(pad_token_id=0)
-    maker.configure(get_method("dynamo").advantage)
+    maker.configure(get_method("dynamo"))
     batches = RemoteExperienceMaker.split_rollout_samples(maker, samples)  # stock: index = rollout position
     for b in batches:
         b.kl = torch.zeros_like(b.action_mask, dtype=torch.float32)
@@ -488,8 +490,8 @@ def test_patched_training_step_equals_core_loss_and_gradients(tiny_lm, method):
     for name, g in core_grads.items():
         assert torch.allclose(grads[name], g, atol=1e-6, rtol=1e-5), name
     if method == "dynamo":  # the factors did something
-        assert float(status["metrics"]["dynamo/beta_comp"]) > 1.0
-        assert float(status["metrics"]["dynamo/beta_stab"]) < 1.0
+        assert float(status["metrics"]["modulation/beta_comp"]) > 1.0
+        assert float(status["metrics"]["modulation/beta_stab"]) < 1.0
 
 
 def test_mini_batch_normalisation_over_two_micro_batches_equals_one_batch(tiny_lm, monkeypatch):
@@ -564,3 +566,118 @@ def test_install_replaces_the_ray_actor_classes(monkeypatch):
     # The stock methods Ray copied at decoration time are untouched; ours override in the subclass.
     assert pt.PPOTrainer.__ray_metadata__.modified_class.train_step is not stock_trainer.train_step
     assert guards.mismatches() == []  # the guard looks through to the stock classes
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics contract: the controller's metrics.jsonl, figures from it, summary.json's cost
+
+
+def openrlhf_metrics_run(tmp_path, tiny_lm, monkeypatch, method: str, steps: int = 3):
+    """metrics.jsonl written by DynamoPPOTrainer's own path (train_step + save_logs_and_checkpoints) for
+    `steps` steps: generator and allocation are the patched classes on fake vLLM engines, the actor's
+    metrics come from a real DynamoActorTrainer.training_step; only the stock Ray fan-out (experience
+    making, ppo_train across actors) is replaced by its result."""
+    from dynamo.engines.openrlhf import trainer as trainer_mod
+
+    dynamic = get_method(method).group_filter.kind == "dynamic_sampling"
+    args = openrlhf_args(n=4, batch=4, algo={"dynamic_filtering_enable": dynamic})
+    run_dir = tmp_path / "runs" / method / "seed1"
+    run_dir.mkdir(parents=True)
+    trainer = make_trainer(method, args)
+    trainer.options = ns(run_dir=str(run_dir), max_steps=0)
+    trainer.experience_maker = ns(group_of_position=None)
+    gen, _ = make_generator(args, 100, trainer.allocate, rounds=trainer.spec.group_filter.max_refill_rounds)
+    trainer.samples_generator = gen
+
+    class Group:
+        def async_run_method(self, method_name, **kw):
+            return []
+
+    trainer.actor_model_group, trainer.critic_model_group = Group(), None
+    trainer.wandb_logger = trainer.tensorboard_logger = None
+    trainer.best_eval_metric_key, trainer.best_eval_metric_value, trainer._latest_eval_metric_value = "", 0.0, None
+
+    seqs, attention, mask, old, adv = rollout_batch(tiny_lm)
+    info = {"dp_size": 1, "batch_num_tokens": mask.sum(), "global_batch_size": torch.tensor(6.0)}
+    (actor_status,), _ = patched_step(
+        tiny_lm, method, [(experience(seqs, attention, mask, old, adv, torch.arange(6)), info)]
+    )
+    # ppo_train's reduction of the actor's metrics: a float per name.
+    actor_metrics = {k: float(torch.as_tensor(v).float().mean()) for k, v in actor_status["metrics"].items()}
+
+    def stock_train_step(self, rollout_samples, global_step):
+        status = {**actor_metrics, "timing/make_experience": 0.5, "timing/ppo_train": 2.0, "timing/broadcast": 0.1}
+        status.update({"rollout/reward_mean": 0.5, "rollout/response_length_mean": 3.0})
+        status["generated_samples"] = ["text", 1.0]
+        return status, global_step + 1
+
+    monkeypatch.setattr(trainer_mod._StockPPOTrainer, "train_step", stock_train_step)
+    step = 0
+    for _ in range(steps):
+        samples, _, consumed, _ = gen.generate_samples(**GEN_KW)
+        status, step = trainer.train_step(samples, step)
+        status["timing/generation"] = 1.0  # what the stock fit loop adds before logging
+        status["timing/step_total"] = sum(v for k, v in status.items() if k.startswith("timing/"))
+        trainer.save_logs_and_checkpoints(step, status, {"episode": 0, "global_step": step})
+    return run_dir
+
+
+@pytest.mark.parametrize("method", ["dynamo", "dapo"])
+def test_figures_from_openrlhf_metrics_have_no_empty_panel(tmp_path, tiny_lm, fake_ray, monkeypatch, method):
+    import argparse
+
+    import matplotlib.figure
+
+    from dynamo.reporting import figures
+
+    openrlhf_metrics_run(tmp_path, tiny_lm, monkeypatch, method)
+    drawn = []
+    save = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *a, **k):
+        drawn.append(fig)
+        return save(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    out = tmp_path / "fig"
+    figures.run(argparse.Namespace(runs_root=str(tmp_path / "runs"), methods=method, seeds="1", out=str(out)))
+    assert (out / "training_curves.png").exists() and (out / "allocation.png").exists()
+    panels = [ax for fig in drawn for ax in fig.axes if ax.axison]
+    assert len(panels) >= 9
+    empty = [ax.get_title() for ax in panels if not ax.get_lines()]
+    assert not empty, f"empty panels from OpenRLHF-shaped metrics: {empty}"
+
+
+def test_openrlhf_metrics_use_the_contract_names_and_cost_sums_them(tmp_path, tiny_lm, fake_ray, monkeypatch):
+    from dynamo import metrics_names as M
+    from dynamo.config import load_config
+    from dynamo.engines.openrlhf.config import OpenRLHFConfig
+    from dynamo.engines.openrlhf.launcher import run_gpus, write_summary
+    from dynamo.io import read_jsonl
+
+    run_dir = openrlhf_metrics_run(tmp_path, tiny_lm, monkeypatch, "dapo", steps=2)
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for name in (M.ACCURACY, M.ENTROPY, M.INFORMATIVE_SHARE, M.BETA_COMP, M.GRAD_NORM, M.N_MIN, M.PG_LOSS):
+            assert name in row, name
+        assert not any(k.startswith(("allocation/", "dynamo/", "timing/")) for k in row), row
+        assert row[M.RESPONSES] >= 16 and row[M.PROMPTS] >= 4  # DAPO refills count as generated
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "config" / "config.yaml", root / "config" / "experiments" / "qwen2.5-math-7b.yaml")
+    cmd = ["python", "--actor.model_name_or_path", "m"]
+    summary = write_summary(cfg, "dapo", 1, cmd, run_dir, 100, seconds_total=10.0)
+    cost = json.loads((run_dir / "summary.json").read_text())[M.SUMMARY_COST]
+    assert cost == summary[M.SUMMARY_COST] and set(cost) == set(M.COST_FIELDS)
+    assert cost["prompts_seen"] == sum(r[M.PROMPTS] for r in rows)
+    assert cost["responses_generated"] == sum(r[M.RESPONSES] for r in rows)
+    assert cost["tokens_generated"] == sum(r[M.TOKENS_GENERATED] for r in rows) > cost["tokens_trained"] > 0
+    assert cost["seconds"] == {
+        "rollout": 2.0,
+        "grading": None,
+        "experience": 1.0,
+        "train": 4.0,
+        "sync": 0.2,
+        "total": 10.0,
+    }
+    assert cost["gpu_seconds"] == 10.0 * run_gpus(OpenRLHFConfig.from_dict(cfg.openrlhf))

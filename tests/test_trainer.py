@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from dynamo.config import config_from_dict
+from dynamo.core.shaping import groups_with_spread
 from dynamo.core.stats import PromptStats
 from dynamo.engines.local import trainer as trainer_mod
 from dynamo.engines.local.policy import token_logprobs
-from dynamo.engines.local.rollouts import groups_with_spread
 from dynamo.engines.local.trainer import LocalTrainer, Problem
 from dynamo.generation import Generation
 from dynamo.methods import get_method
@@ -170,7 +170,7 @@ def test_dynamic_sampling_keeps_only_groups_with_spread(tmp_path, tiny_model, mo
     )
     batch, info = trainer.collect(defaultdict(float))
     assert batch.num_samples > 0
-    assert bool(groups_with_spread(batch.group_ids, batch.rewards).all())
+    assert bool(groups_with_spread(batch.group_ids, batch.correct).all())  # DAPO keys on correctness
     # Refilled up to N prompts, unless the refill rounds ran out first.
     assert info["rollout/kept_groups"] == 4 or info["rollout/generation_rounds"] == 3
     assert info["rollout/kept_groups"] == torch.unique(batch.group_ids).numel()
@@ -267,3 +267,51 @@ def test_logprobs_match_generate_scores(tiny_model):
         ids = tok(prompt)["input_ids"] + tokens[:length]
         logp, _ = token_logprobs(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
         torch.testing.assert_close(logp[0, -length:], expected[i, :length], atol=1e-5, rtol=1e-5)
+
+
+# -- logged metrics and cost -----------------------------------------------------------------
+
+
+def test_logged_actor_loss_is_the_mini_batch_loss_once(tmp_path, tiny_model, monkeypatch):
+    """At the first update logp = old_logp, so the token-mean PPO loss is -sum(A * tokens) / tokens.
+    It used to be logged twice over (policy_loss's own "loss" added to an explicit sum)."""
+    cfg = make_cfg(steps=1, mini_batch_prompts=4, micro_batch_sequences=5, ppo_epochs=1)
+    trainer = LocalTrainer(cfg, get_method("grpo"), 1, tmp_path / "r", tiny_model, problems(), show_progress=False)
+    monkeypatch.setattr(trainer_mod, "hf_generate", RandomAnswerGenerator())
+    seen = {}
+    original = trainer.update
+
+    def update(batch, timer):
+        seen["batch"] = batch
+        return original(batch, timer)
+
+    monkeypatch.setattr(trainer, "update", update)
+    trainer.train()
+    row = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    batch = seen["batch"]
+    adv = trainer_mod.group_advantages(batch.rewards, batch.group_ids)
+    tokens = batch.response_mask.sum(1)
+    expected = -float((adv * tokens).sum() / tokens.sum())
+    assert abs(expected) > 1e-3  # the check below can tell 1x from 2x
+    assert row["actor/loss"] == pytest.approx(expected, abs=1e-5)
+    assert row["actor/pg_loss"] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["grpo", "dapo"])
+def test_run_cost_counts_what_was_generated_and_trained(tmp_path, tiny_model, method):
+    from dynamo import metrics_names as M
+    from dynamo.engines.train import local_cost
+
+    run(tmp_path, tiny_model, get_method(method), name=method)
+    rows = [json.loads(line) for line in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
+    cost = local_cost(tmp_path / method / "metrics.jsonl", on_gpu=False)
+    assert set(cost) == set(M.COST_FIELDS)
+    assert cost["prompts_seen"] == sum(4 * r.get(M.GENERATION_ROUNDS, 1) for r in rows)
+    assert cost["responses_generated"] == 4 * cost["prompts_seen"]  # n = 4 per prompt, refills too
+    assert cost["tokens_generated"] >= cost["tokens_trained"] > 0
+    if method == "grpo":
+        assert cost["tokens_generated"] == cost["tokens_trained"]
+    assert cost["gpu_seconds"] == 0.0
+    assert set(cost["seconds"]) == {*M.PHASES, "total"}
+    assert cost["seconds"]["total"] == pytest.approx(sum(r[M.TIME_STEP] for r in rows))
+    assert 0 < cost["seconds"]["train"] < cost["seconds"]["total"]

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from dynamo import metrics_names as M
 from dynamo.config import load_config
 from dynamo.io import read_jsonl, write_json_atomic
 
@@ -92,6 +93,8 @@ def train_local(
         "seconds_total_this_process": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "phase_seconds_mean": _phase_means(Path(out) / "metrics.jsonl"),
+        M.SUMMARY_WINDOW: method.modulation.norm_set,
+        M.SUMMARY_COST: local_cost(Path(out) / "metrics.jsonl", on_gpu=trainer.on_gpu),
     }
     write_json_atomic(Path(out) / "summary.json", summary)
     print(
@@ -100,6 +103,14 @@ def train_local(
         file=sys.stderr,
     )
     return 0
+
+
+def local_cost(metrics_path: Path, *, on_gpu: bool) -> dict:
+    """summary.json's cost of a local run; total = the summed step times of every process that
+    trained it (a resumed run included; model loading and saving excluded)."""
+    rows = M.last_row_per_step(read_jsonl(metrics_path))
+    total = sum(float(r.get(M.TIME_STEP, 0.0)) for r in rows)
+    return M.run_cost(rows, seconds_total=total, gpus=1 if on_gpu else 0)
 
 
 def _phase_means(metrics_path: Path) -> dict[str, float]:

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamo import metrics_names as M
 from dynamo.io import read_jsonl
 
 CURVES = [
-    ("reward/accuracy", "training accuracy"),
-    ("actor/entropy", "token entropy"),
-    ("rollout/informative_share", "share of groups with reward spread"),
-    ("modulation/beta_comp", "mean beta_comp"),
-    ("modulation/beta_stab", "mean beta_stab"),
-    ("actor/grad_norm", "gradient norm"),
+    (M.ACCURACY, "training accuracy"),
+    (M.ENTROPY, "token entropy"),
+    (M.INFORMATIVE_SHARE, "share of groups with reward spread"),
+    (M.BETA_COMP, "mean beta_comp"),
+    (M.BETA_STAB, "mean beta_stab"),
+    (M.GRAD_NORM, "gradient norm"),
 ]
 
 
@@ -88,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     _plot_grid(runs_root, methods, seeds, CURVES, out / "training_curves")
     allocation = [
-        ("rollout/n_min", "fewest rollouts given to a prompt"),
-        ("rollout/n_max", "most rollouts given to a prompt"),
-        ("rollout/n_std", "std of per-prompt rollout counts"),
+        (M.N_MIN, "fewest rollouts given to a prompt"),
+        (M.N_MAX, "most rollouts given to a prompt"),
+        (M.N_STD, "std of per-prompt rollout counts"),
     ]
     _plot_grid(runs_root, methods, seeds, allocation, out / "allocation")
     print(f"wrote {out}/training_curves.{{pdf,png}} and {out}/allocation.{{pdf,png}}")

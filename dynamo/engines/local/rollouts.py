@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.generation import Generation
 
 
@@ -48,20 +49,6 @@ class RolloutBatch:
         )
 
 
-def overlong_penalty(
-    lengths: torch.Tensor, max_new_tokens: int, buffer_fraction: float, penalty: float
-) -> torch.Tensor:
-    """DAPO's soft overlong punishment: 0 up to L_max - L_buf, then linear down to -penalty at L_max.
-
-    R_len(y) = min(0, (L_max - L_buf - |y|) / L_buf) * penalty   (Yu et al. 2025, eq. 13)
-    """
-    buffer = int(round(buffer_fraction * max_new_tokens))
-    if buffer <= 0:
-        return torch.zeros(lengths.shape, dtype=torch.float32)
-    excess = (lengths.float() - (max_new_tokens - buffer)) / buffer
-    return -penalty * excess.clamp(min=0.0, max=1.0)
-
-
 def build_batch(
     generations: list[Generation],
     prompt_ids: list[str],
@@ -88,7 +75,8 @@ def build_batch(
         response_mask[i, len(g.prompt_ids) : len(seq)] = 1.0
     lengths = torch.tensor([len(g.response_ids) for g in generations], dtype=torch.long)
     correct_t = torch.tensor(correct, dtype=torch.float32)
-    penalty = overlong_penalty(lengths, max_new_tokens, overlong_buffer_fraction, overlong_penalty_value)
+    buffer = overlong_buffer_tokens(overlong_buffer_fraction, max_new_tokens)
+    penalty = overlong_penalty(lengths, max_new_tokens, buffer, overlong_penalty_value)
     return RolloutBatch(
         group_ids=torch.tensor([g.prompt_index + group_offset for g in generations], dtype=torch.long),
         prompt_ids=[prompt_ids[g.prompt_index] for g in generations],
@@ -122,12 +110,3 @@ def concat_batches(batches: list[RolloutBatch], pad_token_id: int) -> RolloutBat
         response_lengths=torch.cat([b.response_lengths for b in batches]),
         truncated=torch.cat([b.truncated for b in batches]),
     )
-
-
-def groups_with_spread(group_ids: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-    """Boolean per sample: does the sample's group have rewards that are not all equal? (DAPO filter)"""
-    _, inverse = torch.unique(group_ids, return_inverse=True)
-    num = int(inverse.max()) + 1 if inverse.numel() else 0
-    gmax = torch.full((num,), -torch.inf).scatter_reduce(0, inverse, rewards, reduce="amax")
-    gmin = torch.full((num,), torch.inf).scatter_reduce(0, inverse, rewards, reduce="amin")
-    return (gmax > gmin)[inverse]

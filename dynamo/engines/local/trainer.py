@@ -43,14 +43,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import group_advantages
 from dynamo.core.allocation import rollout_counts
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import entropy_change, modulation_factors
+from dynamo.core.shaping import groups_with_spread, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.engines.local.policy import token_logprobs
-from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches, groups_with_spread
+from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches
 from dynamo.generation import hf_generate
 from dynamo.grading import grade_many
 from dynamo.io import write_json_atomic, write_text_atomic
@@ -124,10 +126,17 @@ class LocalTrainer:
         self.sampler = PromptSampler(len(problems), seed)
         self.step = 0
 
+    @property
+    def on_gpu(self) -> bool:
+        return next(self.model.parameters()).is_cuda
+
     # -- one step ---------------------------------------------------------------------------
 
-    def _generate(self, indices: list[int], counts: np.ndarray, group_offset: int) -> RolloutBatch:
+    def _generate(
+        self, indices: list[int], counts: np.ndarray, group_offset: int, timer: dict[str, float]
+    ) -> RolloutBatch:
         problems = [self.problems[i] for i in indices]
+        t0 = time.perf_counter()
         gens = hf_generate(
             self.model,
             self.tokenizer,
@@ -138,7 +147,10 @@ class LocalTrainer:
             top_p=self.t.top_p,
             batch_size=max(self.t.micro_batch_sequences, 1),
         )
+        timer["rollout"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         correct = grade_many([g.text for g in gens], [problems[g.prompt_index].answers for g in gens])
+        timer["grading"] += time.perf_counter() - t0
         shaping = self.method.reward_shaping
         return build_batch(
             gens,
@@ -154,7 +166,7 @@ class LocalTrainer:
     def collect(self, timer: dict[str, float]) -> tuple[RolloutBatch, dict[str, float]]:
         """Rollouts for one step: allocation, generation, grading, statistics, DAPO's group filter."""
         N, n = self.t.prompts_per_step, self.t.rollouts_per_prompt
-        info: dict[str, float] = {}
+        info: dict[str, float] = {M.PROMPTS: 0, M.RESPONSES: 0, M.TOKENS_GENERATED: 0}
         kept: list[RolloutBatch] = []
         kept_groups, generated, rounds = 0, 0, 0
         dynamic = self.method.group_filter.kind == "dynamic_sampling"
@@ -163,33 +175,29 @@ class LocalTrainer:
             indices = self.sampler.take(N)
             ids = [self.problems[i].id for i in indices]
             t0 = time.perf_counter()
-            counts = rollout_counts(self.method.allocation, *self.stats.counts(ids), n)
+            k, g = self.stats.counts(ids)
+            counts = rollout_counts(self.method.allocation, k, g, n)
             timer["allocate"] += time.perf_counter() - t0
             if rounds == 1:
-                info.update(
-                    {
-                        "rollout/n_total": int(counts.sum()),
-                        "rollout/n_min": int(counts.min()),
-                        "rollout/n_max": int(counts.max()),
-                        "rollout/n_std": float(counts.std()),
-                    }
-                )
-            t0 = time.perf_counter()
-            batch = self._generate(indices, counts, group_offset=generated)
-            timer["generate+grade"] += time.perf_counter() - t0
+                info.update(M.allocation_metrics(counts, k, g, self.method.allocation.min_history))
+            batch = self._generate(indices, counts, group_offset=generated, timer=timer)
             generated += N
+            info[M.PROMPTS] += N
+            info[M.RESPONSES] += batch.num_samples
+            info[M.TOKENS_GENERATED] += int(batch.response_lengths.sum())
             self.stats = self.stats.updated(batch.prompt_ids, batch.correct.tolist())
             if rounds == 1:
-                informative = groups_with_spread(batch.group_ids, batch.rewards)
-                info["rollout/informative_share"] = float(informative.float().mean())
-                info["reward/mean"] = float(batch.rewards.mean())
-                info["reward/accuracy"] = float(batch.correct.mean())
-                info["rollout/response_length"] = float(batch.response_lengths.float().mean())
-                info["rollout/truncated_share"] = float(batch.truncated.float().mean())
+                info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
+                info[M.REWARD_MEAN] = float(batch.rewards.mean())
+                info[M.ACCURACY] = float(batch.correct.mean())
+                info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())
+                info[M.TRUNCATED_SHARE] = float(batch.truncated.float().mean())
             if not dynamic:
+                info[M.TOKENS_TRAINED] = float(batch.response_mask.sum())
                 return batch, info
-            # DAPO dynamic sampling: keep groups with reward spread, refill until N groups or out of rounds.
-            batch = batch.select(groups_with_spread(batch.group_ids, batch.rewards))
+            # DAPO dynamic sampling: keep groups whose correctness varies (not the shaped reward: an
+            # overlong penalty alone must not keep an all-wrong group), refill until N groups or out of rounds.
+            batch = batch.select(groups_with_spread(batch.group_ids, batch.correct))
             kept.append(batch)
             kept_groups += int(torch.unique(batch.group_ids).numel())
             if kept_groups >= N or rounds >= self.method.group_filter.max_refill_rounds:
@@ -198,8 +206,9 @@ class LocalTrainer:
         # Trim to the first N kept groups so the update size does not depend on how lucky a round was.
         groups = torch.unique_consecutive(merged.group_ids)[:N]
         merged = merged.select(torch.isin(merged.group_ids, groups))
-        info["rollout/kept_groups"] = int(groups.numel())
-        info["rollout/generation_rounds"] = rounds
+        info[M.KEPT_GROUPS] = int(groups.numel())
+        info[M.GENERATION_ROUNDS] = rounds
+        info[M.TOKENS_TRAINED] = float(merged.response_mask.sum())
         return merged, info
 
     def update(self, batch: RolloutBatch, timer: dict[str, float]) -> dict[str, float]:
@@ -220,7 +229,7 @@ class LocalTrainer:
                 old_logp[sl] = token_logprobs(
                     self.model, batch.input_ids[sl], batch.attention_mask[sl], temperature=t.temperature
                 )[0]
-        timer["old_logp"] += time.perf_counter() - t0
+        timer["experience"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         groups = torch.unique(batch.group_ids)
         sums: dict[str, float] = defaultdict(float)
@@ -236,10 +245,10 @@ class LocalTrainer:
                 for key, value in metrics.items():
                     sums[key] += value
                 updates += 1
-        timer["update"] += time.perf_counter() - t0
+        timer["train"] += time.perf_counter() - t0
         out = {key: value / max(updates, 1) for key, value in sums.items()}
         out["actor/advantage_abs_mean"] = float(advantages.abs().mean())
-        out["actor/lr"] = self.scheduler.get_last_lr()[0]
+        out[M.LR] = self.scheduler.get_last_lr()[0]
         return out
 
     def _mini_batch_step(
@@ -296,15 +305,17 @@ class LocalTrainer:
                 weight = idx.numel() / rows.numel()
             (loss * weight).backward()
             valid = m.bool()
-            sums["actor/loss"] += float(loss.detach()) * weight
-            sums["actor/entropy"] += float(entropy.detach()[valid].sum()) / total_tokens
-            sums["modulation/beta_comp"] += float(beta_comp[valid].sum()) / total_tokens
-            sums["modulation/beta_stab"] += float(beta_stab[valid].sum()) / total_tokens
+            # policy_loss's own "loss" is the micro-batch loss: logged once (adding loss * weight
+            # as well doubled actor/loss), and entropy once, from H itself.
+            sums[M.ENTROPY] += float(entropy.detach()[valid].sum()) / total_tokens
+            sums[M.BETA_COMP] += float(beta_comp[valid].sum()) / total_tokens
+            sums[M.BETA_STAB] += float(beta_stab[valid].sum()) / total_tokens
             for key, value in stats.items():
-                sums[f"actor/{key}"] += float(value) * weight
+                if key != "entropy":
+                    sums[f"actor/{key}"] += float(value) * weight
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
-        sums["actor/grad_norm"] = float(grad_norm)
+        sums[M.GRAD_NORM] = float(grad_norm)
         return sums
 
     @torch.no_grad()
@@ -352,17 +363,15 @@ class LocalTrainer:
                 info.update(self.update(batch, timer))
                 self.scheduler.step()
                 self.step += 1
-                timer["step"] = time.perf_counter() - t0
-                record = {"step": self.step, **info, **{f"time/{k}": v for k, v in timer.items()}}
+                timer["step"] = time.perf_counter() - t0  # -> M.TIME_STEP
+                record = {M.STEP: self.step, **info, **{M.TIME_PREFIX + k: v for k, v in timer.items()}}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 for key, value in record.items():
                     if key != "step":
                         writer.add_scalar(key, value, self.step)
                 bar.update(1)
-                bar.set_postfix(
-                    reward=f"{info['reward/mean']:.3f}", n=f"{info['rollout/n_min']}-{info['rollout/n_max']}"
-                )
+                bar.set_postfix(reward=f"{info[M.REWARD_MEAN]:.3f}", n=f"{info[M.N_MIN]:.0f}-{info[M.N_MAX]:.0f}")
                 if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
                     self.save_checkpoint()
         bar.close()

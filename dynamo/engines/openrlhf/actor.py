@@ -34,6 +34,7 @@ from openrlhf.utils import loss_utils
 from openrlhf.utils.loss_utils import get_loss_batch_info
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs
 
+from dynamo import metrics_names as M
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import entropy_change, modulation_factors, token_entropy
 from dynamo.methods import MethodSpec
@@ -163,13 +164,16 @@ class DynamoActorTrainer(ActorPPOTrainer):
         # Token-weighted metrics (ppo_train averages them over tokens of the step and the DP group).
         valid = action_mask.bool()
         n_valid = valid.sum().clamp(min=1)
+        # Stock names where the stock loop reads them (policy_loss, ...; the controller maps them
+        # to the contract's), the contract's names (dynamo.metrics_names) for the rest.
         metrics: dict[str, Any] = {
             "policy_loss": torch.tensor(loss_metrics["pg_loss"]),
             "ppo_clip_ratio": torch.tensor(loss_metrics["pg_clipfrac"]),
             "ppo_kl": torch.tensor(loss_metrics["approx_kl"]),
-            "entropy": (entropy.detach() * valid).sum() / n_valid,
-            "dynamo/beta_comp": (beta_comp * valid).sum() / n_valid,
-            "dynamo/beta_stab": (beta_stab * valid).sum() / n_valid,
+            M.ACTOR_LOSS: torch.tensor(loss_metrics["loss"]),
+            M.ENTROPY: (entropy.detach() * valid).sum() / n_valid,
+            M.BETA_COMP: (beta_comp * valid).sum() / n_valid,
+            M.BETA_STAB: (beta_stab * valid).sum() / n_valid,
         }
         weights: dict[str, Any] = dict.fromkeys(metrics, "token")
         if "kl" in loss_metrics:

@@ -7,8 +7,11 @@ is not divisible by n. This copy replaces exactly that block: every sample's gro
 the trainer from the tags of `rollout.py`, looked up by the sample's rollout position
 `experience.index`) keys `dynamo.core.advantages.group_advantages`, the same function the local
 engine calls (so also the same eps, 1e-6 by default, where stock `group_norm` adds 1e-9, and
-exactly 0 for groups without reward spread). The rest is stock: length penalties before, then
-the reward at the last response token, cumulative returns with gamma = 1, advantages = returns.
+exactly 0 for groups without reward spread). Length penalties before it: DAPO's overlong
+penalty from `dynamo.core.shaping` (the local engine's function and buffer rounding; the
+launcher's --reward.overlong_buffer_len must agree with it), then stock's stop-properly penalty
+if set. The rest is stock: the reward at the last response token, cumulative returns with
+gamma = 1, advantages = returns.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import itertools
 import torch
 from openrlhf.models.utils import compute_reward
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
-from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties
+from openrlhf.trainer.ppo_utils.length_penalty import apply_stop_properly_penalty
 
 from dynamo.core.advantages import group_advantages
-from dynamo.methods import AdvantageSpec
+from dynamo.core.shaping import group_std, overlong_buffer_tokens, overlong_penalty
+from dynamo.methods import AdvantageSpec, MethodSpec, RewardShapingSpec
 
 # OpenRLHF estimators whose stock code path (returns = rewards at the last token, gamma 1, no
 # whitening) is the one this copy keeps; the launcher passes the one matching the spec.
@@ -30,11 +34,20 @@ ESTIMATOR_FLAG = {"grpo": "group_norm", "mean_only": "dr_grpo"}
 
 class DynamoExperienceMaker(RemoteExperienceMaker):
     advantage_spec: AdvantageSpec
+    shaping: RewardShapingSpec
     group_of_position: torch.Tensor | None  # group id of rollout sample i, set by the trainer each step
 
-    def configure(self, advantage_spec: AdvantageSpec) -> None:
-        self.advantage_spec = advantage_spec
+    def configure(self, spec: MethodSpec) -> None:
+        advantage_spec = self.advantage_spec = spec.advantage
+        self.shaping = spec.reward_shaping
         self.group_of_position = None
+        buffer = overlong_buffer_tokens(self.shaping.overlong_buffer_fraction, self._max_new_tokens())
+        flag = getattr(self.args.reward, "overlong_buffer_len", None)
+        if (flag or 0) != buffer:
+            raise ValueError(
+                f"--reward.overlong_buffer_len {flag} disagrees with the method's overlong buffer of {buffer} "
+                "tokens (dynamo.core.shaping.overlong_buffer_tokens); the launcher sets it from the spec"
+            )
         expected = ESTIMATOR_FLAG[advantage_spec.estimator]
         if self.args.algo.advantage.estimator != expected:
             raise ValueError(
@@ -51,7 +64,7 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
         for experience in experiences:
             dtype = torch.promote_types(experience.rewards.dtype, torch.float32)
             experience.rewards = experience.rewards.to(dtype)
-        apply_length_penalties(experiences, args)
+        self._apply_length_penalties(experiences)
 
         # -- replaces the stock reshape(-1, n) block: groups keyed by id, any sizes, any order --
         exp_len = [len(experience.index) for experience in experiences]
@@ -61,8 +74,8 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
         advantages = group_advantages(
             rewards, group_ids, estimator=self.advantage_spec.estimator, eps=self.advantage_spec.eps
         )
-        group_std = _group_std(rewards, group_ids)
-        for experience, std in zip(experiences, group_std.split(exp_len)):
+        stds = group_std(group_ids, rewards)
+        for experience, std in zip(experiences, stds.split(exp_len)):
             experience.info["group_reward_std"] = std
         per_sample = advantages.to(rewards.dtype).split(exp_len)
         # -- end of the replaced block --
@@ -81,11 +94,22 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
             experience.kl = None
         return experiences
 
+    def _max_new_tokens(self) -> int:
+        return getattr(self.args.rollout, "max_new_tokens", None) or self.args.data.max_len
 
-def _group_std(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """Unbiased std of each sample's group (0 for singletons), for the stock `group_reward_std` log."""
-    _, inverse, sizes = torch.unique(group_ids, return_inverse=True, return_counts=True)
-    r = rewards.double()
-    mean = torch.zeros(sizes.numel(), dtype=r.dtype).index_add(0, inverse, r) / sizes
-    var = torch.zeros_like(mean).index_add(0, inverse, (r - mean[inverse]) ** 2) / (sizes - 1).clamp(min=1)
-    return var.sqrt()[inverse].to(rewards.dtype)
+    def _apply_length_penalties(self, experiences) -> None:
+        """Stock `apply_length_penalties` with the overlong part from the core (same formula, one rounding)."""
+        max_new = self._max_new_tokens()
+        buffer = overlong_buffer_tokens(self.shaping.overlong_buffer_fraction, max_new)
+        for experience in experiences:
+            if buffer:
+                penalty = overlong_penalty(
+                    experience.response_length, max_new, buffer, self.shaping.overlong_penalty
+                )
+                experience.rewards = experience.rewards + penalty.to(experience.rewards.dtype)
+        coef = getattr(self.args.reward, "stop_properly_penalty_coef", None)
+        if coef is not None:
+            apply_stop_properly_penalty(experiences, coef)
+        for experience in experiences:  # as stock: logged rewards include the penalties
+            if "reward" in experience.info:
+                experience.info["reward"] = experience.rewards.clone()

@@ -18,8 +18,8 @@ spec the engine cannot express. The mapping (see docs/OPENRLHF_ENGINE.md for the
   model), else --algo.kl.init_coef 0 (no reference model); loss.entropy_coef: the patched step.
 - group_filter dynamic_sampling: --algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1
   (refill capped by the patch at max_refill_rounds).
-- reward_shaping overlong: --reward.overlong_buffer_len round(fraction * max_new_tokens)
-  --reward.overlong_penalty_factor.
+- reward_shaping overlong: --reward.overlong_buffer_len (dynamo.core.shaping.overlong_buffer_tokens)
+  --reward.overlong_penalty_factor; the patched experience maker applies the core's penalty.
 - lr schedule: constant after a linear warm-up of train.warmup_steps *RL steps* (verl steps its
   scheduler once per RL step; OpenRLHF once per optimizer step, so the ratio is converted).
 
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.config import ExperimentConfig
+from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.methods import MethodSpec
@@ -219,7 +220,7 @@ def build_command(
     if spec.group_filter.kind == "dynamic_sampling":
         cmd += ["--algo.dynamic_filtering_enable", "--algo.dynamic_filtering_range", "0", "1"]
     if spec.reward_shaping.overlong_buffer_fraction > 0:
-        buffer_len = max(1, round(spec.reward_shaping.overlong_buffer_fraction * t.max_new_tokens))
+        buffer_len = overlong_buffer_tokens(spec.reward_shaping.overlong_buffer_fraction, t.max_new_tokens)
         cmd += [
             "--reward.overlong_buffer_len",
             str(buffer_len),
@@ -326,22 +327,47 @@ def launch(
     started = time.time()
     rc = subprocess.call(cmd)
     if rc == 0:
-        from dynamo.engines.train import git_commit
-        from dynamo.io import write_json_atomic
-
-        write_json_atomic(
-            run / "summary.json",
-            {
-                "method": cfg.method(method_name).to_dict(),
-                "seed": seed,
-                "engine": "openrlhf",
-                "openrlhf_version": OPENRLHF_VERSION,
-                "base_model": cmd[cmd.index("--actor.model_name_or_path") + 1],
-                "prompt_pool_size": num_prompts,
-                "config": dataclasses.asdict(cfg),
-                "command": cmd,
-                "git_commit": git_commit(),
-                "seconds_total": time.time() - started,
-            },
-        )
+        write_summary(cfg, method_name, seed, cmd, run, num_prompts, seconds_total=time.time() - started)
     return rc
+
+
+def run_gpus(o: OpenRLHFConfig) -> int:
+    """GPUs a run holds: the actors' (vLLM shares them when colocated), else actors' plus vLLM's."""
+    vllm = o.vllm_num_engines * o.vllm_tensor_parallel_size
+    return o.actor_gpus if o.colocate_all else o.actor_gpus + vllm
+
+
+def write_summary(
+    cfg: ExperimentConfig,
+    method_name: str,
+    seed: int,
+    cmd: list[str],
+    run: Path,
+    num_prompts: int,
+    *,
+    seconds_total: float,
+) -> dict[str, Any]:
+    """summary.json of a finished run: provenance and the run's cost (dynamo.metrics_names)."""
+    from dynamo import metrics_names as M
+    from dynamo.engines.train import git_commit
+    from dynamo.io import read_jsonl, write_json_atomic
+
+    spec = cfg.method(method_name)
+    rows = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
+    gpus = run_gpus(OpenRLHFConfig.from_dict(cfg.openrlhf))
+    summary = {
+        "method": spec.to_dict(),
+        "seed": seed,
+        "engine": "openrlhf",
+        "openrlhf_version": OPENRLHF_VERSION,
+        "base_model": cmd[cmd.index("--actor.model_name_or_path") + 1],
+        "prompt_pool_size": num_prompts,
+        "config": dataclasses.asdict(cfg),
+        "command": cmd,
+        "git_commit": git_commit(),
+        "seconds_total": seconds_total,
+        M.SUMMARY_WINDOW: spec.modulation.norm_set,
+        M.SUMMARY_COST: M.run_cost(rows, seconds_total=seconds_total, gpus=gpus),
+    }
+    write_json_atomic(run / "summary.json", summary)
+    return summary

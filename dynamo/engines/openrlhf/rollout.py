@@ -16,6 +16,11 @@ Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGener
   (DAPO's max_num_gen_batches); stock refills without bound.
 - `max_steps`: after that many training batches the generator reports exhaustion, which ends
   `PPOTrainer.fit` (stock runs whole episodes over the prompt set).
+- DAPO's group filter keys on correctness through `dynamo.core.shaping.groups_with_spread`, the
+  local engine's function (stock: mean score strictly inside --algo.dynamic_filtering_range).
+- `self.step_log`: the step's rollout metrics under the contract's names (dynamo.metrics_names),
+  taken over the first round as the local engine does (accuracy, shaped reward, informative
+  share, lengths), and the step's cost (prompts, responses, tokens generated, refills included).
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator, _collect_prompt_batch
 from vllm import SamplingParams
+
+from dynamo import metrics_names as M
+from dynamo.core.shaping import groups_with_spread, informative_share
 
 
 def prompt_id(prompt: str, label: Any) -> str:
@@ -41,16 +50,27 @@ class DynamoSamplesGenerator(SamplesGenerator):
     max_refill_rounds: int
     steps_done: int
     graded: list[tuple[str, float]]
+    step_log: dict[str, float]
 
     def configure(
-        self, allocate: Callable[[list[str]], list[int]], max_steps: int, max_refill_rounds: int
+        self,
+        allocate: Callable[[list[str]], list[int]],
+        max_steps: int,
+        max_refill_rounds: int,
+        length_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        """Called once after the stock __init__ (the object's class is swapped in place)."""
+        """Called once after the stock __init__ (the object's class is swapped in place).
+
+        `length_penalty(lengths)`: the method's overlong penalty (dynamo.core.shaping), only for the
+        logged shaped-reward mean; the experience maker applies it to the rewards.
+        """
         self.allocate = allocate
         self.max_steps = max_steps
         self.max_refill_rounds = max_refill_rounds
+        self.length_penalty = length_penalty
         self.steps_done = 0
         self.graded = []
+        self.step_log = {}
         self._training_call = False
 
     def generate_samples(self, **generate_kwargs):
@@ -90,6 +110,9 @@ class DynamoSamplesGenerator(SamplesGenerator):
         prompts_consumed = len(prompts)
         refills_left = (self.max_refill_rounds - 1) * len(prompts) if dynamic_filtering else 0
 
+        first_round: list = []  # experiences of the first round's groups (before filtering)
+        cost = {M.PROMPTS: float(len(prompts)), M.RESPONSES: 0.0, M.TOKENS_GENERATED: 0.0}
+        kept_groups = 0
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
@@ -104,16 +127,20 @@ class DynamoSamplesGenerator(SamplesGenerator):
                         )
                     e.dynamo_group, e.dynamo_prompt_id = group, pid
                     self.graded.append((pid, float(e.scores[0])))
+                    cost[M.RESPONSES] += 1
+                    cost[M.TOKENS_GENERATED] += float(e.response_length.sum())
+                if group < len(prompts):
+                    first_round.extend(experiences)
 
-                # Drop groups whose rewards are all equal (DAPO dynamic sampling), as stock does.
+                # DAPO dynamic sampling: drop groups whose correctness (the score) is all equal.
                 if dynamic_filtering and experiences:
-                    scores = [e.scores[0].item() for e in experiences]
-                    low, high = self.args.algo.dynamic_filtering_range
-                    if not (low < sum(scores) / len(scores) < high):
+                    scores = torch.tensor([float(e.scores[0]) for e in experiences])
+                    if not bool(groups_with_spread(torch.zeros(len(scores), dtype=torch.long), scores).all()):
                         experiences = []
 
                 if experiences:
                     accepted.extend(experiences)
+                    kept_groups += 1
                 elif dynamic_filtering and refills_left > 0:
                     new_prompts, new_labels, new_images, exhausted = _collect_prompt_batch(dataloader_iter, 1)
                     prompts_consumed += len(new_prompts)
@@ -126,7 +153,30 @@ class DynamoSamplesGenerator(SamplesGenerator):
                         next_group += 1
                         pending.extend(new_refs)
 
+        cost[M.PROMPTS] = float(prompts_consumed)
+        self.step_log = {**cost, **self._round_metrics(first_round)}
+        if dynamic_filtering:
+            self.step_log[M.KEPT_GROUPS] = float(kept_groups)
         return accepted, prompts_consumed, exhausted
+
+    def _round_metrics(self, experiences: list) -> dict[str, float]:
+        """Accuracy, shaped reward, informative share and lengths of one round, as the local engine logs them."""
+        if not experiences:
+            return {}
+        correct = torch.tensor([float(e.scores[0]) for e in experiences], dtype=torch.float64)
+        lengths = torch.cat([e.response_length for e in experiences]).double()
+        rewards = torch.tensor([float(e.rewards[0]) for e in experiences], dtype=torch.float64)
+        if self.length_penalty is not None:
+            rewards = rewards + self.length_penalty(lengths).double()
+        groups = torch.tensor([e.dynamo_group for e in experiences], dtype=torch.long)
+        truncated = [bool(e.truncated[0]) if e.truncated is not None else False for e in experiences]
+        return {
+            M.ACCURACY: float(correct.mean()),
+            M.REWARD_MEAN: float(rewards.mean()),
+            M.INFORMATIVE_SHARE: informative_share(groups, correct),
+            M.RESPONSE_LENGTH: float(lengths.mean()),
+            M.TRUNCATED_SHARE: sum(truncated) / len(truncated),
+        }
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, counts=None, **generate_kwargs):
         """Stock dispatch, except that prompt i asks for counts[i] samples (stock: one n for all)."""

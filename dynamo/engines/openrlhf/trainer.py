@@ -13,7 +13,10 @@ the stock controller:
 - the statistics ride in the DeepSpeed checkpoint's client_states and are restored on resume
   (a JSON copy, prompt_stats.json, is written next to it for inspection);
 - the run stops after `train.steps` RL steps and the LR scheduler is sized for exactly those;
-- one metrics.jsonl line per step (OpenRLHF's status plus allocation statistics);
+- one metrics.jsonl line per step under the contract's names (dynamo.metrics_names): the stock
+  status keys mapped through `OPENRLHF_STATUS`, the actor's metrics (already contract names),
+  the allocation statistics and the generator's rollout metrics and cost; written from
+  `save_logs_and_checkpoints`, which gets the status after the stock loop added its timings;
 - async mode (`--train.async_enable`) is rejected: generation would move to another process,
   away from the statistics.
 
@@ -34,7 +37,9 @@ import torch
 from openrlhf.trainer import ppo_trainer
 from openrlhf.trainer.ray import ppo_actor
 
-from dynamo.core.allocation import bernoulli_variance, rollout_counts
+from dynamo import metrics_names as M
+from dynamo.core.allocation import rollout_counts
+from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.core.stats import PromptStats
 from dynamo.engines.openrlhf import guards
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer
@@ -68,10 +73,13 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         self.allocation_log: dict[str, float] = {}
         self.samples_generator.__class__ = DynamoSamplesGenerator
         self.samples_generator.configure(
-            self.allocate, self.options.max_steps, self.spec.group_filter.max_refill_rounds
+            self.allocate,
+            self.options.max_steps,
+            self.spec.group_filter.max_refill_rounds,
+            length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
         )
         self.experience_maker.__class__ = DynamoExperienceMaker
-        self.experience_maker.configure(self.spec.advantage)
+        self.experience_maker.configure(self.spec)
         if self.options.max_steps:
             # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data).
             args = self.args
@@ -86,15 +94,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         alloc = self.spec.allocation
         k, g = self.stats.counts(prompt_ids)
         counts = rollout_counts(alloc, k, g, n)
-        p = bernoulli_variance(k, g)
-        self.allocation_log = {
-            "allocation/n_min": float(counts.min()),
-            "allocation/n_max": float(counts.max()),
-            "allocation/n_std": float(counts.std()),
-            "allocation/budget": float(counts.sum()),
-            "allocation/cold_fraction": float(np.mean(g < alloc.min_history)),
-            "allocation/zero_variance_fraction": float(np.mean((p == 0) & (g >= 2))),
-        }
+        self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
         return counts.tolist()
 
     def update_stats(self) -> None:
@@ -111,21 +111,21 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         )
         status, global_step = super().train_step(rollout_samples, global_step)
         status.update(self.allocation_log)
+        status.update(self.samples_generator.step_log)
+        status[M.TOKENS_TRAINED] = float(sum(float(s.action_mask.sum()) for s in rollout_samples))
         status["stats/prompts_seen"] = float(len(self.stats))
-        self._write_metrics(global_step, status)
         return status, global_step
 
     def _write_metrics(self, step: int, status: dict[str, Any]) -> None:
-        if not self.options.run_dir:
-            return
-        row = {"step": step}
-        row.update({k: float(v) for k, v in status.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        with open(Path(self.options.run_dir) / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        if self.options.run_dir:
+            row = metrics_row(step, status)
+            with open(Path(self.options.run_dir) / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
     # -- checkpoints ----------------------------------------------------------------------------
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
+        self._write_metrics(global_step, logs_dict or {})
         client_states = {} if client_states is None else client_states
         client_states[STATS_KEY] = self.stats.to_dict()
         client_states[STEPS_KEY] = self.samples_generator.steps_done
@@ -157,3 +157,21 @@ class DynamoPolicyActor(_StockPolicyActor):
         super().init_model_from_pretrained(*args, **kwargs)
         self.trainer.__class__ = DynamoActorTrainer
         self.trainer.configure(DynamoOptions.from_env().method_spec())
+
+
+def metrics_row(step: int, status: dict[str, Any]) -> dict[str, float]:
+    """One metrics.jsonl row: finite numbers of the status, stock names mapped to the contract's."""
+    row: dict[str, float] = {M.STEP: step}
+    for key, value in status.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            row[M.OPENRLHF_STATUS.get(key, key)] = float(value)
+    return row
+
+
+def length_penalty_fn(spec, max_new_tokens: int):
+    """The method's overlong penalty as a function of response lengths (None when off)."""
+    shaping = spec.reward_shaping
+    buffer = overlong_buffer_tokens(shaping.overlong_buffer_fraction, max_new_tokens)
+    if buffer == 0:
+        return None
+    return lambda lengths: overlong_penalty(lengths, max_new_tokens, buffer, shaping.overlong_penalty)

@@ -1,0 +1,144 @@
+"""The metrics contract: per-step metric names and summary.json keys, declared once.
+
+Both engines write these names (the local trainer directly; the OpenRLHF controller maps the
+stock status keys through `OPENRLHF_STATUS` and adds its own under these names), and tables
+and figures read only these constants, so a figure of a GPU run shows the same panels as one of
+a CPU run. A name written by one engine only is listed with the engine that writes it.
+
+metrics.jsonl: one JSON object per RL step, `{"step": int, <name>: float, ...}`. A resumed
+OpenRLHF run may repeat a step; readers keep the last row of each step (`last_row_per_step`).
+
+summary.json (both engines): `method`, `seed`, `engine`, `base_model`, `config`, `git_commit`,
+`window` (the set window statistics were taken over: "micro_batch" or "mini_batch") and `cost`
+(`COST_FIELDS`, see `run_cost`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+STEP = "step"
+
+# -- rollouts (the first generation round of a step: before DAPO's filter and refills) --------
+REWARD_MEAN = "reward/mean"  # mean shaped reward
+ACCURACY = "reward/accuracy"  # share of responses graded correct
+INFORMATIVE_SHARE = "rollout/informative_share"  # share of groups whose correctness is not all equal
+RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
+TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
+KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update
+GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO: generation rounds this step
+
+# -- allocation (`allocation_metrics`) --------------------------------------------------------
+N_TOTAL = "rollout/n_total"  # sum n_i (the budget)
+N_MIN = "rollout/n_min"
+N_MAX = "rollout/n_max"
+N_STD = "rollout/n_std"
+COLD_SHARE = "rollout/cold_share"  # prompts with fewer than min_history past responses
+ZERO_VARIANCE_SHARE = "rollout/zero_variance_share"  # prompts with history and P_i = 0
+
+# -- policy update (token-weighted means over the step) ---------------------------------------
+ACTOR_LOSS = "actor/loss"  # the optimised loss (policy loss + extra terms)
+PG_LOSS = "actor/pg_loss"
+CLIPFRAC = "actor/pg_clipfrac"
+APPROX_KL = "actor/approx_kl"
+ENTROPY = "actor/entropy"
+GRAD_NORM = "actor/grad_norm"
+LR = "actor/lr"
+BETA_COMP = "modulation/beta_comp"
+BETA_STAB = "modulation/beta_stab"
+
+# -- cost of the step (summed by `run_cost`) --------------------------------------------------
+PROMPTS = "cost/prompts"  # prompts generated for, refills included
+RESPONSES = "cost/responses"  # responses generated, refills included
+TOKENS_GENERATED = "cost/tokens_generated"  # response tokens generated, refills included
+TOKENS_TRAINED = "cost/tokens_trained"  # response tokens in the update batch (each counted once)
+
+# -- wall-clock seconds of the step, by phase -------------------------------------------------
+TIME_PREFIX = "time/"
+TIME_ROLLOUT = "time/rollout"  # generation (OpenRLHF: grading runs inside it, in the vLLM actors)
+TIME_GRADING = "time/grading"  # local engine only
+TIME_EXPERIENCE = "time/experience"  # old log-probs (and OpenRLHF's experience making)
+TIME_TRAIN = "time/train"  # the policy update
+TIME_SYNC = "time/sync"  # OpenRLHF only: weights broadcast to the vLLM engines
+TIME_STEP = "time/step"  # the whole RL step
+PHASES = ("rollout", "grading", "experience", "train", "sync")
+
+# -- summary.json ----------------------------------------------------------------------------
+SUMMARY_COST = "cost"
+SUMMARY_WINDOW = "window"
+COST_FIELDS = (
+    "prompts_seen",
+    "responses_generated",
+    "tokens_generated",
+    "tokens_trained",
+    "seconds",
+    "gpu_seconds",
+)
+
+# OpenRLHF 0.11.2 status keys (stock names the stock loop needs or writes) -> contract names.
+OPENRLHF_STATUS = {
+    "policy_loss": PG_LOSS,
+    "ppo_clip_ratio": CLIPFRAC,
+    "ppo_kl": APPROX_KL,
+    "actor_grad_norm": GRAD_NORM,
+    "actor_lr": LR,
+    "rollout/response_length_mean": RESPONSE_LENGTH,
+    "rollout/truncated_rate": TRUNCATED_SHARE,
+    "timing/generation": TIME_ROLLOUT,
+    "timing/make_experience": TIME_EXPERIENCE,
+    "timing/ppo_train": TIME_TRAIN,
+    "timing/broadcast": TIME_SYNC,
+    "timing/step_total": TIME_STEP,
+}
+
+
+def allocation_metrics(counts: np.ndarray, k: np.ndarray, g: np.ndarray, min_history: int) -> dict[str, float]:
+    """Allocation statistics of one step (both engines): the counts n_i and the history (k_i, G_i)."""
+    counts, k, g = (np.asarray(x) for x in (counts, k, g))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(g >= 2, k * (g - k) / (g * (g - 1.0)), 0.0)
+    return {
+        N_TOTAL: float(counts.sum()),
+        N_MIN: float(counts.min()),
+        N_MAX: float(counts.max()),
+        N_STD: float(counts.std()),
+        COLD_SHARE: float(np.mean(g < min_history)),
+        ZERO_VARIANCE_SHARE: float(np.mean((p == 0) & (g >= 2))),
+    }
+
+
+def last_row_per_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """metrics.jsonl rows, one per step (the last one written), in step order."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        by_step[int(row[STEP])] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def run_cost(rows: list[dict[str, Any]], *, seconds_total: float, gpus: int) -> dict[str, Any]:
+    """summary.json's "cost" from the run's metrics rows: sums over steps, seconds by phase.
+
+    `seconds` sums each phase's per-step seconds (None for a phase the engine does not time
+    separately) and `total` is the wall clock of the run's process(es) as measured by the caller;
+    `gpu_seconds` = total x GPUs held by the run (0 without a GPU).
+    """
+    rows = last_row_per_step(rows)
+
+    def total(name: str) -> int:
+        return int(round(sum(float(r.get(name, 0.0)) for r in rows)))
+
+    seconds: dict[str, float | None] = {}
+    for phase in PHASES:
+        key = TIME_PREFIX + phase
+        seconds[phase] = sum(float(r[key]) for r in rows if key in r) if any(key in r for r in rows) else None
+    seconds["total"] = float(seconds_total)
+    return {
+        "prompts_seen": total(PROMPTS),
+        "responses_generated": total(RESPONSES),
+        "tokens_generated": total(TOKENS_GENERATED),
+        "tokens_trained": total(TOKENS_TRAINED),
+        "seconds": seconds,
+        "gpu_seconds": float(seconds_total) * gpus,
+    }
