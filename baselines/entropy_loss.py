@@ -1,4 +1,6 @@
-"""Entropy Loss: GRPO plus an entropy bonus, loss = pg_loss - c * agg(H).
+"""Entropy Loss: GRPO plus an entropy bonus, loss = pg_loss - c * agg(H) (entropy regularisation,
+Williams and Peng 1991; Mnih et al. 2016, "Asynchronous Methods for Deep RL"), as the DynaMO
+paper's baseline runs it through verl's `entropy_coeff`.
 
 H is each token's full-vocabulary entropy, aggregated like the policy loss (token-mean here);
 the bonus is differentiated (it pushes the policy towards higher entropy). c = 0.001 is verl's

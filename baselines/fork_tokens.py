@@ -3,9 +3,9 @@ Effective Reinforcement Learning for LLM Reasoning"; code: Shenzhi-Wang/Beyond-t
 
 The policy gradient is kept only on the rho = 20% highest-entropy tokens ("forking tokens") of
 the window; every other token is dropped from the loss, which is averaged over the selected
-tokens only. The threshold is the k-th largest entropy among the window's valid tokens,
-k = ceil(rho N) (the reference's `get_global_entropy_top_mask` from commit 137d8d1 on; earlier:
-int(rho N), `fork_tokens.rounding: floor`); tokens tied with it are kept. Window: micro_batch as
+tokens only. Exactly k of the window's N valid tokens are kept, the k of highest entropy,
+k = ceil(rho N) written int(rho N + 0.9999) as the reference's `get_global_entropy_top_mask` from
+commit 137d8d1 on (earlier: int(rho N), `fork_tokens.rounding: floor`). Window: micro_batch as
 the reference repo (one GPU's micro-batch); TRL's `top_entropy_quantile` takes the quantile over
 all processes, which is `window: mini_batch`.
 """

@@ -190,8 +190,9 @@ class ForkTokensSpec:
     rounding: Literal["ceil", "floor"] = field(
         default="ceil",
         metadata={
-            "help": "k = ceil(rho N) (reference repo from commit 137d8d1 on) or floor = int(rho N) "
-            "(earlier commits); at least 1 either way. Tokens tied with the k-th entropy are kept too."
+            "help": "ceil: k = int(rho N + 0.9999) (the reference repo from commit 137d8d1 on); floor: "
+            "k = int(rho N) (earlier commits, TRL-style reimplementations); at least 1 either way. Exactly k "
+            "tokens are kept (ties broken by torch.topk, as the reference)."
         },
     )
 

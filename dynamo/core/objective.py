@@ -8,7 +8,7 @@ steps the optimiser. In the order they are applied (docs/METHODS.md explains eac
    from `dynamo.core.advantages.sequence_advantages` before this), plus the entropy advantage
    min(alpha H, |A| / kappa) when `entropy_advantage.alpha > 0`;
 2. DynaMO: A *= beta_comp * beta_stab (`dynamo.core.modulation.modulation_factors`);
-3. Fork Tokens: the loss mask keeps only tokens with H >= the window's top-rho entropy;
+3. Fork Tokens: the loss mask keeps only the window's top-rho highest-entropy tokens;
 4. Clip-Cov: token weight 0 on the window's randomly picked high-covariance tokens;
    KL-Cov: token penalty kl_coef |logp - old_logp| on the window's top-covariance tokens;
 5. `dynamo.core.losses.policy_loss` with the LossSpec (clip or not, clip range, dual clip,
@@ -136,7 +136,7 @@ def token_objective(
     selected: dict[str, torch.Tensor] = {}
     loss_mask = mask
     if spec.fork_tokens.top_fraction > 0:
-        fork = valid & (entropy.to(torch.float64) >= window.fork_threshold)
+        fork = window.fork_masks[part].to(valid.device) & valid
         selected["fork"] = fork
         loss_mask = fork.to(mask.dtype)
 

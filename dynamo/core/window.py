@@ -6,7 +6,7 @@ one rank, as the reference codes do) or the whole optimiser mini-batch on every 
 one process and many:
 
 - sums and maxima (token counts, covariance means, entropy min/max, max |dH|) by all-reduce;
-- order statistics (the Fork-Tokens entropy threshold, KL-Cov's top-k, Clip-Cov's random pick) by
+- order statistics (the Fork-Tokens top-entropy tokens, KL-Cov's top-k, Clip-Cov's random pick) by
   all-gather of the per-token values, then the same exact selection on every rank. Gathering is
   exact and simple; the per-token values are one float per response token, small next to logits.
 
@@ -231,7 +231,7 @@ class WindowStats:
       the denominator of a token-mean loss accumulated over the window's micro-batches.
     entropy_range: (H_min, H_max) over the window (DynaMO's compensation), or None.
     max_change: max |dH| over the window (DynaMO's stabilisation), or None.
-    fork_threshold: entropy of the k-th highest-entropy token (Fork Tokens), or None.
+    fork_masks: per part, the tokens Fork Tokens keeps (the window's k highest entropies), or None.
     cov_means: (mean A, mean logp) over the window (Clip-Cov, KL-Cov), or None.
     cov_masks: per part, the tokens Clip-Cov detaches or KL-Cov penalises, or None.
     """
@@ -241,7 +241,7 @@ class WindowStats:
     loss_tokens: int
     entropy_range: tuple[float, float] | None = None
     max_change: float | None = None
-    fork_threshold: float | None = None
+    fork_masks: tuple[torch.Tensor, ...] | None = None
     cov_means: tuple[float, float] | None = None
     cov_masks: tuple[torch.Tensor, ...] | None = None
 
@@ -272,9 +272,16 @@ def needs_window(spec: MethodSpec) -> bool:
 
 
 def fork_k(spec: MethodSpec, num_tokens: int) -> int:
-    """Number of top-entropy tokens Fork Tokens keeps out of `num_tokens`: ceil or floor of rho N, >= 1."""
+    """Number of top-entropy tokens Fork Tokens keeps out of `num_tokens` (0 for an empty window).
+
+    ceil: int(rho N + 0.9999), the reference's spelling of the ceiling, kept because it differs from
+    math.ceil where rho N is an integer up to rounding (0.2 * 15 = 3.0000000000000004: 3, not 4);
+    floor: int(rho N). At least 1 either way.
+    """
+    if num_tokens == 0:
+        return 0
     rho = spec.fork_tokens.top_fraction
-    raw = math.ceil(rho * num_tokens) if spec.fork_tokens.rounding == "ceil" else int(rho * num_tokens)
+    raw = int(rho * num_tokens + 0.9999) if spec.fork_tokens.rounding == "ceil" else int(rho * num_tokens)
     return max(1, raw)
 
 
@@ -323,11 +330,11 @@ def window_stats(
         fields["max_change"] = max(window_max(changes, masks, reducer), 0.0)
     loss_tokens = num_tokens
     if spec.fork_tokens.top_fraction > 0:
+        # Exactly k tokens, as the reference's topk indices (ties broken by torch.topk).
         entropies = [_need_entropy(p) for p in parts]
-        threshold = window_kth_largest(entropies, masks, fork_k(spec, num_tokens), reducer)
-        fields["fork_threshold"] = threshold
-        selected = [(h.detach().to(torch.float64) >= threshold) & m.bool() for h, m in zip(entropies, masks)]
-        loss_tokens = window_count(selected, reducer)
+        fork = window_top_k(entropies, masks, fork_k(spec, num_tokens), reducer)
+        fields["fork_masks"] = tuple(fork)
+        loss_tokens = window_count(fork, reducer)
     cov = spec.covariance
     if cov.kind != "none":
         adv_mean = window_sum(advantages, masks, reducer) / max(num_tokens, 1)
