@@ -127,7 +127,8 @@ def _flat_valid(values: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -
 
 def window_sum(values: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], reducer: Reducer = LOCAL) -> float:
     """Sum of the valid entries over every part and rank."""
-    local = sum((v.detach().to(torch.float64) * m.bool()).sum() for v, m in zip(values, masks))
+    # torch.where, not v * m: padding may hold -inf (log-probs), and -inf * 0 is NaN.
+    local = sum(torch.where(m.bool(), v.detach().to(torch.float64), 0.0).sum() for v, m in zip(values, masks))
     return float(reducer.sum(torch.as_tensor(local, dtype=torch.float64, device=_device(values)).reshape(1))[0])
 
 
