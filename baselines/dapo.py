@@ -9,7 +9,7 @@ The overlong buffer is a fraction of the run's max_new_tokens: the paper's 4096 
 tokens is 0.2, kept here so that it scales with the tiny embedded model's short limit.
 """
 
-from dynamo.methods import GroupFilterSpec, LossSpec, MethodSpec, RewardShapingSpec
+from dynamo.spec import GroupFilterSpec, LossSpec, MethodSpec, RewardShapingSpec
 
 DAPO = MethodSpec(
     name="dapo",

@@ -6,7 +6,7 @@ dual clip c = 10, as in the DynaMO authors' training script, so that GRPO and Dy
 only in what DynaMO adds.
 """
 
-from dynamo.methods import MethodSpec
+from dynamo.spec import MethodSpec
 
 GRPO = MethodSpec(
     name="grpo",

@@ -38,10 +38,19 @@ def flag(cmd: list[str], name: str, count: int = 1):
     return cmd[i + 1] if count == 1 else cmd[i + 1 : i + 1 + count]
 
 
+# Methods whose token objective (dynamo.core.objective) the patched OpenRLHF step does not call
+# yet: the launcher must refuse them, not run them as GRPO. Empty once the engine is wired (issue 10).
+NOT_YET_WIRED = {"fork-tokens", "entropy-adv", "clip-cov", "kl-cov", "w-reinforce"}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     cfg = gpu_config(experiment)
     for name in all_methods():
+        if name in NOT_YET_WIRED:
+            with pytest.raises(ValueError, match="cannot express"):
+                launcher.build_command(cfg, name, 1, str(tmp_path / name))
+            continue
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
         assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and flag(cmd, "--dynamo.method") == name
         spec = cfg.method(name)

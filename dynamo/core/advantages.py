@@ -8,13 +8,19 @@ Departures from the textbook GRPO formula (Shao et al. 2024), stated once:
   samples may come in any order; nothing assumes contiguous, equal-size groups.
 - A group with no reward spread (all rewards equal) or a single sample gets advantage exactly 0,
   rather than (r - mean) / eps of rounding noise.
+
+Also here: W-REINFORCE's per-response advantages (from correctness, no baseline), the entry point
+`sequence_advantages` that picks the estimator from the spec, and the per-token entropy advantage.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from dynamo.spec import AdvantageSpec
 
 
 def group_advantages(
@@ -75,3 +81,55 @@ def group_advantages(
     out = torch.empty_like(adv)
     out[order] = torch.where(has_spread, adv, torch.zeros_like(adv))
     return out.to(out_dtype)
+
+
+def w_reinforce_advantages(correct: torch.Tensor, *, positive_weight: float) -> torch.Tensor:
+    """W-REINFORCE (Zhu et al. 2025): A = positive_weight (lambda) for a correct response, -1 for a
+    wrong one; no group baseline, no std. Keyed on correctness, not on the (possibly shaped)
+    reward, so that overlong shaping cannot turn a correct answer into a negative sample.
+    float32, detached."""
+    if correct.ndim != 1:
+        raise ValueError(f"correct must be 1-D (one entry per response), got shape {tuple(correct.shape)}")
+    if not positive_weight >= 0:
+        raise ValueError(f"positive_weight must be >= 0, got {positive_weight!r}")
+    ok = correct.detach().bool()
+    return torch.where(ok, positive_weight, -1.0).to(torch.float32)
+
+
+def sequence_advantages(
+    spec: AdvantageSpec,
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    correct: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-response advantage as the method's AdvantageSpec says: `group_advantages` for grpo and
+    mean_only, `w_reinforce_advantages` (needs `correct`) for w_reinforce. The one place both
+    engines turn rewards into advantages. Detached."""
+    if spec.estimator == "w_reinforce":
+        if correct is None:
+            raise ValueError("advantage.estimator w_reinforce needs the per-response correctness")
+        return w_reinforce_advantages(correct, positive_weight=spec.positive_weight).to(rewards.device)
+    return group_advantages(rewards, group_ids, estimator=spec.estimator, eps=spec.eps)
+
+
+def entropy_advantage(
+    advantages: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor, *, alpha: float, kappa: float
+) -> torch.Tensor:
+    """Entropy advantage (Cheng et al. 2025): A' = A + min(alpha H, |A| / kappa) per token, H detached.
+
+    The term is >= 0 and at most |A| / kappa, so with kappa > 1 it never flips the sign of A and it
+    vanishes where A = 0 (e.g. a group whose responses are all correct). 0 at masked tokens.
+    """
+    if not (alpha >= 0 and kappa > 0):
+        raise ValueError(f"need alpha >= 0 and kappa > 0, got alpha={alpha!r}, kappa={kappa!r}")
+    if advantages.shape != entropy.shape or advantages.shape != mask.shape:
+        raise ValueError(
+            f"per-token tensors must share one shape, got {tuple(advantages.shape)}, "
+            f"{tuple(entropy.shape)}, {tuple(mask.shape)}"
+        )
+    with torch.no_grad():
+        valid = mask.bool()
+        adv = torch.where(valid, advantages.detach(), 0.0)
+        h = torch.where(valid, entropy.detach().to(adv.dtype), 0.0)
+        bonus = torch.minimum(alpha * h, adv.abs() / kappa)
+        return torch.where(valid, adv + bonus, 0.0)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from dynamo.methods import AllocationSpec
+    from dynamo.spec import AllocationSpec
 
 # Largest value of p(1 - p) and of its square root: the cold-start weight.
 COLD_WEIGHT = {"p": 0.25, "sqrt_p": 0.5}

@@ -37,20 +37,26 @@ def policy_loss(
     entropy_coef: float = 0.0,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    clip: bool = True,
+    token_weight: torch.Tensor | None = None,
+    token_penalty: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, metrics) for per-token tensors [B, T] and a {0, 1} mask of valid tokens.
 
         r   = exp(logp - old_logp)
-        l_t = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))
+        l_t = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))     (clip=False: l_t = -A r)
         l_t = min(l_t, -c A)                       where A < 0, if dual_clip = c is set
+        l_t = w_t l_t + p_t                        token_weight w (detached), token_penalty p
         loss = agg(l) - entropy_coef * agg(H) + kl_coef * agg(k3),
         k3  = exp(ref_logp - logp) - (ref_logp - logp) - 1
 
     agg = "token-mean": sum over all valid tokens / number of valid tokens (DAPO);
           "seq-mean-token-mean": mean over sequences (with >= 1 valid token) of each sequence's
           token mean (GRPO paper).
-    Gradients flow through logp (and through `entropy`, if it carries a graph, for the bonus);
-    old_logp, advantages and ref_logp are detached.
+    Gradients flow through logp (and through `entropy`, if it carries a graph, for the bonus, and
+    through `token_penalty`, which the caller builds from logp); old_logp, advantages, ref_logp and
+    token_weight are detached. w = 0 removes a token's policy-gradient term but keeps it in the
+    denominator (Clip-Cov's detach); the penalty is KL-Cov's per-token term.
     metrics: loss, pg_loss, pg_clipfrac, pg_clipfrac_lower, approx_kl (mean of old_logp - logp),
     ratio_mean, ratio_max, and entropy / kl when given; all Python floats.
     """
@@ -59,11 +65,15 @@ def policy_loss(
         tensors["entropy"] = entropy
     if ref_logp is not None:
         tensors["ref_logp"] = ref_logp
+    if token_weight is not None:
+        tensors["token_weight"] = token_weight
+    if token_penalty is not None:
+        tensors["token_penalty"] = token_penalty
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"per-token tensors must share one shape, got {shapes}")
-    if not (0.0 <= eps_low < 1.0 and eps_high >= 0.0):
-        raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
+    if not (0.0 <= eps_low <= 1.0 and eps_high >= 0.0):
+        raise ValueError(f"need 0 <= eps_low <= 1 and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
     if dual_clip is not None and not dual_clip > 1.0:
         raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip!r}")
     if aggregation not in ("token-mean", "seq-mean-token-mean"):
@@ -89,11 +99,16 @@ def policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
-    ppo = torch.maximum(unclipped, clipped)
+    ppo = torch.maximum(unclipped, clipped) if clip else unclipped
     per_token = ppo
     if dual_clip is not None:
         per_token = torch.where(adv < 0, torch.minimum(ppo, -adv * dual_clip), ppo)
-    pg_loss = _aggregate(per_token, m, aggregation)
+    pg_terms = per_token
+    if token_weight is not None:
+        pg_terms = pg_terms * torch.where(valid, token_weight.detach().to(logp.dtype), 0.0)
+    if token_penalty is not None:
+        pg_terms = pg_terms + torch.where(valid, token_penalty, 0.0)
+    pg_loss = _aggregate(pg_terms, m, aggregation)
     loss = pg_loss
     if entropy is not None and entropy_coef != 0.0:
         loss = loss - entropy_coef * _aggregate(entropy, m, aggregation)
@@ -112,7 +127,7 @@ def policy_loss(
         metrics = {
             "loss": float(loss.detach()),
             "pg_loss": float(pg_loss.detach()),
-            "pg_clipfrac": token_mean(clipped > unclipped),
+            "pg_clipfrac": token_mean((clipped > unclipped) & clip),
             "pg_clipfrac_lower": token_mean(per_token < ppo),  # dual clip active
             "approx_kl": token_mean(-log_ratio),
             "ratio_mean": token_mean(ratio),

@@ -8,7 +8,7 @@ Departures from the paper / released code, stated once:
 - The normalisation set (H_min/H_max for beta_comp, max |dH| for beta_stab) is whatever the
   caller passes: by default the tensors given (the released code's micro-batch, which makes the
   factors depend on how the batch is split), or `entropy_range` / `max_change` computed by the
-  engine over the whole mini-batch (ModulationSpec.norm_set = "mini_batch").
+  engine over the whole mini-batch (MethodSpec.window = "mini_batch").
 - Degenerate sets are guarded: H_max == H_min gives beta_comp = 1 and max |dH| == 0 gives x = 0.
   (H_max - H) / (H_max - H_min) is clamped to [0, 1], so a range passed in from outside that does
   not cover a token cannot push beta_comp outside [1, 1 + alpha].
@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from dynamo.methods import ModulationSpec
+from dynamo.spec import ModulationSpec
 
 _LOG_RATIO_CLAMP = 20.0
 
@@ -189,7 +189,7 @@ def modulation_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(beta_comp, beta_stab) as configured by `spec`; a disabled factor is exactly 1. Detached.
 
-    spec.norm_set is the engine's business: for "mini_batch" it passes `entropy_range` and
+    The window (MethodSpec.window) is the caller's business: for "mini_batch" it passes `entropy_range` and
     `max_change` computed over the whole mini-batch; otherwise the tensors given are the set.
     """
     ones = torch.ones(advantages.shape, dtype=_factor_dtype(advantages), device=advantages.device)

@@ -93,7 +93,7 @@ def train_local(
         "seconds_total_this_process": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "phase_seconds_mean": _phase_means(Path(out) / "metrics.jsonl"),
-        M.SUMMARY_WINDOW: method.modulation.norm_set,
+        M.SUMMARY_WINDOW: method.window,
         M.SUMMARY_COST: local_cost(Path(out) / "metrics.jsonl", on_gpu=trainer.on_gpu),
     }
     write_json_atomic(Path(out) / "summary.json", summary)

@@ -261,7 +261,7 @@ class LocalTrainer:
         # Normalisation set of the modulation factors: each micro-batch (released code) or the
         # whole mini-batch, which needs the entropy range and max |dH| before any update.
         ranges: dict[str, Any] = {"entropy_range": None, "max_change": None}
-        if (spec.compensation or spec.stabilization) and spec.norm_set == "mini_batch" and len(micro) > 1:
+        if (spec.compensation or spec.stabilization) and self.method.window == "mini_batch" and len(micro) > 1:
             ranges = self._mini_batch_ranges(batch, micro, old_logp, advantages)
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = defaultdict(float)

@@ -67,7 +67,7 @@ class DynamoActorTrainer(ActorPPOTrainer):
         if loss.kl_coef and not (args.algo.kl.use_loss and args.algo.kl.init_coef == loss.kl_coef):
             problems.append(f"loss.kl_coef {loss.kl_coef} needs --algo.kl.use_loss, same init_coef")
         mod = spec.modulation
-        if (mod.compensation or mod.stabilization) and mod.norm_set == "mini_batch":
+        if (mod.compensation or mod.stabilization) and spec.window == "mini_batch":
             if args.train.dynamic_batch_enable:
                 problems.append("modulation.norm_set mini_batch with --train.dynamic_batch_enable")
             install_windowed_global_norm()
@@ -114,7 +114,7 @@ class DynamoActorTrainer(ActorPPOTrainer):
         entropy = self._response_entropy(output, experience, with_grad=entropy_grad)
 
         ranges: dict[str, Any] = {}
-        if (mod.compensation or mod.stabilization) and mod.norm_set == "mini_batch":
+        if (mod.compensation or mod.stabilization) and spec.window == "mini_batch":
             if WINDOW_KEY not in window_info:
                 raise RuntimeError("norm_set mini_batch: the optimizer-step window is missing (install failed?)")
             if RANGES_KEY not in window_info:

@@ -36,13 +36,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamo.config import ExperimentConfig
 from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
-from dynamo.methods import MethodSpec
+from dynamo.spec import MethodSpec
+
+if TYPE_CHECKING:  # annotations only: dynamo.config imports this module to validate a config
+    from dynamo.config import ExperimentConfig
 
 REWARD_FILE = Path(__file__).resolve().with_name("reward_func.py")
 PROMPTS_FILE = "openrlhf/prompts.jsonl"  # inside the run directory, written by `launch`
@@ -68,7 +70,7 @@ SUPPORTED_FIELDS = {
     "modulation.lambda_min",
     "modulation.gamma",
     "modulation.tau",
-    "modulation.norm_set",
+    "window",
     "loss.eps_low",
     "loss.eps_high",
     "loss.dual_clip",
@@ -366,7 +368,7 @@ def write_summary(
         "command": cmd,
         "git_commit": git_commit(),
         "seconds_total": seconds_total,
-        M.SUMMARY_WINDOW: spec.modulation.norm_set,
+        M.SUMMARY_WINDOW: spec.window,
         M.SUMMARY_COST: M.run_cost(rows, seconds_total=seconds_total, gpus=gpus),
     }
     write_json_atomic(run / "summary.json", summary)

@@ -1,0 +1,331 @@
+"""The method spec: typed, frozen dataclasses, and `apply_overrides` for YAML overrides.
+
+A leaf module (standard library only): `dynamo.core`, the engines and `baselines/` import it
+without importing the registry (`dynamo.methods`), which itself imports `baselines/`. What each
+field means for the math is explained in docs/METHODS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class AllocationSpec:
+    kind: Literal["uniform", "dynamo"] = field(
+        default="uniform",
+        metadata={
+            "help": "uniform: every prompt gets n rollouts (GRPO). dynamo: variance-minimising "
+            "allocation n_i proportional to w_i within [n_low, n_high], sum n_i = B (DynaMO sec. 3.1)."
+        },
+    )
+    weight: Literal["p", "sqrt_p"] = field(
+        default="p",
+        metadata={
+            "help": "p: w_i = P_i = k(G-k)/(G(G-1)) as in the paper and released code; "
+            "sqrt_p: w_i = sqrt(P_i) (Neyman allocation with the Bernoulli std)."
+        },
+    )
+    n_low: int | None = field(default=None, metadata={"help": "Fewest rollouts per prompt; None = n // 2."})
+    n_high: int | None = field(default=None, metadata={"help": "Most rollouts per prompt; None = n + n // 2."})
+    min_history: int = field(
+        default=4,
+        metadata={
+            "help": "Cold start: prompts with fewer past responses than this get the largest "
+            "possible weight (an exploration share) instead of their noisy P_i."
+        },
+    )
+    mastery_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Released-code compatibility: prompts whose historical accuracy is >= this "
+            "get the floor weight `weight_floor` (released code: 0.85). None = off."
+        },
+    )
+    weight_floor: float = field(
+        default=0.0,
+        metadata={"help": "Lower bound on every weight (released code: 0.01). 0 = paper."},
+    )
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """(n_low, n_high) for a uniform per-prompt count n."""
+        n_low = self.n_low if self.n_low is not None else n // 2
+        n_high = self.n_high if self.n_high is not None else n + n // 2
+        return n_low, n_high
+
+
+@dataclass(frozen=True)
+class AdvantageSpec:
+    estimator: Literal["grpo", "mean_only", "w_reinforce"] = field(
+        default="grpo",
+        metadata={
+            "help": "grpo: (r - mean) / (std + eps) per group, unbiased std (Shao et al. 2024); "
+            "mean_only: r - mean (Dr. GRPO, Liu et al. 2025); w_reinforce: A = positive_weight if the "
+            "response is correct, -1 if not, no group baseline (W-REINFORCE, Zhu et al. 2025)."
+        },
+    )
+    eps: float = field(default=1e-6, metadata={"help": "Added to the group std before dividing."})
+    positive_weight: float = field(
+        default=0.1,
+        metadata={
+            "help": "w_reinforce only: advantage of a correct response (lambda; Zhu et al. 2025 use 0.1). "
+            "Keyed on correctness, not on the raw reward."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class GroupFilterSpec:
+    kind: Literal["none", "dynamic_sampling"] = field(
+        default="none",
+        metadata={
+            "help": "dynamic_sampling: drop groups whose rewards are all equal and refill the batch "
+            "with fresh prompts (DAPO, Yu et al. 2025)."
+        },
+    )
+    max_refill_rounds: int = field(
+        default=3,
+        metadata={"help": "Generation rounds at most per step when refilling (DAPO's max_num_gen_batches)."},
+    )
+
+
+@dataclass(frozen=True)
+class ModulationSpec:
+    compensation: bool = field(
+        default=False,
+        metadata={
+            "help": "beta_comp = 1 + alpha (H_max - H)/(H_max - H_min) on tokens with A > 0 (DynaMO sec. 3.2)."
+        },
+    )
+    stabilization: bool = field(
+        default=False,
+        metadata={
+            "help": "beta_stab = lambda_min + (1 - lambda_min)/(1 + exp(gamma (x - tau))), x = normalised "
+            "|entropy change| (DynaMO sec. 3.2)."
+        },
+    )
+    alpha: float = field(
+        default=0.2, metadata={"help": "Compensation strength (released code: mu_max = 1 + alpha)."}
+    )
+    lambda_min: float = field(default=0.6, metadata={"help": "Floor of the stabilisation factor."})
+    gamma: float = field(default=50.0, metadata={"help": "Steepness of the stabilisation sigmoid."})
+    tau: float = field(default=0.99, metadata={"help": "Centre of the stabilisation sigmoid on x in [0, 1]."})
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    eps_low: float = field(
+        default=0.2, metadata={"help": "Lower PPO clip: ratio >= 1 - eps_low (in [0, 1]; 1 = no lower clip)."}
+    )
+    eps_high: float = field(
+        default=0.2, metadata={"help": "Upper PPO clip: ratio <= 1 + eps_high (0.28 = Clip-Higher)."}
+    )
+    clip: bool = field(
+        default=True,
+        metadata={
+            "help": "False: no PPO clip at all, l = -A r (REINFORCE in ratio form: W-REINFORCE's and "
+            "KL-Cov's reference losses). The dual clip still applies if set."
+        },
+    )
+    dual_clip: float | None = field(
+        default=10.0, metadata={"help": "Dual-clip constant c for A < 0 (Ye et al. 2020); None = off."}
+    )
+    aggregation: Literal["token-mean", "seq-mean-token-mean"] = field(
+        default="token-mean",
+        metadata={
+            "help": "token-mean: mean over all valid tokens of the mini-batch (DAPO); "
+            "seq-mean-token-mean: mean over sequences of per-sequence token means (GRPO paper)."
+        },
+    )
+    entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient (0 = none)."})
+    kl_coef: float = field(
+        default=0.0, metadata={"help": "KL-to-reference loss coefficient, k3 estimator (0 = no reference model)."}
+    )
+
+
+@dataclass(frozen=True)
+class RewardShapingSpec:
+    overlong_buffer_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "DAPO overlong shaping: the last fraction of max_new_tokens is a soft buffer; a response "
+            "reaching into it gets a linear penalty growing to -overlong_penalty at the limit "
+            "(Yu et al. 2025 use 4096 of 20480 tokens = 0.2). 0 = off."
+        },
+    )
+    overlong_penalty: float = field(default=1.0, metadata={"help": "Penalty at the length limit."})
+
+
+@dataclass(frozen=True)
+class EntropyAdvantageSpec:
+    alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "A' = A + min(alpha H, |A| / kappa) with H detached (Cheng et al. 2025, arXiv 2506.14758). "
+            "0 = off. 0.4 is the value of public reimplementations, not checked against the paper."
+        },
+    )
+    kappa: float = field(
+        default=2.0,
+        metadata={
+            "help": "Cap: the entropy term is at most |A| / kappa, so it never flips the sign of A "
+            "(2 = public reimplementations, not checked against the paper)."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ForkTokensSpec:
+    top_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fork Tokens (Wang et al. 2025, 'Beyond the 80/20 rule'): policy gradient only on the "
+            "rho = top_fraction highest-entropy valid tokens of the window; the loss is averaged over "
+            "those tokens only. 0 = off (every token); the paper uses 0.2."
+        },
+    )
+    rounding: Literal["ceil", "floor"] = field(
+        default="ceil",
+        metadata={
+            "help": "ceil: k = int(rho N + 0.9999) (the reference repo from commit 137d8d1 on); floor: "
+            "k = int(rho N) (earlier commits, TRL-style reimplementations); at least 1 either way. Exactly k "
+            "tokens are kept (ties broken by torch.topk, as the reference)."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class CovarianceSpec:
+    kind: Literal["none", "clip_cov", "kl_cov"] = field(
+        default="none",
+        metadata={
+            "help": "Covariance-based entropy control (Cui et al. 2025, 'The Entropy Mechanism of RL for "
+            "Reasoning LMs'), cov_t = (A_t - mean A)(logp_t - mean logp) over the window's valid tokens. "
+            "clip_cov: among tokens not clipped by PPO with clip_lb < cov < clip_ub, detach a uniformly "
+            "random max(1, int(ratio N)) (their loss term becomes 0). kl_cov: the max(1, int(ratio N)) "
+            "tokens of largest cov get + kl_coef |logp - old_logp|."
+        },
+    )
+    ratio: float = field(
+        default=2e-4,
+        metadata={
+            "help": "Fraction of the window's valid tokens to act on. Clip-Cov: 2e-4 (reference scripts). "
+            "KL-Cov: 2e-3 (verl recipe script) vs 2e-4 (verl config default); Cui et al.'s repo writes "
+            "0.2 meaning percent."
+        },
+    )
+    clip_lb: float = field(default=1.0, metadata={"help": "Clip-Cov: lower bound of the covariance band."})
+    clip_ub: float = field(default=5.0, metadata={"help": "Clip-Cov: upper bound of the covariance band."})
+    kl_coef: float = field(
+        default=1.0,
+        metadata={
+            "help": "KL-Cov: coefficient of |logp - old_logp| (1 = reference scripts; verl YAML default 0.1)."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    description: str = ""
+    allocation: AllocationSpec = AllocationSpec()
+    advantage: AdvantageSpec = AdvantageSpec()
+    group_filter: GroupFilterSpec = GroupFilterSpec()
+    modulation: ModulationSpec = ModulationSpec()
+    loss: LossSpec = LossSpec()
+    reward_shaping: RewardShapingSpec = RewardShapingSpec()
+    entropy_advantage: EntropyAdvantageSpec = EntropyAdvantageSpec()
+    fork_tokens: ForkTokensSpec = ForkTokensSpec()
+    covariance: CovarianceSpec = CovarianceSpec()
+    window: Literal["micro_batch", "mini_batch"] = field(
+        default="micro_batch",
+        metadata={
+            "help": "Set over which window statistics are taken (DynaMO's H_min/H_max and max |dH|, the "
+            "Fork-Tokens entropy threshold, Clip-Cov/KL-Cov covariance means and picks). micro_batch: "
+            "one forward on one rank, as the reference codes do (results then depend on the batch "
+            "layout); mini_batch: every micro-batch of the optimiser step on every data-parallel rank. "
+            "Old configs may still write modulation.norm_set."
+        },
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _legacy_method_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Old spellings still accepted in configs: modulation.norm_set is now the method's `window`."""
+    mod = overrides.get("modulation")
+    if not (isinstance(mod, dict) and "norm_set" in mod):
+        return overrides
+    out = {**overrides, "modulation": {k: v for k, v in mod.items() if k != "norm_set"}}
+    if "window" in overrides and overrides["window"] != mod["norm_set"]:
+        raise ValueError(
+            f"method.window={overrides['window']!r} contradicts modulation.norm_set={mod['norm_set']!r}"
+        )
+    out["window"] = mod["norm_set"]
+    if not out["modulation"]:
+        del out["modulation"]
+    return out
+
+
+def apply_overrides(spec: Any, overrides: dict[str, Any], where: str = "method") -> Any:
+    """Return a copy of the (nested) dataclass `spec` with `overrides` applied, checking names and types.
+
+    For a MethodSpec the old name `modulation.norm_set` is read as `window`.
+    """
+    if isinstance(spec, MethodSpec):
+        overrides = _legacy_method_overrides(overrides)
+    hints = typing.get_type_hints(type(spec))
+    known = [f.name for f in dataclasses.fields(spec)]
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"unknown field {where}.{key}; known: {', '.join(known)}")
+        current = getattr(spec, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
+            changes[key] = apply_overrides(current, value, f"{where}.{key}")
+        else:
+            changes[key] = _checked(f"{where}.{key}", hints[key], value)
+    return dataclasses.replace(spec, **changes)
+
+
+def _checked(where: str, hint: Any, value: Any) -> Any:
+    """`value` converted to the field type `hint` (str, bool, int, float, Literal, Optional), or a ValueError."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        return [_checked(f"{where}[{i}]", typing.get_args(hint)[0], v) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and hint is int and float(value).is_integer():
+            value = int(value)
+        ok = ok and isinstance(value, hint if hint is int else (int, float))
+        value = hint(value) if ok else value
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ValueError(f"{where} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
