@@ -43,11 +43,18 @@ ACTOR_LOSS = "actor/loss"  # the optimised loss (policy loss + extra terms)
 PG_LOSS = "actor/pg_loss"
 CLIPFRAC = "actor/pg_clipfrac"
 APPROX_KL = "actor/approx_kl"
+CLIPFRAC_LOWER = "actor/pg_clipfrac_lower"
+RATIO_MEAN = "actor/ratio_mean"
+RATIO_MAX = "actor/ratio_max"
+KL = "actor/kl"  # KL to the reference (methods with loss.kl_coef)
 ENTROPY = "actor/entropy"
 GRAD_NORM = "actor/grad_norm"
 LR = "actor/lr"
 BETA_COMP = "modulation/beta_comp"
 BETA_STAB = "modulation/beta_stab"
+FORK_SHARE = "objective/fork_share"  # Fork Tokens: share of valid tokens in the loss
+CLIP_COV_SHARE = "objective/clip_cov_share"  # Clip-Cov: share of valid tokens detached
+KL_COV_SHARE = "objective/kl_cov_share"  # KL-Cov: share of valid tokens penalised
 
 # -- cost of the step (summed by `run_cost`) --------------------------------------------------
 PROMPTS = "cost/prompts"  # prompts generated for, refills included

@@ -8,12 +8,17 @@ One step, for every method (the method spec decides each switch):
     rewards  = grade(samples, gold) [- overlong penalty]       dynamo.grading
     stats    = stats.updated(prompt ids, correct)              counts each prompt actually got
     [DAPO]     drop zero-spread groups, refill with fresh prompts
-    A        = group_advantages(rewards, group ids)            dynamo.core.advantages
-    for epoch, mini-batch (by prompt), micro-batch:
-        logp, H = policy(samples)
-        beta    = modulation_factors(logp, old_logp, A, H)      dynamo.core.modulation
-        loss    = policy_loss(logp, old_logp, A * beta)         dynamo.core.losses
-    optimizer step (AdamW, grad clip, linear warm-up then constant)
+    A        = sequence_advantages(rewards, group ids, correct) dynamo.core.advantages
+    for epoch, mini-batch (by prompt):
+        [window mini_batch] window = window_stats(no-grad pass)  dynamo.core.window
+        for micro-batch:
+            logp, H = policy(samples)
+            loss    = objective_loss(spec, logp, old_logp, A, H, window)   dynamo.core.objective
+        optimizer step (AdamW, grad clip, linear warm-up then constant)
+
+No method math lives here: the objective (DynaMO's factors, entropy bonus and advantage, Fork
+Tokens, Clip-Cov, KL-Cov) is `dynamo.core.objective`; Clip-Cov draws from `self.generator`,
+seeded from the run seed and saved in the checkpoint.
 
 Departures from the textbook: old log-probs come from a forward pass of the current policy
 before the update (not from the sampler), as in verl/OpenRLHF; the loss of a mini-batch is
@@ -30,7 +35,6 @@ CPU with the same thread count, ends with the same weights and metrics as an uni
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -45,12 +49,13 @@ from tqdm import tqdm
 
 from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
-from dynamo.core.advantages import group_advantages
+from dynamo.core.advantages import sequence_advantages
 from dynamo.core.allocation import rollout_counts
-from dynamo.core.losses import policy_loss
-from dynamo.core.modulation import entropy_change, modulation_factors
+from dynamo.core.objective import TokenBatch, objective_loss
 from dynamo.core.shaping import groups_with_spread, informative_share
 from dynamo.core.stats import PromptStats
+from dynamo.core.window import needs_window, window_stats
+from dynamo.engines.common import OBJECTIVE_METRICS, VALID_TOKEN_MEANS, micro_loss_tokens, objective_generator
 from dynamo.engines.local.policy import token_logprobs
 from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches
 from dynamo.generation import hf_generate
@@ -124,6 +129,7 @@ class LocalTrainer:
         )
         self.stats = PromptStats()
         self.sampler = PromptSampler(len(problems), seed)
+        self.generator = objective_generator(seed)  # the token objective's random picks (Clip-Cov)
         self.step = 0
 
     @property
@@ -211,17 +217,16 @@ class LocalTrainer:
         info[M.TOKENS_TRAINED] = float(merged.response_mask.sum())
         return merged, info
 
+    def advantages(self, batch: RolloutBatch) -> torch.Tensor:
+        """Per-response advantages from the core (group-normalised, or W-REINFORCE's from correctness)."""
+        return sequence_advantages(self.method.advantage, batch.rewards, batch.group_ids, batch.correct.bool())
+
     def update(self, batch: RolloutBatch, timer: dict[str, float]) -> dict[str, float]:
         """PPO epochs over mini-batches of prompts; returns mean training metrics."""
         t = self.t
         if batch.num_samples == 0:  # DAPO: every group of every round had zero spread
             return {}
-        advantages = group_advantages(
-            batch.rewards,
-            batch.group_ids,
-            estimator=self.method.advantage.estimator,
-            eps=self.method.advantage.eps,
-        )
+        advantages = self.advantages(batch)
         t0 = time.perf_counter()
         old_logp = torch.zeros_like(batch.response_mask)
         with torch.no_grad():
@@ -254,88 +259,64 @@ class LocalTrainer:
     def _mini_batch_step(
         self, batch: RolloutBatch, rows: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor
     ) -> dict[str, float]:
-        t, spec, loss_spec = self.t, self.method.modulation, self.method.loss
-        mask = batch.response_mask[rows]
-        total_tokens = float(mask.sum().clamp(min=1))
-        micro = [rows[sl] for sl in _chunks(rows.numel(), t.micro_batch_sequences)]
-        # Normalisation set of the modulation factors: each micro-batch (released code) or the
-        # whole mini-batch, which needs the entropy range and max |dH| before any update.
-        ranges: dict[str, Any] = {"entropy_range": None, "max_change": None}
-        if (spec.compensation or spec.stabilization) and self.method.window == "mini_batch" and len(micro) > 1:
-            ranges = self._mini_batch_ranges(batch, micro, old_logp, advantages)
-        self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = defaultdict(float)
-        for idx in micro:
-            m = batch.response_mask[idx]
-            logp, entropy = token_logprobs(
-                self.model,
-                batch.input_ids[idx],
-                batch.attention_mask[idx],
-                temperature=t.temperature,
-                entropy_grad=loss_spec.entropy_coef > 0,
-            )
-            adv = advantages[idx].unsqueeze(1) * m
-            beta_comp, beta_stab = modulation_factors(
-                logp.detach(),
-                old_logp[idx],
-                adv,
-                entropy.detach(),
-                m,
-                spec,
-                eps_low=loss_spec.eps_low,
-                eps_high=loss_spec.eps_high,
-                **ranges,
-            )
-            loss, stats = policy_loss(
-                logp,
-                old_logp[idx],
-                adv * beta_comp * beta_stab,
-                m,
-                eps_low=loss_spec.eps_low,
-                eps_high=loss_spec.eps_high,
-                dual_clip=loss_spec.dual_clip,
-                aggregation=loss_spec.aggregation,
-                entropy=entropy if loss_spec.entropy_coef > 0 else None,
-                entropy_coef=loss_spec.entropy_coef,
-            )
-            # Weight so that the accumulated loss equals the loss of the whole mini-batch.
-            if loss_spec.aggregation == "token-mean":
-                weight = float(m.sum()) / total_tokens
-            else:
-                weight = idx.numel() / rows.numel()
-            (loss * weight).backward()
-            valid = m.bool()
-            # policy_loss's own "loss" is the micro-batch loss: logged once (adding loss * weight
-            # as well doubled actor/loss), and entropy once, from H itself.
-            sums[M.ENTROPY] += float(entropy.detach()[valid].sum()) / total_tokens
-            sums[M.BETA_COMP] += float(beta_comp[valid].sum()) / total_tokens
-            sums[M.BETA_STAB] += float(beta_stab[valid].sum()) / total_tokens
-            for key, value in stats.items():
-                if key != "entropy":
-                    sums[f"actor/{key}"] += float(value) * weight
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        sums = self.accumulate_gradients(batch, rows, old_logp, advantages)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.grad_clip)
         self.optimizer.step()
         sums[M.GRAD_NORM] = float(grad_norm)
         return sums
 
-    @torch.no_grad()
-    def _mini_batch_ranges(self, batch, micro, old_logp, advantages) -> dict[str, Any]:
-        loss_spec = self.method.loss
-        h_min, h_max, max_change = math.inf, -math.inf, 0.0
-        for idx in micro:
-            m = batch.response_mask[idx]
-            logp, entropy = token_logprobs(
-                self.model, batch.input_ids[idx], batch.attention_mask[idx], temperature=self.t.temperature
-            )
-            valid = m.bool()
-            h_min = min(h_min, float(entropy[valid].min()))
-            h_max = max(h_max, float(entropy[valid].max()))
-            adv = advantages[idx].unsqueeze(1) * m
-            change = entropy_change(
-                logp, old_logp[idx], adv, entropy, m, eps_low=loss_spec.eps_low, eps_high=loss_spec.eps_high
-            )
-            max_change = max(max_change, float(change.abs()[valid].max()))
-        return {"entropy_range": (h_min, h_max), "max_change": max_change}
+    def _token_batch(
+        self, batch: RolloutBatch, idx: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor
+    ) -> TokenBatch:
+        """The tensors the token objective needs for micro-batch `idx` (graph through logp; through
+        the entropy only for an entropy bonus). Positions are the local layout: t = token t."""
+        m = batch.response_mask[idx]
+        logp, entropy = token_logprobs(
+            self.model,
+            batch.input_ids[idx],
+            batch.attention_mask[idx],
+            temperature=self.t.temperature,
+            entropy_grad=self.method.loss.entropy_coef != 0.0,
+        )
+        return TokenBatch(logp, old_logp[idx], advantages[idx].unsqueeze(1) * m, m, entropy)
+
+    def accumulate_gradients(
+        self, batch: RolloutBatch, rows: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor
+    ) -> dict[str, float]:
+        """Gradients of the mini-batch `rows` in the parameters' .grad, accumulated over micro-batches
+        so that they equal the gradient of the whole mini-batch's loss; returns its metrics.
+
+        The loss is `dynamo.core.objective.objective_loss`. Window (spec.window): micro_batch = each
+        micro-batch is its own window (the objective computes its statistics); mini_batch = one
+        no-grad pre-pass over the mini-batch's micro-batches gives `window_stats`, before any update.
+        """
+        spec = self.method
+        micro = [rows[sl] for sl in _chunks(rows.numel(), self.t.micro_batch_sequences)]
+        window = None
+        if spec.window == "mini_batch" and needs_window(spec):
+            with torch.no_grad():
+                parts = [self._token_batch(batch, idx, old_logp, advantages) for idx in micro]
+            window = window_stats(spec, parts, generator=self.generator, kind="mini_batch")
+            loss_tokens = window.loss_tokens
+        else:
+            loss_tokens = sum(micro_loss_tokens(spec, batch.response_mask[idx]) for idx in micro)
+        valid_tokens = float(batch.response_mask[rows].sum().clamp(min=1))
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = defaultdict(float)
+        for part, idx in enumerate(micro):
+            tokens = self._token_batch(batch, idx, old_logp, advantages)
+            loss, stats, objective = objective_loss(spec, tokens, window, part=part, generator=self.generator)
+            # Weight so that the accumulated loss equals the loss of the whole mini-batch.
+            if spec.loss.aggregation == "token-mean":
+                weight = float(objective.loss_mask.sum()) / max(loss_tokens, 1)
+            else:
+                weight = idx.numel() / rows.numel()
+            (loss * weight).backward()
+            share = float(tokens.mask.sum()) / valid_tokens  # for means over valid tokens
+            for key, value in stats.items():
+                if key in OBJECTIVE_METRICS:
+                    sums[OBJECTIVE_METRICS[key]] += value * (share if key in VALID_TOKEN_MEANS else weight)
+        return sums
 
     # -- loop, logging, checkpoints -----------------------------------------------------------
 
@@ -395,6 +376,7 @@ class LocalTrainer:
                 "torch_rng": torch.get_rng_state(),
                 "numpy_rng": np.random.get_state(),
                 "python_rng": random.getstate(),
+                "objective_rng": self.generator.get_state(),
             },
             tmp / "trainer_state.pt",
         )
@@ -424,6 +406,8 @@ class LocalTrainer:
         torch.set_rng_state(trainer_state["torch_rng"])
         np.random.set_state(trainer_state["numpy_rng"])
         random.setstate(trainer_state["python_rng"])
+        if "objective_rng" in trainer_state:  # absent in checkpoints written before Clip-Cov existed
+            self.generator.set_state(trainer_state["objective_rng"])
         self.step = int(state["step"])
         self.sampler.load(state["sampler"])
         self.stats = PromptStats.from_dict(state["stats"])
