@@ -1,23 +1,26 @@
-"""The policy's training step with token modulation: a subclass of OpenRLHF 0.11.2's `ActorPPOTrainer`.
+"""The policy's training step on the token-objective layer: a subclass of OpenRLHF 0.11.2's `ActorPPOTrainer`.
 
 Departures from stock `ActorPPOTrainer.training_step` (openrlhf/trainer/ray/ppo_actor.py), which
-this copies and changes in three places:
+this copies and changes in three places; no method math lives here:
 1. Entropy. Stock computes it only for `--actor.entropy_coef`, with a graph, on fp32 logits over
    the whole vocabulary. Here it is computed under no_grad (`dynamo.core.modulation.token_entropy`,
-   in row chunks) because it is only a detached factor; with a graph only when the method has an
+   in row chunks) for the objective and the metrics; with a graph only when the method has an
    entropy bonus. With packed samples the unpadding indices are recomputed to scatter it back.
-2. Advantages are multiplied by (beta_comp * beta_stab) from
-   `dynamo.core.modulation.modulation_factors`. Normalisation set (ModulationSpec.norm_set):
-   micro_batch = the sequences of this forward on this GPU (released code); mini_batch = every
-   micro-batch of the optimizer step on every data-parallel rank: a no_grad pre-pass over the
-   step's window (one extra forward per micro-batch) gives H_min, H_max and max |dH|, reduced over
-   the DP group. The window comes from `windowed_global_norm`, which wraps the stock
-   `iter_grad_accum_global_norm` (same windows, same normalisers) and attaches the window.
-3. Loss. `dynamo.core.losses.policy_loss` with the method's LossSpec (the local engine's loss)
-   replaces `PolicyLoss`; its micro-batch mean is rescaled to OpenRLHF's normaliser for the
-   optimizer step (token-mean: tokens here / step tokens * dp_size, as `aggregate_loss` does), so
-   DeepSpeed's gradient accumulation still yields one token-mean over the mini-batch. KL to the
-   reference (k3) and the entropy bonus come from the spec through the same function.
+2. Loss. `dynamo.core.objective.objective_loss` (the local engine's call) replaces `PolicyLoss`:
+   DynaMO's factors, entropy bonus and advantage, Fork Tokens, Clip-Cov, KL-Cov, W-REINFORCE's
+   clip-free loss, KL to the reference (k3). Window (spec.window): micro_batch = the sequences of
+   this forward on this GPU (the reference codes); mini_batch = every micro-batch of the optimizer
+   step on every data-parallel rank: a no_grad pre-pass over the step's window (one extra forward
+   per micro-batch) feeds `dynamo.core.window.window_stats` with a `DistributedReducer` over the
+   DP group (sums/max by all-reduce, top-k and random picks by all-gather). The window comes from
+   `windowed_global_norm`, which wraps the stock `iter_grad_accum_global_norm` (same windows, same
+   normalisers) and attaches the window's experiences.
+3. Normaliser. The objective's micro-batch mean is rescaled to OpenRLHF's share of the optimizer
+   step (token-mean: loss tokens here / loss tokens of the step * dp_size, as `aggregate_loss`
+   does with all valid tokens; Fork Tokens counts only the tokens it keeps), so DeepSpeed's
+   gradient accumulation still yields one token-mean over the mini-batch.
+Clip-Cov's random pick draws from `self.generator`, seeded from --train.seed and the DP rank; its
+state rides in the DeepSpeed checkpoint (`DynamoPolicyActor`, trainer.py).
 Backward, optimizer step, EMA and the metric layout are stock. Features the core loss does not
 implement (GSPO, rollout importance-sampling correction) are rejected in `configure`.
 """
@@ -34,19 +37,24 @@ from openrlhf.utils import loss_utils
 from openrlhf.utils.loss_utils import get_loss_batch_info
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs
 
-from dynamo import metrics_names as M
-from dynamo.core.losses import policy_loss
-from dynamo.core.modulation import entropy_change, modulation_factors, token_entropy
-from dynamo.methods import MethodSpec
+from dynamo.core.modulation import token_entropy
+from dynamo.core.objective import TokenBatch, objective_loss
+from dynamo.core.window import LOCAL, DistributedReducer, WindowStats, needs_window, window_stats
+from dynamo.engines.common import OBJECTIVE_METRICS, micro_loss_tokens, objective_generator
+from dynamo.spec import MethodSpec
 
 WINDOW_KEY = "_dynamo_window"  # loss_batch_info entry: the micro-batches of this optimizer step
-RANGES_KEY = "_dynamo_ranges"  # cached mini-batch normalisation set of that window
+STATS_KEY = "_dynamo_window_stats"  # cached WindowStats of that window (window mini_batch)
+LOSS_TOKENS_KEY = "_dynamo_loss_share"  # cached loss/valid tokens of the step (Fork Tokens, micro_batch window)
+# Names the stock ppo_train reads (progress bar); the controller maps them to the contract's.
+STOCK_NAMES = {"pg_loss": "policy_loss", "pg_clipfrac": "ppo_clip_ratio", "approx_kl": "ppo_kl"}
 
 
 class DynamoActorTrainer(ActorPPOTrainer):
     dynamo_spec: MethodSpec
+    generator: torch.Generator
 
-    def configure(self, spec: MethodSpec) -> None:
+    def configure(self, spec: MethodSpec, *, seed: int = 0, rank: int = 0) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place)."""
         args, loss = self.args, spec.loss
         problems = []
@@ -66,25 +74,28 @@ class DynamoActorTrainer(ActorPPOTrainer):
             problems.append("--actor.entropy_coef (the method's loss.entropy_coef is used instead)")
         if loss.kl_coef and not (args.algo.kl.use_loss and args.algo.kl.init_coef == loss.kl_coef):
             problems.append(f"loss.kl_coef {loss.kl_coef} needs --algo.kl.use_loss, same init_coef")
-        mod = spec.modulation
-        if (mod.compensation or mod.stabilization) and spec.window == "mini_batch":
+        if self._uses_window(spec):
             if args.train.dynamic_batch_enable:
-                problems.append("modulation.norm_set mini_batch with --train.dynamic_batch_enable")
+                problems.append(f"window {spec.window} statistics with --train.dynamic_batch_enable")
             install_windowed_global_norm()
         if problems:
             raise ValueError(f"method {spec.name!r}: OpenRLHF settings the patched step cannot honour: {problems}")
         self.dynamo_spec = spec
+        self.generator = objective_generator(seed, rank)
+
+    @staticmethod
+    def _uses_window(spec: MethodSpec) -> bool:
+        """Does the step need the optimizer step's micro-batches (window stats or Fork's token count)?"""
+        return (spec.window == "mini_batch" and needs_window(spec)) or spec.fork_tokens.top_fraction > 0
 
     def training_step(self, experience, kl_ctl: float, step: int, loss_batch_info: dict | None = None):
         self.actor.train()
         spec = self.dynamo_spec
-        loss_spec, mod = spec.loss, spec.modulation
+        loss_spec = spec.loss
 
         sequences = experience.sequences
         action_mask = experience.action_mask
         attention_mask = experience.attention_mask
-        old_action_log_probs = experience.action_log_probs
-        advantages = experience.advantages
         if loss_batch_info is None:
             loss_batch_info = get_loss_batch_info(
                 self.strategy,
@@ -94,7 +105,9 @@ class DynamoActorTrainer(ActorPPOTrainer):
                 dynamic_batch=self.args.train.dynamic_batch_enable,
             )
         window_info = loss_batch_info
-        loss_batch_info = {k: v for k, v in loss_batch_info.items() if k not in (WINDOW_KEY, RANGES_KEY)}
+        loss_batch_info = {
+            k: v for k, v in loss_batch_info.items() if k not in (WINDOW_KEY, STATS_KEY, LOSS_TOKENS_KEY)
+        }
 
         mm_inputs = {}
         if getattr(experience, "mm_train_inputs", None) and getattr(self.actor, "is_vlm", False):
@@ -112,40 +125,29 @@ class DynamoActorTrainer(ActorPPOTrainer):
             **mm_inputs,
         )
         entropy = self._response_entropy(output, experience, with_grad=entropy_grad)
+        tokens = self._token_batch(experience, action_log_probs, entropy)
 
-        ranges: dict[str, Any] = {}
-        if (mod.compensation or mod.stabilization) and spec.window == "mini_batch":
+        window, part, loss_share = None, 0, None
+        if self._uses_window(spec):
             if WINDOW_KEY not in window_info:
-                raise RuntimeError("norm_set mini_batch: the optimizer-step window is missing (install failed?)")
-            if RANGES_KEY not in window_info:
-                window_info[RANGES_KEY] = self._mini_batch_ranges(window_info[WINDOW_KEY])
-            ranges = window_info[RANGES_KEY]
-        beta_comp, beta_stab = modulation_factors(
-            action_log_probs.detach(),
-            old_action_log_probs,
-            advantages,
-            entropy.detach(),
-            action_mask,
-            mod,
-            eps_low=loss_spec.eps_low,
-            eps_high=loss_spec.eps_high,
-            **ranges,
+                raise RuntimeError("the optimizer-step window is missing (windowed_global_norm not installed?)")
+            items = window_info[WINDOW_KEY]
+            part = next(i for i, item in enumerate(items) if item is experience)
+            if spec.window == "mini_batch" and needs_window(spec):
+                if STATS_KEY not in window_info:
+                    window_info[STATS_KEY] = self._window_stats(items)
+                window = window_info[STATS_KEY]
+                loss_share = window.loss_tokens / max(window.num_tokens, 1)
+            else:  # Fork Tokens on micro-batch windows: k tokens per micro-batch, summed over the step
+                if LOSS_TOKENS_KEY not in window_info:
+                    window_info[LOSS_TOKENS_KEY] = self._step_loss_share(items)
+                loss_share = window_info[LOSS_TOKENS_KEY]
+        actor_loss, loss_metrics, objective = objective_loss(
+            spec, tokens, window, part=part, generator=self.generator
         )
-        actor_loss, loss_metrics = policy_loss(
-            action_log_probs,
-            old_action_log_probs,
-            advantages * beta_comp * beta_stab,
-            action_mask,
-            eps_low=loss_spec.eps_low,
-            eps_high=loss_spec.eps_high,
-            dual_clip=loss_spec.dual_clip,
-            aggregation=loss_spec.aggregation,
-            entropy=entropy if entropy_grad else None,
-            entropy_coef=loss_spec.entropy_coef,
-            ref_logp=experience.base_action_log_probs if loss_spec.kl_coef else None,
-            kl_coef=loss_spec.kl_coef,
+        loss = actor_loss * global_norm_scale(
+            action_mask, loss_batch_info, loss_spec.aggregation, objective.loss_mask, loss_share
         )
-        loss = actor_loss * global_norm_scale(action_mask, loss_batch_info, loss_spec.aggregation)
 
         if self.aux_loss:  # MoE balancing loss, as stock
             aux_loss = output.aux_loss * self.args.actor.aux_loss_coef
@@ -161,23 +163,13 @@ class DynamoActorTrainer(ActorPPOTrainer):
             if self.ema_model:
                 self.strategy.moving_average(self.actor, self.ema_model, self.ema_beta, "cuda")
 
-        # Token-weighted metrics (ppo_train averages them over tokens of the step and the DP group).
-        valid = action_mask.bool()
-        n_valid = valid.sum().clamp(min=1)
-        # Stock names where the stock loop reads them (policy_loss, ...; the controller maps them
-        # to the contract's), the contract's names (dynamo.metrics_names) for the rest.
-        metrics: dict[str, Any] = {
-            "policy_loss": torch.tensor(loss_metrics["pg_loss"]),
-            "ppo_clip_ratio": torch.tensor(loss_metrics["pg_clipfrac"]),
-            "ppo_kl": torch.tensor(loss_metrics["approx_kl"]),
-            M.ACTOR_LOSS: torch.tensor(loss_metrics["loss"]),
-            M.ENTROPY: (entropy.detach() * valid).sum() / n_valid,
-            M.BETA_COMP: (beta_comp * valid).sum() / n_valid,
-            M.BETA_STAB: (beta_stab * valid).sum() / n_valid,
-        }
+        # Token-weighted metrics (ppo_train averages them over tokens of the step and the DP group):
+        # stock names where the stock loop reads them, the contract's names (dynamo.metrics_names) else.
+        metrics: dict[str, Any] = {}
+        for key, value in loss_metrics.items():
+            if key in OBJECTIVE_METRICS:
+                metrics[STOCK_NAMES.get(key, OBJECTIVE_METRICS[key])] = torch.tensor(float(value))
         weights: dict[str, Any] = dict.fromkeys(metrics, "token")
-        if "kl" in loss_metrics:
-            metrics["kl"], weights["kl"] = torch.tensor(loss_metrics["kl"]), "token"
         metrics["actor_lr"], weights["actor_lr"] = self.actor_scheduler.get_last_lr()[0], None
         if is_optimizer_step:
             metrics["actor_grad_norm"], weights["actor_grad_norm"] = self.strategy.get_grad_norm(self.actor), None
@@ -197,6 +189,14 @@ class DynamoActorTrainer(ActorPPOTrainer):
             "num_action_tokens": float(action_mask.sum().item()),
         }
 
+    def _token_batch(self, experience, logp: torch.Tensor, entropy: torch.Tensor) -> TokenBatch:
+        """The objective's inputs. Stock advantages also fill prompt positions (cumulative returns):
+        the mask zeroes them, as the TokenBatch contract asks."""
+        mask = experience.action_mask
+        ref = experience.base_action_log_probs if self.dynamo_spec.loss.kl_coef else None
+        adv = experience.advantages * mask
+        return TokenBatch(logp, experience.action_log_probs, adv, mask, entropy, ref_logp=ref)
+
     def _response_entropy(self, output, experience, *, with_grad: bool) -> torch.Tensor:
         """Entropy of the temperature-scaled next-token distribution at each response position [B, A]."""
         num_actions = experience.action_mask.shape[1]
@@ -214,12 +214,18 @@ class DynamoActorTrainer(ActorPPOTrainer):
                 entropy = gather_and_pad_tensor(entropy, group, pad_len, indices, batch, seqlen)
             return entropy[:, :-1][:, -num_actions:]
 
+    def _reducer(self):
+        """Reductions over the data-parallel group (one process: the identity)."""
+        if dist.is_available() and dist.is_initialized():
+            return DistributedReducer(loss_utils._get_dp_group(self.strategy))
+        return LOCAL
+
     @torch.no_grad()
-    def _mini_batch_ranges(self, window: list) -> dict[str, Any]:
-        """H_min, H_max and max |dH| over every micro-batch of the optimizer step on every DP rank."""
-        loss_spec = self.dynamo_spec.loss
+    def _window_stats(self, window: list) -> WindowStats:
+        """Window statistics over every micro-batch of the optimizer step on every DP rank (no-grad
+        pre-pass; the weights do not change before the step's optimizer step, so logp is the loss's)."""
         device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-        h_min, h_max, top = float("inf"), float("-inf"), 0.0
+        parts = []
         for exp in window:
             exp.to_device(device)
             logp, output = self.actor(
@@ -229,42 +235,43 @@ class DynamoActorTrainer(ActorPPOTrainer):
                 return_output=True,
                 ring_attn_group=self.strategy.ring_attn_group,
             )
-            entropy = self._response_entropy(output, exp, with_grad=False)
-            valid = exp.action_mask.bool()
-            if not valid.any():
-                continue
-            h_min = min(h_min, float(entropy[valid].min()))
-            h_max = max(h_max, float(entropy[valid].max()))
-            change = entropy_change(
-                logp,
-                exp.action_log_probs,
-                exp.advantages,
-                entropy,
-                exp.action_mask,
-                eps_low=loss_spec.eps_low,
-                eps_high=loss_spec.eps_high,
-            )
-            top = max(top, float(change.abs()[valid].max()))
-        if dist.is_available() and dist.is_initialized():
-            # min(h) = -max(-h): one MAX all-reduce for the three numbers.
-            packed = torch.tensor([-h_min, h_max, top], dtype=torch.float64, device=device)
-            dist.all_reduce(packed, op=dist.ReduceOp.MAX, group=loss_utils._get_dp_group(self.strategy))
-            h_min, h_max, top = -float(packed[0]), float(packed[1]), float(packed[2])
-        return {"entropy_range": (h_min, h_max), "max_change": top}
+            parts.append(self._token_batch(exp, logp, self._response_entropy(output, exp, with_grad=False)))
+        return window_stats(
+            self.dynamo_spec, parts, generator=self.generator, reducer=self._reducer(), kind="mini_batch"
+        )
+
+    def _step_loss_share(self, window: list) -> float:
+        """Loss tokens / valid tokens of the optimizer step on every DP rank, each micro-batch its own window."""
+        loss = sum(micro_loss_tokens(self.dynamo_spec, exp.action_mask) for exp in window)
+        valid = sum(float(exp.action_mask.sum()) for exp in window)
+        device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+        total = self._reducer().sum(torch.tensor([float(loss), valid], dtype=torch.float64, device=device))
+        return float(total[0]) / max(float(total[1]), 1.0)
 
 
-def global_norm_scale(mask: torch.Tensor, loss_batch_info: dict, aggregation: str) -> torch.Tensor | float:
-    """Factor turning the core's micro-batch mean into OpenRLHF's share of the optimizer-step mean.
+def global_norm_scale(
+    mask: torch.Tensor,
+    loss_batch_info: dict,
+    aggregation: str,
+    loss_mask: torch.Tensor | None = None,
+    loss_share: float | None = None,
+) -> torch.Tensor | float:
+    """Factor turning the objective's micro-batch mean into OpenRLHF's share of the optimizer-step mean.
 
-    token-mean: stock `aggregate_loss` = sum(l * m) / batch_num_tokens * dp_size, and the core
-    gives sum(l * m) / sum(m), so the factor is sum(m) / batch_num_tokens * dp_size;
-    seq-mean-token-mean: likewise with non-empty sequences and global_batch_size. Without
-    normalisers (a bare call) the micro-batch is the whole batch: factor 1.
+    token-mean: stock `aggregate_loss` = sum(l * m) / batch_num_tokens * dp_size, where
+    batch_num_tokens = the step's valid tokens over all ranks / gas (pre-compensating DeepSpeed's
+    1/gas), and the objective gives sum(l * m') / sum(m') over its loss mask m'. The factor is
+    sum(m') / (batch_num_tokens * s) * dp_size, with s = the step's loss tokens / valid tokens
+    (`loss_share`: below 1 when Fork Tokens keeps fewer tokens, else 1); seq-mean-token-mean:
+    likewise with non-empty sequences and global_batch_size. Without normalisers (a bare call) the
+    micro-batch is the whole batch: factor 1.
     """
     dp_size = loss_batch_info.get("dp_size", 1)
     if aggregation == "token-mean":
         total = loss_batch_info.get("batch_num_tokens")
-        local = mask.sum()
+        if total is not None and loss_share is not None:
+            total = torch.as_tensor(total, dtype=torch.float64) * loss_share
+        local = (loss_mask if loss_mask is not None else mask).sum()
     else:
         total = loss_batch_info.get("global_batch_size")
         local = (mask.reshape(mask.shape[0], -1).sum(-1) > 0).sum()

@@ -5,9 +5,10 @@ them to (-1, n_samples_per_prompt). With DynaMO's unequal groups that silently r
 samples across prompts (groups of 3 and 5 with n = 4 become 4 + 4) and only fails when the total
 is not divisible by n. This copy replaces exactly that block: every sample's group id (set by
 the trainer from the tags of `rollout.py`, looked up by the sample's rollout position
-`experience.index`) keys `dynamo.core.advantages.group_advantages`, the same function the local
-engine calls (so also the same eps, 1e-6 by default, where stock `group_norm` adds 1e-9, and
-exactly 0 for groups without reward spread). Length penalties before it: DAPO's overlong
+`experience.index`) keys `dynamo.core.advantages.sequence_advantages`, the same function the
+local engine calls (so also the same eps, 1e-6 by default, where stock `group_norm` adds 1e-9,
+and exactly 0 for groups without reward spread; W-REINFORCE reads the correctness, the reward
+function's score). Length penalties before it: DAPO's overlong
 penalty from `dynamo.core.shaping` (the local engine's function and buffer rounding; the
 launcher's --reward.overlong_buffer_len must agree with it), then stock's stop-properly penalty
 if set. The rest is stock: the reward at the last response token, cumulative returns with
@@ -23,13 +24,10 @@ from openrlhf.models.utils import compute_reward
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from openrlhf.trainer.ppo_utils.length_penalty import apply_stop_properly_penalty
 
-from dynamo.core.advantages import group_advantages
+from dynamo.core.advantages import sequence_advantages
 from dynamo.core.shaping import group_std, overlong_buffer_tokens, overlong_penalty
-from dynamo.methods import AdvantageSpec, MethodSpec, RewardShapingSpec
-
-# OpenRLHF estimators whose stock code path (returns = rewards at the last token, gamma 1, no
-# whitening) is the one this copy keeps; the launcher passes the one matching the spec.
-ESTIMATOR_FLAG = {"grpo": "group_norm", "mean_only": "dr_grpo"}
+from dynamo.engines.openrlhf.launcher import ESTIMATOR_FLAG
+from dynamo.spec import AdvantageSpec, MethodSpec, RewardShapingSpec
 
 
 class DynamoExperienceMaker(RemoteExperienceMaker):
@@ -71,9 +69,7 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
         positions = torch.tensor(list(itertools.chain.from_iterable(e.index for e in experiences)))
         rewards = torch.cat([experience.rewards for experience in experiences], dim=0)
         group_ids = self.group_of_position[positions]
-        advantages = group_advantages(
-            rewards, group_ids, estimator=self.advantage_spec.estimator, eps=self.advantage_spec.eps
-        )
+        advantages = sequence_advantages(self.advantage_spec, rewards, group_ids, _correct(experiences))
         stds = group_std(group_ids, rewards)
         for experience, std in zip(experiences, stds.split(exp_len)):
             experience.info["group_reward_std"] = std
@@ -113,3 +109,10 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
         for experience in experiences:  # as stock: logged rewards include the penalties
             if "reward" in experience.info:
                 experience.info["reward"] = experience.rewards.clone()
+
+
+def _correct(experiences) -> torch.Tensor | None:
+    """Per-sample correctness (the reward function's score, before any length penalty), or None."""
+    if any(getattr(e, "scores", None) is None for e in experiences):
+        return None
+    return torch.cat([e.scores for e in experiences]).reshape(-1) > 0.5

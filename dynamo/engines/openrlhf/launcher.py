@@ -11,7 +11,8 @@ spec the engine cannot express. The mapping (see docs/OPENRLHF_ENGINE.md for the
   mini-batch --train.batch_size = mini_batch_prompts * n samples (sum n_i = N n, so a step has
   the same number of updates under any allocation); --train.max_epochs = ppo_epochs.
 - allocation.*, group ids, advantage.* (estimator, eps), modulation.*: the patches, with the
-  stock estimator flag set to the matching code path (group_norm for grpo, dr_grpo for mean_only).
+  stock estimator flag set to the matching code path (`ESTIMATOR_FLAG`); the token objective's
+  fields (window, entropy_advantage.*, fork_tokens.*, covariance.*, loss.clip): the patched step.
 - loss.eps_low/eps_high/dual_clip/aggregation: --actor.eps_clip_low_high, --actor.dual_clip,
   --actor.loss_agg_mode (also read by the patched step, which checks they agree with the spec);
   loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (reference
@@ -48,6 +49,10 @@ if TYPE_CHECKING:  # annotations only: dynamo.config imports this module to vali
 
 REWARD_FILE = Path(__file__).resolve().with_name("reward_func.py")
 PROMPTS_FILE = "openrlhf/prompts.jsonl"  # inside the run directory, written by `launch`
+# OpenRLHF estimator flag per AdvantageSpec.estimator: the stock code path around the block the patched
+# experience maker replaces (returns = reward at the last token, gamma 1, no whitening). W-REINFORCE's
+# advantages come from correctness alone, on group_norm's path.
+ESTIMATOR_FLAG = {"grpo": "group_norm", "mean_only": "dr_grpo", "w_reinforce": "group_norm"}
 EPISODES = 1000  # OpenRLHF loops episodes over the prompt set; the patch stops at train.steps
 
 # Spec fields the engine carries out (through a flag or a patch). A field added to MethodSpec later
@@ -71,6 +76,17 @@ SUPPORTED_FIELDS = {
     "modulation.gamma",
     "modulation.tau",
     "window",
+    "advantage.positive_weight",
+    "loss.clip",
+    "entropy_advantage.alpha",
+    "entropy_advantage.kappa",
+    "fork_tokens.top_fraction",
+    "fork_tokens.rounding",
+    "covariance.kind",
+    "covariance.ratio",
+    "covariance.clip_lb",
+    "covariance.clip_ub",
+    "covariance.kl_coef",
     "loss.eps_low",
     "loss.eps_high",
     "loss.dual_clip",
@@ -207,7 +223,7 @@ def build_command(
         repr(warmup_ratio),
         # algorithm
         "--algo.advantage.estimator",
-        {"grpo": "group_norm", "mean_only": "dr_grpo"}[spec.advantage.estimator],
+        ESTIMATOR_FLAG[spec.advantage.estimator],
         "--actor.eps_clip_low_high",
         _num(spec.loss.eps_low),
         _num(spec.loss.eps_high),

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from openrlhf.trainer import ppo_trainer
 from openrlhf.trainer.ray import ppo_actor
 
@@ -49,6 +50,7 @@ from dynamo.engines.openrlhf.launcher import check_supported
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 
 STATS_KEY = "dynamo_prompt_stats"
+GENERATOR_KEY = "dynamo_objective_rng"  # per-rank states of the token objective's generator
 STEPS_KEY = "dynamo_steps_done"
 
 _StockPPOTrainer = guards.stock_actor_class(ppo_trainer, "PPOTrainer")
@@ -150,13 +152,47 @@ class DynamoPPOTrainer(_StockPPOTrainer):
 
 
 class DynamoPolicyActor(_StockPolicyActor):
+    """Stock policy actor with the patched training step, and the token objective's generator
+    (Clip-Cov) saved with the DeepSpeed checkpoint: every rank's state, gathered to the
+    client_states that DeepSpeed writes, restored by rank on resume."""
+
     _dynamo_patched = True
 
     def init_model_from_pretrained(self, *args, **kwargs):
         guards.verify_all()
         super().init_model_from_pretrained(*args, **kwargs)
         self.trainer.__class__ = DynamoActorTrainer
-        self.trainer.configure(DynamoOptions.from_env().method_spec())
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.trainer.configure(
+            DynamoOptions.from_env().method_spec(), seed=self.strategy.args.train.seed, rank=rank
+        )
+        states = (self.checkpoint_states or {}).get(GENERATOR_KEY)
+        if states is not None:
+            self.trainer.generator.set_state(restore_generator_state(states, rank))
+
+    def save_checkpoint(self, tag, client_states=None, metric_value=None, metric_key=None):
+        client_states = dict(client_states or {})
+        client_states[GENERATOR_KEY] = gather_generator_states(self.trainer.generator)
+        return super().save_checkpoint(tag, client_states, metric_value=metric_value, metric_key=metric_key)
+
+
+def gather_generator_states(generator: torch.Generator) -> list[list[int]]:
+    """Every rank's generator state (rank order), as lists of ints (JSON- and pickle-safe). Collective."""
+    state = generator.get_state().tolist()
+    if dist.is_available() and dist.is_initialized():
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, state)
+        return out
+    return [state]
+
+
+def restore_generator_state(states: list[list[int]], rank: int) -> torch.Tensor:
+    if rank >= len(states):
+        raise RuntimeError(
+            f"the checkpoint holds the objective generator of {len(states)} ranks; resuming on rank {rank} "
+            "needs the same number of actor GPUs"
+        )
+    return torch.tensor(states[rank], dtype=torch.uint8)
 
 
 def metrics_row(step: int, status: dict[str, Any]) -> dict[str, float]:
