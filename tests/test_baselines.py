@@ -70,6 +70,14 @@ def test_every_paper_method_is_registered_with_its_settings():
     assert wr.advantage.estimator == "w_reinforce" and wr.advantage.positive_weight == 0.1 and not wr.loss.clip
 
 
+def test_dynamo_methods_lists_every_paper_method(capsys):
+    from dynamo.cli import main
+
+    assert main(["methods"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert set(NEW) | {"grpo", "dynamo"} <= listed
+
+
 def test_clip_higher_hand_example():
     # Token 1: A = 1, r = 1.5 -> clipped at 1.28; token 2: A = -1, r = 0.5 -> max(0.5, 0.8) = 0.8.
     b = batch([[math.log(1.5), math.log(0.5)]], [[0.0, 0.0]], [[1.0, -1.0]])

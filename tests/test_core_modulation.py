@@ -121,7 +121,7 @@ def test_compensation_hand_example_and_guards():
 
 
 def scalar_stabilization(logp, old_logp, adv, entropy, mask, eps_low, eps_high, lambda_min, gamma, tau):
-    """The equations of ALGORITHM.md sec. 2, token by token in plain Python."""
+    """The equations of docs/METHODS.md sec. 2, token by token in plain Python."""
     changes = []
     for lp_row, old_row, a_row, h_row, m_row in zip(logp, old_logp, adv, entropy, mask):
         valid = [t for t, m in enumerate(m_row) if m]

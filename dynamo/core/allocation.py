@@ -1,6 +1,6 @@
 """Rollout allocation across the N prompts of a batch: uniform, or DynaMO's variance-minimising one.
 
-DynaMO (sec. 1 of ALGORITHM.md) chooses integer counts n_i to
+DynaMO (docs/METHODS.md sec. 1) chooses integer counts n_i to
 
     minimise  sum_i w_i^2 / n_i   subject to  sum_i n_i = B,  n_low <= n_i <= n_high,
 

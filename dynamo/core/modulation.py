@@ -1,4 +1,4 @@
-"""DynaMO's token-level advantage modulation: A_final = A * beta_comp * beta_stab (sec. 2 of ALGORITHM.md).
+"""DynaMO's token-level advantage modulation: A_final = A * beta_comp * beta_stab (docs/METHODS.md sec. 2).
 
 Both factors are detached: they rescale each token's policy gradient, they are not
 differentiated. All tensors are per token, [B, T], with a {0, 1} mask of valid response tokens;

@@ -3,7 +3,7 @@
 DynaMO's allocation weight P_i = k_i (G_i - k_i) / (G_i (G_i - 1)) is computed from this
 history (all past steps, not only the current group).
 
-Departures from the released code (ALGORITHM.md sec. 1):
+Departures from the released code (docs/METHODS.md sec. 1):
 - Statistics are keyed by the prompt's stable string id and updated from (id, reward) pairs
   that travel together, so a non-uniform allocation can never pair a prompt with another
   prompt's rewards (the released loop did, once allocation was non-uniform).

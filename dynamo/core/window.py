@@ -104,6 +104,8 @@ class DistributedReducer:
         sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
         self._dist.all_gather(sizes, size, group=self.group)
         counts = [int(s) for s in sizes]
+        if max(counts) == 0:  # nothing anywhere: skip a zero-size collective
+            return x.new_zeros(0)
         # all_gather needs equal shapes: pad to the longest, then cut each rank's piece back out.
         padded = x.new_zeros(max(counts))
         padded[: x.numel()] = x
@@ -307,9 +309,11 @@ def window_stats(
     num_tokens = window_count(masks, reducer)
     if kind is None:
         kind = "micro_batch" if len(parts) == 1 and reducer.world_size == 1 else "mini_batch"
-    advantages = [shaped_advantages(spec, p) for p in parts]
+    if not needs_window(spec):
+        return WindowStats(kind=kind, num_tokens=num_tokens, loss_tokens=num_tokens)
     fields: dict = {}
     mod = spec.modulation
+    advantages = [shaped_advantages(spec, p) for p in parts]
     if mod.compensation:
         entropies = [_need_entropy(p) for p in parts]
         h_max = window_max(entropies, masks, reducer)
