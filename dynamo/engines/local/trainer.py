@@ -269,8 +269,10 @@ class LocalTrainer:
         self, batch: RolloutBatch, idx: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor
     ) -> TokenBatch:
         """The tensors the token objective needs for micro-batch `idx` (graph through logp; through
-        the entropy only for an entropy bonus). Positions are the local layout: t = token t."""
-        m = batch.response_mask[idx]
+        the entropy only for an entropy bonus), in OpenRLHF's action layout: position t scores token
+        t + 1 (the local layout's position 0, never a response token, dropped), so that the
+        objective's random draws (Clip-Cov), which follow tensor shapes, match between engines."""
+        m = batch.response_mask[idx][:, 1:]
         logp, entropy = token_logprobs(
             self.model,
             batch.input_ids[idx],
@@ -278,7 +280,8 @@ class LocalTrainer:
             temperature=self.t.temperature,
             entropy_grad=self.method.loss.entropy_coef != 0.0,
         )
-        return TokenBatch(logp, old_logp[idx], advantages[idx].unsqueeze(1) * m, m, entropy)
+        adv = advantages[idx].unsqueeze(1) * m
+        return TokenBatch(logp[:, 1:], old_logp[idx][:, 1:], adv, m, entropy[:, 1:])
 
     def accumulate_gradients(
         self, batch: RolloutBatch, rows: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor
