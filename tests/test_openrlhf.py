@@ -681,3 +681,24 @@ def test_openrlhf_metrics_use_the_contract_names_and_cost_sums_them(tmp_path, ti
         "total": 10.0,
     }
     assert cost["gpu_seconds"] == 10.0 * run_gpus(OpenRLHFConfig.from_dict(cfg.openrlhf))
+
+
+def test_objective_generator_state_rides_in_the_actor_checkpoint(monkeypatch):
+    """Clip-Cov's generator: saved in the DeepSpeed client_states by rank, restored on resume."""
+    from dynamo.engines.common import objective_generator
+    from dynamo.engines.openrlhf import trainer as trainer_mod
+
+    saved = {}
+    monkeypatch.setattr(
+        trainer_mod._StockPolicyActor, "save_checkpoint", lambda self, tag, states, **kw: saved.update(states)
+    )
+    actor = object.__new__(trainer_mod.DynamoPolicyActor)
+    actor.trainer = ns(generator=objective_generator(7, 0))
+    torch.rand(5, generator=actor.trainer.generator)  # advanced by some picks
+    actor.save_checkpoint("global_step3", {"global_step": 3})
+    assert saved["global_step"] == 3
+    restored = objective_generator(7, 0)
+    restored.set_state(trainer_mod.restore_generator_state(saved[trainer_mod.GENERATOR_KEY], rank=0))
+    assert torch.equal(torch.rand(4, generator=restored), torch.rand(4, generator=actor.trainer.generator))
+    with pytest.raises(RuntimeError, match="same number of actor GPUs"):
+        trainer_mod.restore_generator_state(saved[trainer_mod.GENERATOR_KEY], rank=1)

@@ -315,3 +315,24 @@ def test_run_cost_counts_what_was_generated_and_trained(tmp_path, tiny_model, me
     assert set(cost["seconds"]) == {*M.PHASES, "total"}
     assert cost["seconds"]["total"] == pytest.approx(sum(r[M.TIME_STEP] for r in rows))
     assert 0 < cost["seconds"]["train"] < cost["seconds"]["total"]
+
+
+def test_killed_clip_cov_run_resumes_to_the_same_random_picks(tmp_path, tiny_model, monkeypatch):
+    """Clip-Cov's random pick draws from the trainer's generator; its state is in the checkpoint.
+    A dense band (every token a candidate, 20% picked) makes the picks matter at this size."""
+    cfg = make_cfg(steps=4, checkpoint_every=2)
+    method = get_method("clip-cov", {"covariance": {"ratio": 0.2, "clip_lb": -1e9, "clip_ub": 1e9}})
+    uninterrupted = run(tmp_path, tiny_model, method, cfg=cfg, name="full")
+    assert all(r["objective/clip_cov_share"] > 0 for r in uninterrupted[0])
+    original = LocalTrainer.update
+
+    def crash_on_step_four(self, batch, timer):
+        if self.step == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, batch, timer)
+
+    monkeypatch.setattr(LocalTrainer, "update", crash_on_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, tiny_model, method, cfg=cfg, name="killed")
+    monkeypatch.setattr(LocalTrainer, "update", original)
+    assert_same_trajectory(uninterrupted, run(tmp_path, tiny_model, method, cfg=cfg, name="killed"))
