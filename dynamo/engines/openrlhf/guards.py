@@ -60,6 +60,14 @@ TARGETS: dict[str, tuple[str, str]] = {
         "called by the copy",
         "e10aa1131ffe1f643bd57f3dc3d0364d05eff402d4562621b28c39e425be294b",
     ),
+    "openrlhf.trainer.ppo_utils.length_penalty:apply_length_penalties": (
+        "copied: its overlong part replaced by dynamo.core.shaping, the rest kept",
+        "ad9556ae3e6d4be399f88c8b77d19c622614b3f373d7436d199601b7051cf6c3",
+    ),
+    "openrlhf.trainer.ppo_utils.length_penalty:apply_stop_properly_penalty": (
+        "called by the copy",
+        "e5545f810cb26fdd37b2a44f22ed2c2bace082cfd24521f6ce24be6830060356",
+    ),
     "openrlhf.models.utils:compute_reward": (
         "called by the copy: reward at the last response token",
         "8970a8ea6dda571690c94d84d8726ee2a5e01943fe0a6a9e93bff1a42f7da198",
@@ -85,7 +93,7 @@ TARGETS: dict[str, tuple[str, str]] = {
         "e73798a6309d024de8666f9c5e2a6054003e6fd09b60cf26e407b2e553e3948e",
     ),
     "openrlhf.trainer.ray.ppo_actor:ActorPPOTrainer.training_step": (
-        "copied with entropy, modulation and the core loss",
+        "copied with entropy and the token objective (dynamo.core.objective)",
         "ffa1acd4a5a21e377be2bab4abd30c3f069fe7a620daa3b446625de3cc630a6a",
     ),
     "openrlhf.trainer.ray.ppo_actor:ActorPPOTrainer.ppo_train": (
@@ -97,11 +105,11 @@ TARGETS: dict[str, tuple[str, str]] = {
         "e472b193eeab8255ecbe317bfd7a7e20eb3b7a6181ec95f89aa8b96a76475722",
     ),
     "openrlhf.trainer.ray.ppo_actor:PolicyModelActor.save_checkpoint": (
-        "relied on: client_states saved with the DeepSpeed checkpoint",
+        "subclassed: the objective generator's states added to client_states",
         "d70f4eb203f41c6539a91f6cf69461d9dde038009278faeb887ad7ff2c75351c",
     ),
     "openrlhf.utils.loss_utils:iter_grad_accum_global_norm": (
-        "wrapped for mini-batch modulation windows",
+        "wrapped for window statistics over the optimizer step",
         "db75ebf9521a8f75e8af96ed7fc6cf5879393f03a26b6131db4b8e70e0116027",
     ),
     "openrlhf.utils.loss_utils:get_loss_batch_info": (
