@@ -176,6 +176,10 @@ class EntropyAdvantageSpec:
         },
     )
 
+    def __post_init__(self):
+        if not (self.alpha >= 0 and self.kappa > 0):
+            raise ValueError(f"entropy_advantage needs alpha >= 0 and kappa > 0, got {self.alpha}, {self.kappa}")
+
 
 @dataclass(frozen=True)
 class ForkTokensSpec:
@@ -195,6 +199,10 @@ class ForkTokensSpec:
             "tokens are kept (ties broken by torch.topk, as the reference)."
         },
     )
+
+    def __post_init__(self):
+        if not 0.0 <= self.top_fraction <= 1.0:
+            raise ValueError(f"fork_tokens.top_fraction must be in [0, 1], got {self.top_fraction}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,14 @@ class CovarianceSpec:
             "help": "KL-Cov: coefficient of |logp - old_logp| (1 = reference scripts; verl YAML default 0.1)."
         },
     )
+
+    def __post_init__(self):
+        if not 0.0 < self.ratio <= 1.0:
+            raise ValueError(f"covariance.ratio must be in (0, 1], got {self.ratio}")
+        if not self.clip_lb < self.clip_ub:
+            raise ValueError(f"covariance needs clip_lb < clip_ub, got {self.clip_lb}, {self.clip_ub}")
+        if not self.kl_coef >= 0:
+            raise ValueError(f"covariance.kl_coef must be >= 0, got {self.kl_coef}")
 
 
 @dataclass(frozen=True)

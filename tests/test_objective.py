@@ -169,6 +169,20 @@ def test_window_spec_field_and_old_name():
         get_method("dynamo", {"window": "batch"})
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"fork_tokens": {"top_fraction": 1.5}}, "top_fraction"),
+        ({"covariance": {"ratio": 0.0}}, "ratio"),
+        ({"covariance": {"clip_lb": 5.0, "clip_ub": 1.0}}, "clip_lb < clip_ub"),
+        ({"entropy_advantage": {"kappa": 0.0}}, "kappa"),
+    ],
+)
+def test_bad_settings_fail_when_the_spec_is_built(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_method("grpo", overrides)
+
+
 def test_padding_never_leaks():
     """-inf log-probs and NaN entropies on padding change nothing for any method."""
     b = random_batch(seed=9)
