@@ -78,7 +78,7 @@ def derive_table(
     p1, pk = per_seed(df, benchmarks, 1), per_seed(df, benchmarks, k)
     costs = run_costs(df)
     baseline = baseline if baseline in methods else None
-    rows, paired_diffs, unpaired_sds = [], [], []
+    rows, paired_diffs, unpaired = [], [], False
     for method in methods:
         row: dict = {"method": method, "seeds": len(p1.loc[method])}
         for bench in cols:
@@ -86,31 +86,26 @@ def derive_table(
                 mean, half = stats.mean_ci(list(table.loc[method, bench]))
                 row[f"{bench}/pass@{kk}"], row[f"{bench}/pass@{kk}_ci95"] = mean, half
         if baseline:
-            b = f"vs_{baseline}"
+            diff, half, test = math.nan, math.nan, ""
             if method == "base":  # the model every run starts from: a reference point, not a contender
-                diff, half, word, test = math.nan, math.nan, "start model", ""
+                word = "start model"
             elif method == baseline:
-                diff, half, word, test = math.nan, math.nan, "baseline", ""
+                word = "baseline"
             else:
                 mine, theirs = p1.loc[method, "avg"], p1.loc[baseline, "avg"]
-                common = sorted(set(mine.index) & set(theirs.index))
-                if len(common) >= 2 and set(mine.index) == set(theirs.index):
-                    a, c = list(mine.loc[common]), list(theirs.loc[common])
+                if len(mine) >= 2 and set(mine.index) == set(theirs.index):  # same seeds: pair them
+                    a, c = list(mine.sort_index()), list(theirs.sort_index())
                     diff, half = stats.paired_difference_ci(a, c)
-                    test = f"paired, {len(common)} seeds"
+                    test = f"paired, {len(a)} seeds"
                     paired_diffs.append([x - y for x, y in zip(a, c)])
                 else:
                     diff, half = stats.welch_difference_ci(list(mine), list(theirs))
-                    test = "Welch, unpaired"
-                    if len(mine) >= 2:
-                        unpaired_sds.append(list(mine))
+                    test, unpaired = "Welch, unpaired", True
                 word = stats.verdict(diff, half)
-            row[f"delta_avg_pass@1_{b}"], row[f"delta_ci95_{b}"], row[b], row[f"delta_test_{b}"] = (
-                diff,
-                half,
-                word,
-                test,
-            )
+            row[f"delta_avg_pass@1_vs_{baseline}"] = diff
+            row[f"delta_ci95_vs_{baseline}"] = half
+            row[f"vs_{baseline}"] = word
+            row[f"delta_test_vs_{baseline}"] = test
         tokens = costs.loc[method, "cost_tokens_generated"] if "cost_tokens_generated" in costs else None
         row["tokens_generated"] = float(tokens.mean()) if tokens is not None else math.nan
         rows.append(row)
@@ -119,7 +114,7 @@ def derive_table(
         base_tokens = table.loc[table["method"] == baseline, "tokens_generated"].iloc[0]
         table[f"tokens_generated_vs_{baseline}"] = table["tokens_generated"] / base_tokens
     info = {"k": k, "benchmarks": benchmarks, "baseline": baseline, **_detectable(df, p1, baseline, paired_diffs)}
-    info["unpaired"] = bool(unpaired_sds)
+    info["unpaired"] = unpaired
     info["provenance"] = _provenance(df)
     info["means"] = _means_long(p1, pk, k)
     return table, info
@@ -130,9 +125,8 @@ def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired
     if not baseline:
         return {"mde": math.nan, "mde_sampling": math.nan, "mde_seeds": 0}
     seeds = len(p1.loc[baseline])
-    usable = [d for d in paired_diffs if len(d) >= 2]
-    if usable:  # pooled spread of the per-seed differences over every compared method
-        sd = math.sqrt(sum(pd.Series(d).var() for d in usable) / len(usable))
+    if paired_diffs:  # pooled spread of the per-seed differences over every compared method
+        sd = math.sqrt(sum(pd.Series(d).var() for d in paired_diffs) / len(paired_diffs))
         mde = stats.minimum_detectable_effect(sd, seeds, paired=True)
     else:
         mde = stats.minimum_detectable_effect(p1.loc[baseline, "avg"].std(), seeds, paired=False)
@@ -140,7 +134,7 @@ def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired
     per_bench = base.groupby("benchmark").agg(p=("value", "mean"), n=("num_problems", "first"))
     per_bench["s"] = base.groupby("benchmark")["samples_per_problem"].first()
     sampling = stats.sampling_mde(list(per_bench["p"]), list(per_bench["n"]), list(per_bench["s"]), seeds)
-    problems = ", ".join(f"{int(n)}" for n in per_bench["n"])
+    problems = ", ".join(f"{n:.0f}" for n in per_bench["n"])
     return {"mde": mde, "mde_sampling": sampling, "mde_seeds": seeds, "problems": problems}
 
 
