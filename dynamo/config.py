@@ -130,6 +130,32 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    enabled: bool = _f(False, "Log training metrics to Weights & Biases too (needs `pip install wandb`).")
+    mode: Literal["offline", "online"] = _f(
+        "offline", "offline: write runs/<exp>/<method>/seed<s>/wandb/ only (no network; `wandb sync` later)."
+    )
+    project: str = _f("dynamo", "W&B project.")
+    entity: str = _f("", "W&B entity (team or user); empty: your default entity.")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    wandb: WandbConfig = _f(
+        WandbConfig(), "Optional Weights & Biases tracker: the same metric names as metrics.jsonl."
+    )
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    paper_reference: Literal["", "Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"] = _f(
+        "",
+        "Published model row of the DynaMO paper's main table to print beside the reproduced cells of "
+        "results/table1.md (GPU configs); empty: no comparison.",
+    )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = _f(
         "embedded",
@@ -155,6 +181,8 @@ class ExperimentConfig:
     eval: EvalConfig = _f(EvalConfig(), "Evaluation.")
     resources: ResourcesConfig = _f(ResourcesConfig(), "Per-rule compute resources (used by the Slurm profile).")
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
+    logger: LoggerConfig = _f(LoggerConfig(), "Experiment trackers beside metrics.jsonl and TensorBoard.")
+    report: ReportConfig = _f(ReportConfig(), "Results tables.")
 
     def method(self, name: str):
         """The registered method `name` with this experiment's overrides applied."""

@@ -157,3 +157,26 @@ def test_reward_function_grades_the_response_only():
         [prompt + "So \\boxed{4}.<|im_end|>", prompt + "It is \\boxed{5}."], [prompt, prompt], ["4", "4"]
     )
     assert out["rewards"].tolist() == [1.0, 0.0] and out["scores"].tolist() == [1.0, 0.0]
+
+
+def test_wandb_flags_are_openrlhfs_own_and_off_by_default(tmp_path, capsys):
+    assert not any(a.startswith("--logger.wandb") for a in launcher.build_command(gpu_config(), "grpo", 1, "r"))
+    cfg = gpu_config(logger={"wandb": {"enabled": True, "mode": "offline", "project": "p", "entity": "team"}})
+    cmd = launcher.build_command(cfg, "dynamo", 2, str(tmp_path / "run"))
+    assert flag(cmd, "--logger.wandb.key") == launcher.WANDB_KEY_PLACEHOLDER  # never the real key
+    assert flag(cmd, "--logger.wandb.project") == "p" and flag(cmd, "--logger.wandb.org") == "team"
+    assert flag(cmd, "--logger.wandb.run_name") == "dynamo-seed2"
+    assert flag(cmd, "--logger.wandb.group") == cfg.experiment
+    env = launcher.wandb_env(cfg, tmp_path / "run")
+    assert env == {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "run")}
+    # Each flag is one that OpenRLHF 0.11.2's PPO entry point declares.
+    import importlib.util
+
+    spec = importlib.util.find_spec("openrlhf")  # locates the package without importing it
+    if spec is None:
+        pytest.skip("openrlhf not installed")
+    source = (Path(spec.origin).parent / "cli" / "train_ppo_ray.py").read_text()
+    for arg in (a for a in cmd if a.startswith("--logger.wandb")):
+        assert f'"{arg}"' in source, arg
+    launcher.launch(cfg, "dynamo", 2, str(tmp_path / "run"), dry_run=True)
+    assert capsys.readouterr().out.startswith(f"WANDB_MODE=offline WANDB_DIR={tmp_path / 'run'} ")

@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 
+import pytest
 from repo_copy import ROOT, copy_repo
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -39,6 +40,13 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     for row in rows:
         for bench in ("arith-easy", "arith-medium", "arith-hard", "avg"):
             assert 0.0 <= float(row[f"{bench}/pass@1"]) <= float(row[f"{bench}/pass@4"]) <= 1.0
+    # The long scores file loads in one line and the table is its seed mean.
+    from dynamo.reporting import load_scores
+
+    scores = load_scores(repo / "results/scores.csv")
+    pass1 = scores[scores.k == 1].pivot_table(index="method", columns="benchmark", values="value")
+    for row in rows:
+        assert float(row["arith-easy/pass@1"]) == pytest.approx(pass1.loc[row["method"], "arith-easy"], abs=1e-6)
     # Every number traces back to a run: the score files exist and the summary names the commit.
     assert (repo / "runs/smoke/dynamo/seed1/eval/arith-hard/scores.json").exists()
     assert "git_commit" in (repo / "runs/smoke/dynamo/seed1/summary.json").read_text()

@@ -1,53 +1,305 @@
-"""Results tables: seed means, t-intervals, and 'within seed spread' instead of a false winner."""
+"""Results as data: the long scores file, tables derived from it, intervals from scipy, costs,
+paired comparisons, the minimum detectable effect and the published numbers beside ours."""
 
+from __future__ import annotations
+
+import argparse
 import json
 import math
-import statistics
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from reporting_fixture import BENCHMARKS, METHODS, SEEDS, make_runs, pass_curve, write_run
+from scipy import stats as st
 
-from dynamo.reporting import tables
+from dynamo.reporting import load_metrics, load_scores, reference, tables
+from dynamo.reporting import stats as rstats
+from dynamo.reporting.scores import SCORE_COLUMNS, collect_scores, write_scores
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _write_scores(root, method, seed, bench, p1, pk, k=8):
-    d = root / method / f"seed{seed}" / "eval" / bench
-    d.mkdir(parents=True)
-    (d / "scores.json").write_text(
-        json.dumps({"samples_per_problem": k, "pass_at_1": p1, "pass_at_k": {"1": p1, str(k): pk}})
+def report(**kw) -> int:
+    args = dict(
+        runs_root=None,
+        scores=None,
+        write_scores=None,
+        seeds=None,
+        experiment=None,
+        baseline=None,
+        paper_reference=None,
+        out=None,
     )
+    args.update(kw)
+    return tables.run(argparse.Namespace(**args))
 
 
-def test_mean_ci_matches_t_interval():
-    values = [0.2, 0.3, 0.4]
-    mean, half = tables.mean_ci(values)
-    assert mean == pytest.approx(0.3)
-    assert half == pytest.approx(4.303 * statistics.stdev(values) / math.sqrt(3))
-    assert math.isnan(tables.mean_ci([0.5])[1])
+# -- statistics ------------------------------------------------------------------------------
 
 
-def test_table_values_and_verdicts(tmp_path):
-    # grpo ~0.30, "noisy" overlaps grpo, "better" is clearly higher on every seed.
+@pytest.mark.parametrize("df, printed", [(1, 12.7062), (2, 4.3027), (40, 2.0211), (120, 1.9799)])
+def test_t_quantile_is_scipys_for_any_df(df, printed):
+    assert rstats.t_quantile(df) == pytest.approx(st.t.ppf(0.975, df), rel=1e-12)
+    assert rstats.t_quantile(df) == pytest.approx(printed, abs=1e-4)  # the printed t-table
+
+
+def test_no_hand_typed_quantile_table():
+    src = "".join(p.read_text() for p in Path(tables.__file__).parent.glob("*.py"))
+    for printed in ("12.706", "4.303", "2.042", "1.96"):
+        assert printed not in src
+
+
+def test_intervals_equal_scipys_tests():
+    rng = np.random.default_rng(1)
+    a, b = list(rng.normal(0.4, 0.05, 5)), list(rng.normal(0.35, 0.08, 5))
+    mean, half = rstats.mean_ci(a)
+    lo, hi = st.ttest_1samp(a, 0.0).confidence_interval(0.95)
+    assert (mean - half, mean + half) == pytest.approx((lo, hi), rel=1e-10)
+    diff, half = rstats.paired_difference_ci(a, b)
+    lo, hi = st.ttest_rel(a, b).confidence_interval(0.95)
+    assert (diff - half, diff + half) == pytest.approx((lo, hi), rel=1e-10)
+    diff, half = rstats.welch_difference_ci(a, b)
+    lo, hi = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (diff - half, diff + half) == pytest.approx((lo, hi), rel=1e-10)
+    assert math.isnan(rstats.mean_ci([0.5])[1])
+
+
+@pytest.mark.parametrize("seeds", [3, 5, 10])
+def test_mde_has_the_stated_power(seeds):
+    """At a true difference equal to the MDE, the two-sided 95% paired t-test rejects ~80% of the time."""
+    sd = 0.03
+    mde = rstats.minimum_detectable_effect(sd, seeds, paired=True)
+    df, nc = seeds - 1, mde / (sd / math.sqrt(seeds))
+    t = st.t.ppf(0.975, df)
+    power = 1 - st.nct.cdf(t, df, nc) + st.nct.cdf(-t, df, nc)
+    assert power == pytest.approx(0.80, abs=0.04)
+    assert math.isnan(rstats.minimum_detectable_effect(sd, 1))
+
+
+def test_sampling_mde_matches_simulated_evaluation_noise():
+    """Independent re-evaluations of one fixed model: the spread of their difference is what the bound covers."""
+    rng = np.random.default_rng(0)
+    p_problem = rng.uniform(0.0, 1.0, 100)  # one benchmark, heterogeneous problems
+    n = 8
+    scores = rng.binomial(n, p_problem, size=(4000, 100)).mean(axis=1) / n
+    diffs = scores[::2] - scores[1::2]
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    bound = rstats.sampling_mde([p_problem.mean()], [100], [n], seeds=1)
+    assert z * diffs.std() <= bound <= 1.6 * z * diffs.std()  # an upper bound, and not a loose one
+
+
+# -- the long scores file ------------------------------------------------------------------
+
+
+def test_scores_file_is_long_and_carries_costs(tmp_path):
+    values = make_runs(tmp_path / "runs" / "exp")
+    assert (
+        report(
+            runs_root=str(tmp_path / "runs" / "exp"),
+            methods=",".join(METHODS),
+            seeds="1,2,3",
+            benchmarks=",".join(BENCHMARKS),
+            write_scores=str(tmp_path / "scores.csv"),
+        )
+        == 0
+    )
+    df = load_scores(tmp_path / "scores.csv")
+    assert list(df.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert len(df) == len(METHODS) * len(SEEDS) * len(BENCHMARKS) * 8  # k = 1..8
+    key = ["experiment", "method", "seed", "benchmark", "metric", "k"]
+    assert not df.duplicated(key).any()
+    one = df[(df.method == "dapo") & (df.seed == 2) & (df.benchmark == "b")].set_index("k")
+    assert one.loc[1, "value"] == pytest.approx(values[("dapo", 2, "b")])
+    assert one.loc[8, "value"] == pytest.approx(pass_curve(values[("dapo", 2, "b")], 8)["8"])
+    assert one.loc[1, "experiment"] == "exp" and one.loc[1, "num_problems"] == 50
+    assert one.loc[1, "cost_tokens_generated"] == pytest.approx(1500 * 1.02)
+    assert one.loc[1, "cost_seconds_rollout"] == 10.0 and one.loc[1, "cost_seconds_total"] == 17.5
+    assert one.loc[1, "code_commit"] == "abc123"
+    base = df[df.method == "base"]
+    assert base["cost_tokens_generated"].isna().all()  # no training, no summary: NaN, not an error
+    assert base["code_commit"].str.len().gt(0).all()  # the code that collected it, or its version
+
+
+def test_runs_without_cost_or_commit_read_as_nan(tmp_path):
+    make_runs(tmp_path, with_cost=False)
+    write_run(tmp_path, "grpo", 1, {b: 0.5 for b in BENCHMARKS}, commit=None)
+    df = collect_scores(tmp_path, METHODS, SEEDS, BENCHMARKS)
+    assert df["cost_tokens_generated"].isna().all()
+    assert df["code_commit"].notna().all()
+    table, info = tables.derive_table(df, METHODS, BENCHMARKS, "grpo")
+    assert table["tokens_generated_vs_grpo"].isna().all()
+    assert "| - |" in tables.to_markdown(table, info)
+
+
+def test_table1_equals_the_pandas_derivation_of_scores_csv(tmp_path):
+    """The pipeline's two steps (runs -> scores.csv -> table1.csv) against a derivation written here."""
+    make_runs(tmp_path / "runs" / "exp")
+    common = dict(methods=",".join(METHODS), benchmarks=",".join(BENCHMARKS))
+    report(runs_root=str(tmp_path / "runs" / "exp"), seeds="1,2,3", write_scores=str(tmp_path / "s.csv"), **common)
+    report(scores=str(tmp_path / "s.csv"), baseline="grpo", out=str(tmp_path / "table1"), **common)
+    table1 = pd.read_csv(tmp_path / "table1.csv").set_index("method")
+
+    s = pd.read_csv(tmp_path / "s.csv")
+    for k in (1, 8):
+        wide = s[s.k == k].pivot_table(index=["method", "seed"], columns="benchmark", values="value")
+        wide["avg"] = wide[BENCHMARKS].mean(axis=1)
+        g = wide.groupby("method")
+        half = g.std().mul(st.t.ppf(0.975, g.size() - 1) / np.sqrt(g.size()), axis=0)
+        for col in [*BENCHMARKS, "avg"]:
+            assert np.allclose(table1[f"{col}/pass@{k}"], g.mean().loc[table1.index, col], atol=1e-6)
+            assert np.allclose(table1[f"{col}/pass@{k}_ci95"], half.loc[table1.index, col], atol=1e-6)
+    per_run_tokens = s.groupby(["method", "seed"])["cost_tokens_generated"].first().groupby("method").mean()
+    assert table1.loc["dapo", "tokens_generated_vs_grpo"] == pytest.approx(
+        per_run_tokens["dapo"] / per_run_tokens["grpo"], abs=1e-6
+    )
+    md = (tmp_path / "table1.md").read_text()
+    assert "paired" in md and "Minimum detectable effect" in md
+
+
+def test_same_numbers_as_the_previous_table_code():
+    """Means and seed intervals as the old hand-typed-table code wrote them (t 4.303 vs scipy's 4.3027)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        make_runs(Path(d), seed=0)
+        table, _ = tables.derive_table(
+            collect_scores(Path(d), METHODS, SEEDS, BENCHMARKS), METHODS, BENCHMARKS, "grpo"
+        )
+    old = pd.read_csv(FIXTURES / "table1_legacy.csv")
+    for col in old.columns:
+        if col.startswith("delta") or col == "vs_grpo":
+            continue  # the difference is now paired by seed (below)
+        if old[col].dtype.kind == "f":
+            assert np.allclose(table[col], old[col], rtol=2e-4, atol=2e-6), col
+        else:
+            assert list(table[col]) == list(old[col]), col
+    assert np.allclose(
+        table["delta_avg_pass@1_vs_grpo"], old["delta_avg_pass@1_vs_grpo"], atol=2e-6, equal_nan=True
+    )
+    # The fixture's seeds share an offset across methods: pairing removes it.
+    paired, welch = table["delta_ci95_vs_grpo"].iloc[2:], old["delta_ci95_vs_grpo"].iloc[2:]
+    assert (paired.to_numpy() < 0.6 * welch.to_numpy()).all()
+
+
+def test_verdicts_pairing_and_unpaired_fallback(tmp_path):
+    # grpo ~0.30; "noisy" overlaps grpo; "better" is higher on every seed; "other" ran other seeds.
     data = {"grpo": [0.30, 0.31, 0.29], "noisy": [0.20, 0.45, 0.33], "better": [0.50, 0.51, 0.49]}
     for method, values in data.items():
         for seed, v in zip([1, 2, 3], values):
-            _write_scores(tmp_path, method, seed, "a", v, v + 0.2)
-            _write_scores(tmp_path, method, seed, "b", v / 2, v)
-    header, rows, k = tables.build_table(tmp_path, list(data), [1, 2, 3], ["a", "b"], "grpo")
-    assert k == 8
-    by = {row[0]: dict(zip(header, row)) for row in rows}
-    assert by["grpo"]["a/pass@1"] == pytest.approx(0.30)
-    assert by["grpo"]["b/pass@8"] == pytest.approx(0.30)
-    assert by["grpo"]["avg/pass@1"] == pytest.approx((0.30 + 0.15) / 2)
-    assert by["noisy"]["vs_grpo"] == "within seed spread"
-    assert by["better"]["vs_grpo"] == "higher"
-    assert by["grpo"]["vs_grpo"] == "baseline"
-    csv_text = tables.to_csv(header, rows)
-    assert csv_text.splitlines()[0].startswith("method,seeds,a/pass@1")
-    md = tables.to_markdown(header, rows, ["a", "b"], k, "grpo", "")
-    assert "within seed spread" in md and "| better |" in md
+            write_run(tmp_path, method, seed, {"a": v, "b": v / 2})
+    for seed, v in zip([7, 8, 9], [0.6, 0.62, 0.61]):
+        write_run(tmp_path, "other", seed, {"a": v, "b": v / 2})
+    df = pd.concat(
+        [
+            collect_scores(tmp_path, list(data), [1, 2, 3], ["a", "b"]),
+            collect_scores(tmp_path, ["other"], [7, 8, 9], ["a", "b"]),
+        ]
+    )
+    table, info = tables.derive_table(df, [*data, "other"], ["a", "b"], "grpo")
+    by = table.set_index("method")
+    assert by.loc["grpo", "a/pass@1"] == pytest.approx(0.30)
+    assert by.loc["grpo", "avg/pass@1"] == pytest.approx((0.30 + 0.15) / 2)
+    assert by.loc["noisy", "vs_grpo"] == "within seed spread"
+    assert by.loc["better", "vs_grpo"] == "higher" and by.loc["grpo", "vs_grpo"] == "baseline"
+    assert by.loc["better", "delta_test_vs_grpo"] == "paired, 3 seeds"
+    assert by.loc["other", "delta_test_vs_grpo"] == "Welch, unpaired"
+    assert info["unpaired"]
+    md = tables.to_markdown(table, info)
+    assert "within seed spread" in md and "| better |" in md and "Welch" in md
 
 
-def test_missing_scores_fail_clearly(tmp_path):
-    _write_scores(tmp_path, "grpo", 1, "a", 0.1, 0.2)
+def test_missing_and_inconsistent_scores_fail_clearly(tmp_path):
+    write_run(tmp_path, "grpo", 1, {"a": 0.1})
     with pytest.raises(FileNotFoundError, match="seed2"):
-        tables.build_table(tmp_path, ["grpo"], [1, 2], ["a"], None)
+        collect_scores(tmp_path, ["grpo"], [1, 2], ["a"])
+    write_run(tmp_path, "dapo", 1, {"a": 0.1}, n=4)
+    df = collect_scores(tmp_path, ["grpo", "dapo"], [1], ["a"])
+    with pytest.raises(ValueError, match="samples per problem"):
+        tables.derive_table(df, ["grpo", "dapo"], ["a"], "grpo")
+    with pytest.raises(ValueError, match="dynamo"):
+        tables.derive_table(df, ["grpo", "dynamo"], ["a"], "grpo")
+
+
+def test_load_scores_concatenates_files(tmp_path):
+    make_runs(tmp_path / "r")
+    write_scores(collect_scores(tmp_path / "r", ["base", "grpo"], SEEDS, BENCHMARKS), tmp_path / "one.csv")
+    write_scores(collect_scores(tmp_path / "r", ["grpo", "dynamo"], SEEDS, BENCHMARKS), tmp_path / "two.csv")
+    df = load_scores([tmp_path / "one.csv", tmp_path / "two.csv"])
+    assert sorted(df.method.unique()) == ["base", "dynamo", "grpo"]
+    assert len(df) == 3 * len(SEEDS) * len(BENCHMARKS) * 8
+    pivot = df[df.k == 1].pivot_table(index="method", columns="benchmark", values="value", aggfunc="mean")
+    assert pivot.shape == (3, len(BENCHMARKS))
+
+
+def test_load_metrics_adds_method_and_seed(tmp_path):
+    for method, seed in [("grpo", 1), ("dynamo", 2)]:
+        run = tmp_path / "exp" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        lines = [{"step": s, "reward/mean": 0.1 * s + seed, "actor/loss": 1.0} for s in (1, 2, 3)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    for root in (tmp_path, tmp_path / "exp"):
+        df = load_metrics(root)
+        assert len(df) == 6 and {"experiment", "method", "seed", "step", "reward/mean"} <= set(df.columns)
+        assert set(df.experiment) == {"exp"}
+        assert df[(df.method == "dynamo") & (df.step == 3)]["reward/mean"].item() == pytest.approx(2.3)
+    with pytest.raises(FileNotFoundError):
+        load_metrics(tmp_path / "nothing")
+
+
+# -- published numbers ---------------------------------------------------------------------
+
+PAPER_BENCH = ["aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench"]
+
+
+def test_reference_table_ships_with_the_package_and_maps_every_name():
+    ref = reference.load_reference()
+    assert len(ref) == 2 * 9 * 7 * 2  # models x methods x (6 benchmarks + avg) x (P@1, P@32)
+    assert ref["method"].notna().all() and ref["benchmark"].notna().all() and ref["k"].notna().all()
+    assert set(ref["benchmark"]) == {*PAPER_BENCH, "avg"}
+    seven_b = reference.load_reference("Qwen2.5-Math-7B").set_index(["method", "benchmark", "k"])
+    assert seven_b.loc[("dynamo", "avg", 32), "published"] == 63.3
+    assert seven_b.loc[("grpo", "olympiadbench", 1), "published"] == 28.6
+    with pytest.raises(ValueError, match="Qwen2.5-Math-7B"):
+        reference.load_reference("Qwen3")
+
+
+def test_table1_md_shows_reproduced_next_to_published(tmp_path):
+    """Synthetic runs at published + 1 point (P@1) and - 2 points (P@32): the differences must say so."""
+    ref = reference.load_reference("Qwen2.5-Math-7B").set_index(["method", "benchmark", "k"])["published"]
+    root = tmp_path / "runs" / "qwen"
+    for method in ("grpo", "dynamo"):
+        for seed in (1, 2):
+            for bench in PAPER_BENCH:
+                p1 = ref[(method, bench, 1)] / 100 + 0.01
+                p32 = ref[(method, bench, 32)] / 100 - 0.02
+                curve = {str(k): p1 + (p32 - p1) * (k - 1) / 31 for k in range(1, 33)}
+                d = root / method / f"seed{seed}" / "eval" / bench
+                d.mkdir(parents=True)
+                (d / "scores.json").write_text(
+                    json.dumps(
+                        {"num_problems": 30, "samples_per_problem": 32, "pass_at_1": p1, "pass_at_k": curve}
+                    )
+                )
+    common = dict(methods="grpo,dynamo", benchmarks=",".join(PAPER_BENCH))
+    report(runs_root=str(root), seeds="1,2", write_scores=str(tmp_path / "s.csv"), **common)
+    report(
+        scores=str(tmp_path / "s.csv"),
+        baseline="grpo",
+        paper_reference="Qwen2.5-Math-7B",
+        out=str(tmp_path / "t1"),
+        **common,
+    )
+    md = (tmp_path / "t1.md").read_text()
+    assert "Reproduced vs published (Qwen2.5-Math-7B" in md
+    assert f"| dynamo (DynaMO) | {34.4 + 1:.1f} / 34.4 (+1.0) |" in md  # aime24, P@1
+    assert f"{59.0 - 2:.1f} / 59.0 (-2.0)" in md  # dynamo aime24, P@32
+    means = pd.DataFrame(
+        [
+            {"method": "dynamo", "benchmark": "avg", "k": 1, "value": 0.426},
+            {"method": "x", "benchmark": "a", "k": 1, "value": 0.1},
+        ]
+    )
+    comparison = reference.compare_with_reference(means, "Qwen2.5-Math-7B")
+    assert len(comparison) == 1 and comparison["difference"].item() == pytest.approx(1.0)

@@ -1,217 +1,272 @@
-"""`dynamo report`: results tables from the score files the pipeline wrote.
+"""`dynamo report`: the long scores file (results/scores.csv) and the results tables derived from it.
+
+    dynamo report --runs-root runs/embedded --methods base,grpo,dynamo --seeds 1,2,3 \
+        --benchmarks arith-easy,arith-hard --write-scores results/scores.csv
+    dynamo report --scores results/scores.csv --methods base,grpo,dynamo \
+        --benchmarks arith-easy,arith-hard --baseline grpo --out results/table1
 
 For every method and benchmark: Pass@1 and Pass@k (k = samples per problem) as the mean over
 seeds with a 95% Student-t interval, plus the average over benchmarks (averaged per seed
-first, so its interval reflects the seed spread of the average). A method is only called
-higher or lower than the baseline when the 95% Welch interval of the difference of average
-Pass@1 excludes zero; otherwise the table says "within seed spread".
+first, so its interval reflects the seed spread of the average). The difference to the
+baseline's average Pass@1 is paired by seed when both methods ran the same seeds (same start
+model, prompt order and evaluation sampling), else Welch's unpaired interval; a method is only
+called higher or lower when that 95% interval excludes zero. Under the table: the minimum
+detectable effect of this design, and, with --paper-reference, the published numbers beside
+ours. docs/STATISTICS.md explains the formulas.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
-import statistics
 from pathlib import Path
 
+import pandas as pd
+
 from dynamo.io import write_text_atomic
+from dynamo.reporting import stats
+from dynamo.reporting.scores import METRIC, collect_scores, load_scores, write_scores
 
-# Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (larger df: normal 1.96).
-_T975 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
+# Kept importable under their old names (tests and notebooks used tables.mean_ci etc.).
+t_quantile, mean_ci, verdict = stats.t_quantile, stats.mean_ci, stats.verdict
 
 
-def t_quantile(df: int) -> float:
-    return _T975[df - 1] if df <= len(_T975) else 1.96
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval); the half-width is NaN for a single value."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def difference_ci(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean difference a - b and the half-width of its 95% Welch interval (conservative df = min(n) - 1)."""
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan
-    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-    return diff, t_quantile(min(len(a), len(b)) - 1) * se
-
-
-def verdict(diff: float, half_width: float) -> str:
-    if math.isnan(half_width):
-        return "single seed: no spread"
-    if abs(diff) <= half_width:
-        return "within seed spread"
-    return "higher" if diff > 0 else "lower"
-
-
-def load_scores(runs_root: Path, methods: list[str], seeds: list[int], benchmarks: list[str]) -> dict:
-    """scores[method][bench] = list over seeds of (pass@1, pass@k); k is checked to be the same everywhere."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    ks = set()
-    for method in methods:
-        out[method] = {}
-        for bench in benchmarks:
-            rows = []
-            for seed in seeds:
-                path = runs_root / method / f"seed{seed}" / "eval" / bench / "scores.json"
-                if not path.exists():
-                    raise FileNotFoundError(f"missing score file {path} (has this run been evaluated?)")
-                s = json.loads(path.read_text())
-                k = int(s["samples_per_problem"])
-                ks.add(k)
-                rows.append((float(s["pass_at_1"]), float(s["pass_at_k"][str(k)])))
-            out[method][bench] = rows
+def _select(scores: pd.DataFrame, methods: list[str], benchmarks: list[str], experiment: str | None):
+    df = scores[scores["metric"] == METRIC]
+    experiments = sorted(df["experiment"].unique())
+    if experiment is None and len(experiments) > 1:
+        raise ValueError(f"scores hold several experiments {experiments}: pass --experiment")
+    if experiment is not None:
+        df = df[df["experiment"] == experiment]
+    df = df[df["method"].isin(methods) & df["benchmark"].isin(benchmarks)]
+    missing = [m for m in methods if m not in set(df["method"])]
+    if missing:
+        raise ValueError(f"no scores for method(s) {missing} (runs not evaluated, or another scores file?)")
+    have = df.groupby(["method", "seed"])["benchmark"].agg(lambda s: set(s))
+    for (method, seed), got in have.items():
+        if lost := [b for b in benchmarks if b not in got]:
+            raise ValueError(f"{method} seed {seed}: no scores for benchmark(s) {lost}")
+    ks = sorted(df["samples_per_problem"].unique())
     if len(ks) != 1:
-        raise ValueError(f"score files disagree on samples per problem: {sorted(ks)}")
-    return {"scores": out, "k": ks.pop()}
+        raise ValueError(f"score files disagree on samples per problem: {ks}")
+    return df, int(ks[0])
 
 
-def build_table(
-    runs_root: Path, methods: list[str], seeds: list[int], benchmarks: list[str], baseline: str | None
-) -> tuple[list[str], list[list], int]:
-    loaded = load_scores(runs_root, methods, seeds, benchmarks)
-    scores, k = loaded["scores"], loaded["k"]
-    header = ["method", "seeds"]
-    for bench in [*benchmarks, "avg"]:
-        header += [f"{bench}/pass@1", f"{bench}/pass@1_ci95", f"{bench}/pass@{k}", f"{bench}/pass@{k}_ci95"]
-    if baseline:
-        header += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
-
-    def seed_averages(method: str, which: int) -> list[float]:
-        return [statistics.fmean(scores[method][b][i][which] for b in benchmarks) for i in range(len(seeds))]
-
-    rows = []
-    for method in methods:
-        row: list = [method, len(seeds)]
-        for bench in benchmarks:
-            for which in (0, 1):
-                row += list(mean_ci([v[which] for v in scores[method][bench]]))
-        for which in (0, 1):
-            row += list(mean_ci(seed_averages(method, which)))
-        if baseline:
-            if method == "base":  # the model every run starts from: a reference point, not a contender
-                row += [math.nan, math.nan, "start model"]
-            elif method == baseline:
-                row += [math.nan, math.nan, "baseline"]
-            else:
-                diff, half = difference_ci(seed_averages(method, 0), seed_averages(baseline, 0))
-                row += [diff, half, verdict(diff, half)]
-        rows.append(row)
-    return header, rows, k
+def per_seed(df: pd.DataFrame, benchmarks: list[str], k: int) -> pd.DataFrame:
+    """Pass@k per (method, seed) and benchmark, plus "avg": the mean over benchmarks of each seed."""
+    wide = df[df["k"] == k].pivot_table(index=["method", "seed"], columns="benchmark", values="value")[benchmarks]
+    return wide.assign(avg=wide.mean(axis=1))
 
 
-def to_csv(header: list[str], rows: list[list]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(
-            [
-                "" if isinstance(v, float) and math.isnan(v) else (f"{v:.6f}" if isinstance(v, float) else v)
-                for v in row
-            ]
-        )
-    return buf.getvalue()
+def run_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed) with its cost_* columns (constant over a run's score rows)."""
+    cols = [c for c in df.columns if c.startswith("cost_")]
+    return df.groupby(["method", "seed"])[cols].first()
 
 
-def to_markdown(
-    header: list[str], rows: list[list], benchmarks: list[str], k: int, baseline: str | None, provenance: str
-) -> str:
-    def cell(mean: float, half: float) -> str:
-        return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
-
+def derive_table(
+    scores: pd.DataFrame,
+    methods: list[str],
+    benchmarks: list[str],
+    baseline: str | None = None,
+    *,
+    experiment: str | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The wide results table (one row per method) and what the notes under it need."""
+    df, k = _select(scores, methods, benchmarks, experiment)
     cols = [*benchmarks, "avg"]
-    head = ["method"] + [f"{b} P@1 / P@{k}" for b in cols] + ([f"vs {baseline} (avg P@1)"] if baseline else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [row[0]]
-        for j in range(len(cols)):
-            base = 2 + 4 * j
-            cells.append(f"{cell(row[base], row[base + 1])} / {cell(row[base + 2], row[base + 3])}")
-        if baseline:
-            diff, half, word = row[-3], row[-2], row[-1]
-            cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        f"\nPercent; mean over {rows[0][1]} seed(s) ± half-width of the 95% t-interval. Pass@{k} uses the "
-        f"unbiased estimator with n = {k} samples per problem. 'within seed spread' means the 95% Welch "
-        f"interval of the difference in average Pass@1 includes zero: no winner is claimed.\n"
-    )
-    return "\n".join(lines) + "\n" + note + provenance
-
-
-def provenance(runs_root: Path, methods: list[str], seeds: list[int]) -> str:
-    """Which commits and configs produced the runs in the table."""
-    commits = set()
+    p1, pk = per_seed(df, benchmarks, 1), per_seed(df, benchmarks, k)
+    costs = run_costs(df)
+    baseline = baseline if baseline in methods else None
+    rows, paired_diffs, unpaired = [], [], False
     for method in methods:
-        for seed in seeds:
-            path = runs_root / method / f"seed{seed}" / "summary.json"
-            if path.exists():
-                commits.add(json.loads(path.read_text()).get("git_commit", "unknown"))
-    config = runs_root / "config.yaml"
+        row: dict = {"method": method, "seeds": len(p1.loc[method])}
+        for bench in cols:
+            for kk, table in ((1, p1), (k, pk)):
+                mean, half = stats.mean_ci(list(table.loc[method, bench]))
+                row[f"{bench}/pass@{kk}"], row[f"{bench}/pass@{kk}_ci95"] = mean, half
+        if baseline:
+            diff, half, test = math.nan, math.nan, ""
+            if method == "base":  # the model every run starts from: a reference point, not a contender
+                word = "start model"
+            elif method == baseline:
+                word = "baseline"
+            else:
+                mine, theirs = p1.loc[method, "avg"], p1.loc[baseline, "avg"]
+                if len(mine) >= 2 and set(mine.index) == set(theirs.index):  # same seeds: pair them
+                    a, c = list(mine.sort_index()), list(theirs.sort_index())
+                    diff, half = stats.paired_difference_ci(a, c)
+                    test = f"paired, {len(a)} seeds"
+                    paired_diffs.append([x - y for x, y in zip(a, c)])
+                else:
+                    diff, half = stats.welch_difference_ci(list(mine), list(theirs))
+                    test, unpaired = "Welch, unpaired", True
+                word = stats.verdict(diff, half)
+            row[f"delta_avg_pass@1_vs_{baseline}"] = diff
+            row[f"delta_ci95_vs_{baseline}"] = half
+            row[f"vs_{baseline}"] = word
+            row[f"delta_test_vs_{baseline}"] = test
+        tokens = costs.loc[method, "cost_tokens_generated"] if "cost_tokens_generated" in costs else None
+        row["tokens_generated"] = float(tokens.mean()) if tokens is not None else math.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if baseline:
+        base_tokens = table.loc[table["method"] == baseline, "tokens_generated"].iloc[0]
+        table[f"tokens_generated_vs_{baseline}"] = table["tokens_generated"] / base_tokens
+    info = {"k": k, "benchmarks": benchmarks, "baseline": baseline, **_detectable(df, p1, baseline, paired_diffs)}
+    info["unpaired"] = unpaired
+    info["provenance"] = _provenance(df)
+    info["means"] = _means_long(p1, pk, k)
+    return table, info
+
+
+def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired_diffs: list) -> dict:
+    """Minimum detectable effect (95%, 80% power) on the average Pass@1 difference to the baseline."""
+    if not baseline:
+        return {"mde": math.nan, "mde_sampling": math.nan, "mde_seeds": 0}
+    seeds = len(p1.loc[baseline])
+    if paired_diffs:  # pooled spread of the per-seed differences over every compared method
+        sd = math.sqrt(sum(pd.Series(d).var() for d in paired_diffs) / len(paired_diffs))
+        mde = stats.minimum_detectable_effect(sd, seeds, paired=True)
+    else:
+        mde = stats.minimum_detectable_effect(p1.loc[baseline, "avg"].std(), seeds, paired=False)
+    base = df[(df["method"] == baseline) & (df["k"] == 1)]
+    per_bench = base.groupby("benchmark").agg(p=("value", "mean"), n=("num_problems", "first"))
+    per_bench["s"] = base.groupby("benchmark")["samples_per_problem"].first()
+    sampling = stats.sampling_mde(list(per_bench["p"]), list(per_bench["n"]), list(per_bench["s"]), seeds)
+    problems = ", ".join(f"{n:.0f}" for n in per_bench["n"])
+    return {"mde": mde, "mde_sampling": sampling, "mde_seeds": seeds, "problems": problems}
+
+
+def _means_long(p1: pd.DataFrame, pk: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Mean over seeds per (method, benchmark incl. avg, k): the cells the paper comparison needs."""
+    frames = []
+    for kk, table in ((1, p1), (k, pk)):
+        m = table.groupby(level="method").mean().stack().rename("value").reset_index()
+        frames.append(m.rename(columns={"level_1": "benchmark"}).assign(k=kk))
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["method", "benchmark", "k"])
+
+
+def _provenance(df: pd.DataFrame) -> str:
+    """Which runs, config and commits produced the numbers."""
+    run_dirs = sorted(df["run_dir"].unique())
+    root = Path(run_dirs[0]).parent.parent if run_dirs else Path(".")
+    commits = sorted(df["code_commit"].dropna().astype(str).unique())
     return (
-        f"\nRuns: `{runs_root}/<method>/seed<seed>`; config: `{config}`; "
-        f"code commit(s): {', '.join(sorted(commits)) or 'unknown'}.\n"
+        f"\nRuns: `{root}/<method>/seed<seed>`; config: `{root}/config.yaml`; "
+        f"code commit(s): {', '.join(commits) or 'unknown'}.\n"
     )
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    return table.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+
+
+def _pct(mean: float, half: float) -> str:
+    return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
+
+
+def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
+    k, benchmarks, baseline = info["k"], info["benchmarks"], info["baseline"]
+    cols = [*benchmarks, "avg"]
+    head = ["method"] + [f"{b} P@1 / P@{k}" for b in cols]
+    if baseline:
+        head += [f"vs {baseline} (avg P@1)", f"gen. tokens (x {baseline})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in table.iterrows():
+        cells = [row["method"]]
+        for b in cols:
+            cells.append(
+                f"{_pct(row[f'{b}/pass@1'], row[f'{b}/pass@1_ci95'])} / "
+                f"{_pct(row[f'{b}/pass@{k}'], row[f'{b}/pass@{k}_ci95'])}"
+            )
+        if baseline:
+            diff, half, word = (
+                row[f"delta_avg_pass@1_vs_{baseline}"],
+                row[f"delta_ci95_vs_{baseline}"],
+                row[f"vs_{baseline}"],
+            )
+            cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
+            ratio = row[f"tokens_generated_vs_{baseline}"]
+            cells.append("-" if math.isnan(ratio) else f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = int(table["seeds"].max())
+    note = (
+        f"\nPercent; mean over {seeds} seed(s) ± half-width of the 95% t-interval. Pass@{k} uses the "
+        f"unbiased estimator with n = {k} samples per problem."
+    )
+    if baseline:
+        pairing = (
+            "per-seed paired differences (runs with the same seed share the start model, prompt order "
+            "and evaluation sampling)"
+            if not info["unpaired"]
+            else "paired by seed where both methods ran the same seeds, else Welch's unpaired interval "
+            "(the test column of the csv says which)"
+        )
+        note += (
+            f" The difference to {baseline} in average Pass@1 uses {pairing}; 'within seed spread' means its "
+            f"95% interval includes zero: no winner is claimed. Gen. tokens: tokens generated in training "
+            f"(DAPO's refills included) relative to {baseline}, mean over seeds; '-' where a run did not "
+            f"record it."
+        )
+        if math.isnan(info["mde"]):
+            note += "\n\nMinimum detectable effect: not estimable (needs at least 2 seeds)."
+        else:
+            note += (
+                f"\n\nMinimum detectable effect (95% two-sided, 80% power) on average Pass@1 vs {baseline}: "
+                f"{100 * info['mde']:.1f} points with {info['mde_seeds']} seeds (from the observed seed spread); "
+                f"with evaluation sampling as the only noise ({info['problems']} problems x {k} samples per "
+                f"benchmark) it would be at most {100 * info['mde_sampling']:.1f} points. Smaller true "
+                f"differences are likely to read 'within seed spread': that reading is not evidence of no "
+                f"difference."
+            )
+    return "\n".join(lines) + "\n" + note + "\n" + reference + info["provenance"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-root", required=True, help="runs/<experiment>")
+    p.add_argument("--runs-root", help="runs/<experiment>: read the runs' score files")
+    p.add_argument("--scores", help="read a long scores file (or several, comma-separated) instead of runs")
+    p.add_argument("--write-scores", help="write the long scores file (csv) of --runs-root's runs here")
     p.add_argument("--methods", required=True, help="comma-separated, in table order")
-    p.add_argument("--seeds", required=True, help="comma-separated")
+    p.add_argument("--seeds", help="comma-separated (default with --scores: every seed in the file)")
     p.add_argument("--benchmarks", required=True, help="comma-separated benchmark labels")
+    p.add_argument("--experiment", help="with --scores holding several experiments: which one")
     p.add_argument("--baseline", help="method to compare every other method against (e.g. grpo)")
-    p.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv and PREFIX.md")
+    p.add_argument(
+        "--paper-reference",
+        help="paper model row (Qwen2.5-Math-1.5B or Qwen2.5-Math-7B) to print beside the reproduced cells",
+    )
+    p.add_argument("--out", help="table output prefix: writes PREFIX.csv and PREFIX.md")
 
 
 def run(args: argparse.Namespace) -> int:
-    runs_root = Path(args.runs_root)
     methods = args.methods.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
     benchmarks = args.benchmarks.split(",")
-    baseline = args.baseline if args.baseline in methods else None
-    header, rows, k = build_table(runs_root, methods, seeds, benchmarks, baseline)
-    md = to_markdown(header, rows, benchmarks, k, baseline, provenance(runs_root, methods, seeds))
-    write_text_atomic(f"{args.out}.csv", to_csv(header, rows))
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    if bool(args.runs_root) == bool(args.scores):
+        raise SystemExit("dynamo report: give exactly one of --runs-root and --scores")
+    if args.scores:
+        scores = load_scores(args.scores.split(","))
+        if seeds is not None:
+            scores = scores[scores["seed"].isin(seeds)]
+    else:
+        if seeds is None:
+            raise SystemExit("dynamo report: --seeds is required with --runs-root")
+        scores = collect_scores(args.runs_root, methods, seeds, benchmarks, experiment=args.experiment)
+    if args.write_scores:
+        write_scores(scores, args.write_scores)
+        print(f"[dynamo report] {len(scores)} score rows -> {args.write_scores}")
+    if not args.out:
+        return 0
+    table, info = derive_table(scores, methods, benchmarks, args.baseline, experiment=args.experiment)
+    reference = ""
+    if args.paper_reference:
+        from dynamo.reporting.reference import compare_with_reference, reference_markdown
+
+        comparison = compare_with_reference(info["means"], args.paper_reference)
+        reference = reference_markdown(comparison, args.paper_reference)
+    md = to_markdown(table, info, reference)
+    write_text_atomic(f"{args.out}.csv", to_csv(table))
     write_text_atomic(f"{args.out}.md", md)
     print(md)
     return 0

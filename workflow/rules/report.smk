@@ -3,15 +3,20 @@
 FIGURES = expand("paper_figures/{name}.{ext}", name=["training_curves", "allocation"], ext=["pdf", "png"])
 
 
-rule table1:
+# Tables: every evaluated run's scores go into a long (tidy) file first, results/scores.csv
+# (table 1's runs: the main job) and results/scores_ablations.csv (table 2's runs, so that the
+# main job does not train the ablations); each table is derived from its file with pandas.
+PAPER_REFERENCE = f"--paper-reference {CFG.report.paper_reference}" if CFG.report.paper_reference else ""
+
+
+rule scores:
     input:
         scores=scores(["base", *CFG.methods]),
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
-        csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
-        md="results/table1.md",
+        "results/scores.csv",
     log:
-        f"logs/{EXP}/table1.log",
+        f"logs/{EXP}/scores.log",
     params:
         runs_root=lambda w, input: runs_root(input.scores[0]),
         methods=",".join(["base", *CFG.methods]),
@@ -21,17 +26,19 @@ rule table1:
         "../envs/dynamo.yaml"
     shell:
         "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--benchmarks {params.benchmarks} --baseline grpo --out results/table1 > {log} 2>&1"
+        "--benchmarks {params.benchmarks} --write-scores {output} > {log} 2>&1"
 
 
-rule table2:
+rule scores_ablations:
     input:
         scores=scores(CFG.ablation_methods),
+        summaries=expand(
+            f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.ablation_methods, seed=CFG.seeds
+        ),
     output:
-        csv=report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
-        md="results/table2.md",
+        "results/scores_ablations.csv",
     log:
-        f"logs/{EXP}/table2.log",
+        f"logs/{EXP}/scores_ablations.log",
     params:
         runs_root=lambda w, input: runs_root(input.scores[0]),
         methods=",".join(CFG.ablation_methods),
@@ -41,7 +48,44 @@ rule table2:
         "../envs/dynamo.yaml"
     shell:
         "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--benchmarks {params.benchmarks} --baseline dynamo --out results/table2 > {log} 2>&1"
+        "--benchmarks {params.benchmarks} --write-scores {output} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        "results/scores.csv",
+    output:
+        csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
+        md="results/table1.md",
+    log:
+        f"logs/{EXP}/table1.log",
+    params:
+        methods=",".join(["base", *CFG.methods]),
+        benchmarks=",".join(benchmark_labels()),
+        reference=PAPER_REFERENCE,
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "dynamo report --scores {input} --methods {params.methods} --benchmarks {params.benchmarks} "
+        "--baseline grpo {params.reference} --out results/table1 > {log} 2>&1"
+
+
+rule table2:
+    input:
+        "results/scores_ablations.csv",
+    output:
+        csv=report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
+        md="results/table2.md",
+    log:
+        f"logs/{EXP}/table2.log",
+    params:
+        methods=",".join(CFG.ablation_methods),
+        benchmarks=",".join(benchmark_labels()),
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "dynamo report --scores {input} --methods {params.methods} --benchmarks {params.benchmarks} "
+        "--baseline dynamo --out results/table2 > {log} 2>&1"
 
 
 rule figures:

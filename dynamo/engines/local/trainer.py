@@ -34,6 +34,7 @@ CPU with the same thread count, ends with the same weights and metrics as an uni
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -64,6 +65,7 @@ from dynamo.io import write_json_atomic, write_text_atomic
 from dynamo.methods import MethodSpec
 from dynamo.models import load_model_and_tokenizer, save_pretrained_atomic
 from dynamo.tasks.prompts import build_prompt
+from dynamo.tracking import open_tracker
 
 
 @dataclass
@@ -339,6 +341,13 @@ class LocalTrainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
+        tracker = open_tracker(
+            self.cfg.logger.wandb,
+            self.run_dir,
+            name=f"{self.method.name}-seed{self.seed}",
+            group=self.cfg.experiment,
+            config={"method": self.method.to_dict(), "seed": self.seed, **dataclasses.asdict(self.cfg)},
+        )
         with open(metrics_path, "a") as log:
             while self.step < self.t.steps:
                 timer: dict[str, float] = defaultdict(float)
@@ -354,12 +363,16 @@ class LocalTrainer:
                 for key, value in record.items():
                     if key != "step":
                         writer.add_scalar(key, value, self.step)
+                if tracker:  # optional W&B: the same names as metrics.jsonl
+                    tracker.log(record)
                 bar.update(1)
                 bar.set_postfix(reward=f"{info[M.REWARD_MEAN]:.3f}", n=f"{info[M.N_MIN]:.0f}-{info[M.N_MAX]:.0f}")
                 if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
                     self.save_checkpoint()
         bar.close()
         writer.close()
+        if tracker:
+            tracker.close()
         return {
             "steps": self.step,
             "resumed_from_checkpoint": resumed,

@@ -44,5 +44,7 @@ def runtime_env(options_json: str, env_var: str) -> dict:
             "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
             "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
             "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+            # W&B mode, directory and key (config logger.wandb) reach the trainer actor that logs.
+            **{k: v for k, v in os.environ.items() if k.startswith("WANDB_")},
         },
     }

@@ -286,8 +286,47 @@ def build_command(
         "--eval.steps",
         "-1",
     ]
+    cmd += wandb_flags(cfg, method_name, seed)
     _check_extra_args(o.extra_args, cmd)
     return cmd + list(o.extra_args)
+
+
+# OpenRLHF logs to W&B iff --logger.wandb.key is set, and calls wandb.login(key) only when no key
+# is configured already (WANDB_API_KEY or `wandb login`). The real key never goes on the command
+# line (it is printed and saved in summary.json): this placeholder only switches the logger on.
+WANDB_KEY_PLACEHOLDER = "from-environment"
+
+
+def wandb_flags(cfg: ExperimentConfig, method_name: str, seed: int) -> list[str]:
+    """OpenRLHF's own W&B flags for config `logger.wandb` (nothing when it is off)."""
+    w = cfg.logger.wandb
+    if not w.enabled:
+        return []
+    flags = ["--logger.wandb.key", WANDB_KEY_PLACEHOLDER, "--logger.wandb.project", w.project]
+    flags += ["--logger.wandb.group", cfg.experiment, "--logger.wandb.run_name", f"{method_name}-seed{seed}"]
+    return flags + (["--logger.wandb.org", w.entity] if w.entity else [])
+
+
+def wandb_env(cfg: ExperimentConfig, run: Path) -> dict[str, str]:
+    """W&B mode and directory for the OpenRLHF process; the entry forwards WANDB_* to the Ray workers."""
+    w = cfg.logger.wandb
+    return {"WANDB_MODE": w.mode, "WANDB_DIR": str(run)} if w.enabled else {}
+
+
+def _check_wandb(cfg: ExperimentConfig) -> None:
+    """Before the cluster starts: wandb importable, and a key configured when logging online."""
+    from dynamo.tracking import require_wandb
+
+    w = cfg.logger.wandb
+    require_wandb(w)
+    if w.enabled and w.mode == "online":
+        import wandb
+
+        if not wandb.api.api_key:
+            raise SystemExit(
+                "logger.wandb.mode is online but no W&B API key is configured: set WANDB_API_KEY or run "
+                "`wandb login` (or use logger.wandb.mode: offline)"
+            )
 
 
 def validate(cfg: ExperimentConfig) -> None:
@@ -337,13 +376,15 @@ def launch(
 ) -> int:
     """Print the command (dry run), or write the prompt file, run OpenRLHF and write summary.json."""
     cmd = build_command(cfg, method_name, seed, run_dir, base_model)
-    print(shlex.join(cmd), flush=True)
+    run = Path(run_dir).resolve()
+    env = wandb_env(cfg, run)
+    print("".join(f"{k}={shlex.quote(v)} " for k, v in env.items()) + shlex.join(cmd), flush=True)
     if dry_run:
         return 0
-    run = Path(run_dir).resolve()
+    _check_wandb(cfg)
     num_prompts = write_prompts(cfg, run / PROMPTS_FILE)
     started = time.time()
-    rc = subprocess.call(cmd)
+    rc = subprocess.call(cmd, env={**os.environ, **env})
     if rc == 0:
         write_summary(cfg, method_name, seed, cmd, run, num_prompts, seconds_total=time.time() - started)
     return rc
