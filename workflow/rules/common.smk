@@ -6,8 +6,14 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from dynamo.config import config_from_dict
+from dynamo.config import config_from_dict, read_config_files
+from dynamo.validation import ConfigError, config_problems
 
+# Every problem at once, one line each, before any job (the schema below is a second net).
+_problems = read_config_files(workflow.configfiles)[1]
+_problems += config_problems(config)[1] if not _problems else []
+if _problems:
+    raise ConfigError(_problems)
 validate(config, "../schemas/config.schema.yaml")
 CFG = config_from_dict(config)
 EXP = CFG.experiment
