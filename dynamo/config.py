@@ -178,6 +178,12 @@ class ExperimentConfig:
     eval: EvalConfig = _f(EvalConfig(), "Evaluation.")
     resources: ResourcesConfig = _f(ResourcesConfig(), "Per-rule compute resources (used by the Slurm profile).")
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
+    fresh_runs: bool = _f(
+        False,
+        "Retrain from step 0 any run whose checkpoint was made with a different fingerprint (config, model, "
+        "data, code) or is damaged beyond fallback, instead of refusing (`dynamo train --fresh`; "
+        "docs/RESUMING.md). Once: snakemake ... --config fresh_runs=true.",
+    )
 
     def method(self, name: str):
         """The registered method `name` with this experiment's overrides applied."""
