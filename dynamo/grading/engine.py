@@ -347,26 +347,34 @@ class Grader:
         """Run `work` with a single SIGALRM deadline of `soft_timeout` seconds for every phase
         (extraction, gold parse, verification); past it the grade is (False, None, "timeout").
 
-        The timer repeats every 0.1 s after the deadline, so a TimeoutException swallowed by a
-        broad `except` deep in sympy cannot leave the rest of the grade unbounded. Needs the
+        The timer repeats every 0.1 s after the deadline, so a TimeoutException (a BaseException)
+        swallowed by a bare `except` deep in sympy cannot leave the grade unbounded. Needs the
         main thread (the grading workers); elsewhere, or with no budget, the per-phase bounds apply."""
         import threading
 
         if not self.soft_timeout or self._in_budget or threading.current_thread() is not threading.main_thread():
             return work()
 
+        armed = [True]  # cleared before the timer is cancelled, so a late tick cannot escape
+
         def expire(signum, frame):
-            raise TimeoutException("grading time budget exceeded")
+            if armed[0]:
+                raise TimeoutException("grading time budget exceeded")
 
         previous = signal.signal(signal.SIGALRM, expire)
         self._in_budget = True
         signal.setitimer(signal.ITIMER_REAL, float(self.soft_timeout), 0.1)
         try:
-            return work()
+            try:
+                return work()
+            finally:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except TimeoutException:
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
             return False, None, "timeout"
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             self._in_budget = False
 

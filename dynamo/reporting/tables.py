@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import statistics
 from pathlib import Path
 
+from dynamo.errors import read_json_file
 from dynamo.io import write_text_atomic
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (larger df: normal 1.96).
@@ -95,7 +95,7 @@ def load_scores(runs_root: Path, methods: list[str], seeds: list[int], benchmark
                 path = runs_root / method / f"seed{seed}" / "eval" / bench / "scores.json"
                 if not path.exists():
                     raise FileNotFoundError(f"missing score file {path} (has this run been evaluated?)")
-                s = json.loads(path.read_text())
+                s = read_json_file(path)
                 k = int(s["samples_per_problem"])
                 ks.add(k)
                 rows.append((float(s["pass_at_1"]), float(s["pass_at_k"][str(k)])))
@@ -186,7 +186,7 @@ def provenance(runs_root: Path, methods: list[str], seeds: list[int]) -> str:
         for seed in seeds:
             path = runs_root / method / f"seed{seed}" / "summary.json"
             if path.exists():
-                commits.add(json.loads(path.read_text()).get("git_commit", "unknown"))
+                commits.add(read_json_file(path).get("git_commit", "unknown"))
     config = runs_root / "config.yaml"
     return (
         f"\nRuns: `{runs_root}/<method>/seed<seed>`; config: `{config}`; "

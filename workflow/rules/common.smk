@@ -80,3 +80,13 @@ def runs_root(path):
     """runs/<experiment> from any file below runs/<experiment>/<method>/seed<s>/."""
     parts = Path(path).parts
     return str(Path(*parts[: parts.index("runs") + 2]))
+
+
+def train_setup(method):
+    """What decides a training run's result, as one deterministic string (the train rule's params)."""
+    import json
+
+    sections = {k: dataclasses.asdict(getattr(CFG, k)) for k in ("train", "data", "model", "warmstart")}
+    sections["train"].pop("threads")
+    sections["train"].pop("checkpoint_every")
+    return json.dumps({"method": CFG.method(method).to_dict(), "engine": CFG.engine, **sections}, sort_keys=True)

@@ -16,6 +16,10 @@ rule train:
     params:
         run_dir=RUN,
         base_model=lambda w, input: input.model or CFG.base_model_path,
+        # Not used by the command: recorded so that a changed method spec or training setting
+        # reruns the job (params are a default rerun trigger); the job then refuses or retrains
+        # (dynamo/fingerprint.py, docs/RESUMING.md).
+        setup=lambda w: train_setup(w.method),
     threads: CFG.resources.train.threads
     resources:
         **resources_of("train"),

@@ -21,8 +21,10 @@ accumulated over micro-batches with weights that make it equal to the loss of th
 mini-batch (token-mean: by token counts; seq-mean-token-mean: by sequence counts).
 
 A run writes to its run directory: metrics.jsonl (one line per step), tb/ (TensorBoard),
-checkpoint/ (weights, optimizer, scheduler, prompt statistics, RNG states, step; replaced
-atomically every `checkpoint_every` steps), final/ (the trained model) and summary.json.
+checkpoint/ (weights, optimizer, scheduler, prompt statistics, RNG states, step, and a
+manifest of sizes + sha256 written last; replaced atomically every `checkpoint_every` steps,
+the previous one kept as checkpoint.prev/ for fallback: dynamo/checkpoint.py), final/ (the
+trained model) and summary.json.
 A killed run restarted with the same arguments continues from its last checkpoint and, on
 CPU with the same thread count, ends with the same weights and metrics as an uninterrupted one.
 """
