@@ -146,7 +146,7 @@ def test_snakemake_dry_run_fails_before_any_job_for_every_bad_config(tmp_path):
         path = tmp_path / "bad" / f"{name}.yaml"
         path.write_text(text + "\n")
         cmd = [sys.executable, "-m", "snakemake", "-n", "results/table1.csv", "--configfile", str(path)]
-        out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
         return name, message, out.returncode, out.stdout + out.stderr
 
     with ThreadPoolExecutor(max_workers=2) as pool:
