@@ -33,12 +33,18 @@ RECOVER_HINT = (
 )
 
 
-def write_manifest(ckpt_dir: str | Path, step: int) -> None:
-    """Record size + sha256 of every file under `ckpt_dir`; call after every other file is written."""
+def write_manifest(ckpt_dir: str | Path, step: int, *, hashes: bool = True) -> None:
+    """Record size (+ sha256) of every file under `ckpt_dir`; call after every other file is written.
+
+    hashes=False (sizes only) is for the OpenRLHF engine's DeepSpeed checkpoints, whose optimizer
+    shards are too large to hash at every start; a truncated file is still caught by its size."""
     root = Path(ckpt_dir)
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
-        files[path.relative_to(root).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        entry: dict[str, Any] = {"size": path.stat().st_size}
+        if hashes:
+            entry["sha256"] = file_sha256(path)
+        files[path.relative_to(root).as_posix()] = entry
     write_json_atomic(root / MANIFEST, {"format": FORMAT, "step": step, "files": files})
 
 
@@ -60,7 +66,7 @@ def verify(ckpt_dir: str | Path) -> tuple[int | None, str | None]:
         size = path.stat().st_size
         if size != expected["size"]:
             return None, f"{path} is damaged ({size} bytes, expected {expected['size']})"
-        if file_sha256(path) != expected["sha256"]:
+        if "sha256" in expected and file_sha256(path) != expected["sha256"]:
             return None, f"{path} is damaged (its sha256 differs from the manifest)"
     return step, None
 

@@ -176,6 +176,31 @@ def test_openrlhf_run_refuses_a_changed_field_and_clears_ckpt_with_fresh(tmp_pat
     assert launched == [1e-6, 1e-6, 2e-6] and not (run_dir / "ckpt").exists()
 
 
+def test_openrlhf_finished_ckpt_is_verified_by_size_before_launch(tmp_path, capsys, monkeypatch):
+    from dynamo.engines.openrlhf import launcher
+
+    run_dir = tmp_path / "run"
+    shard = run_dir / "ckpt" / "_actor" / "global_step10" / "mp_rank_00_model_states.pt"
+
+    def fake_launch(cfg, *a, **k):  # what a finished OpenRLHF run leaves behind
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        shard.write_bytes(b"weights" * 100)
+        launched.append(1)
+        return 0
+
+    launched: list[int] = []
+    monkeypatch.setattr(launcher, "launch", fake_launch)
+    configs = [ROOT / "config" / "config.yaml", ROOT / "config" / "experiments" / "qwen2.5-math-7b.yaml"]
+    argv = ["train", "--config", *map(str, configs), "--method", "dynamo", "--seed", "1", "--out", str(run_dir)]
+    assert cli.main(argv) == 0 and (run_dir / "ckpt" / "manifest.json").exists()
+    shard.write_bytes(b"weights")  # truncated
+    assert cli.main(argv) == 1 and launched == [1]
+    err = capsys.readouterr().err
+    assert "mp_rank_00_model_states.pt is damaged (7 bytes, expected 700)" in err and "--fresh" in err
+    assert cli.main([*argv, "--fresh"]) == 0 and launched == [1, 1]
+    assert (run_dir / "fingerprint.json").exists()
+
+
 # -- damaged checkpoints and metrics (local engine) -------------------------------------------
 
 

@@ -60,13 +60,22 @@ def run(args: argparse.Namespace) -> int:
             + (["--engine", args.engine] if args.engine else [])
         )
         fingerprint = compute(cfg, args.method, args.seed, base_model, engine)
+        if engine == "openrlhf":
+            _check_openrlhf_ckpt(Path(args.out), fresh=fresh)
         status = prepare_run(args.out, fingerprint, fresh=fresh, command=command)
         if status == "restarted":
             print(f"[dynamo train] {args.out}: setup changed, --fresh: retraining from step 0", file=sys.stderr)
     if engine == "openrlhf":
         from dynamo.engines.openrlhf.launcher import launch
 
-        return launch(cfg, args.method, args.seed, args.out, dry_run=args.dry_run, base_model=args.base_model)
+        if args.dry_run:
+            return launch(cfg, args.method, args.seed, args.out, dry_run=True, base_model=args.base_model)
+        rc = launch(cfg, args.method, args.seed, args.out, dry_run=False, base_model=args.base_model)
+        if rc == 0 and (Path(args.out) / "ckpt").is_dir():
+            from dynamo.checkpoint import write_manifest
+
+            write_manifest(Path(args.out) / "ckpt", step=-1, hashes=False)
+        return rc
     return train_local(
         cfg,
         method.name,
@@ -77,6 +86,27 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         fresh=fresh,
     )
+
+
+def _check_openrlhf_ckpt(run_dir: Path, *, fresh: bool) -> None:
+    """A finished OpenRLHF run's ckpt/ has a sizes manifest (written after it ended): verify it before
+    OpenRLHF loads it, so a truncated DeepSpeed file is named here instead of failing inside DeepSpeed.
+    The manifest is removed before the launch: OpenRLHF rewrites ckpt/ while it runs."""
+    from dynamo.checkpoint import MANIFEST, RECOVER_HINT, verify
+    from dynamo.errors import UserError
+    from dynamo.fingerprint import clear_run
+
+    ckpt = run_dir / "ckpt"
+    if not (ckpt / MANIFEST).is_file():
+        return
+    _, problem = verify(ckpt)
+    if problem and fresh:
+        print(f"[dynamo train] {problem}; --fresh: retraining from step 0", file=sys.stderr)
+        clear_run(run_dir)
+        return
+    if problem:
+        raise UserError(f"{run_dir}: damaged checkpoint: {problem}. To recover, {RECOVER_HINT}.")
+    (ckpt / MANIFEST).unlink()
 
 
 def train_local(
