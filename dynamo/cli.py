@@ -11,6 +11,13 @@ import argparse
 import importlib
 import sys
 
+from dynamo.errors import UserError
+
+# Errors that mean "the input is wrong" rather than "the code is wrong": printed as one line.
+# ValueError covers bad values and formats (config checks, BenchmarkFormatError, JSON, YAML via
+# its own class below, Hugging Face's bad repo ids); OSError covers missing/unreadable files.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, OSError)
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-task": (
@@ -43,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # anywhere on the line: show the traceback of a user error
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.parse_args(argv)  # prints help / the error for an unknown command
         return 2
@@ -51,7 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"dynamo {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except Exception as err:
+        if debug or not _is_user_error(err):
+            raise
+        print(f"dynamo {argv[0]}: error: {_one_line(err)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _is_user_error(err: BaseException) -> bool:
+    if isinstance(err, USER_ERRORS):
+        return True
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(err, yaml.YAMLError)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, UnicodeDecodeError):
+        return "a file is not UTF-8 text (binary or damaged?)"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from dynamo.methods import all_methods, apply_overrides, get_method
+from dynamo.methods import get_method
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -40,9 +39,9 @@ class ModelConfig:
     build_tiny: bool = _f(
         True, "Build the tiny character-level model (at models/<experiment>/init) instead of loading `path`."
     )
-    tiny_layers: int = _f(2, "Tiny model: transformer layers.", minimum=1)
-    tiny_hidden: int = _f(128, "Tiny model: hidden size.", minimum=8)
-    tiny_heads: int = _f(4, "Tiny model: attention heads.", minimum=1)
+    tiny_layers: int = _f(2, "Tiny model: transformer layers.", minimum=1, maximum=128)
+    tiny_hidden: int = _f(128, "Tiny model: hidden size.", minimum=8, maximum=16384)
+    tiny_heads: int = _f(4, "Tiny model: attention heads.", minimum=1, maximum=256)
     dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "Training dtype of the policy.")
 
 
@@ -51,9 +50,13 @@ class WarmstartConfig:
     enabled: bool = _f(
         True, "Run a short supervised warm start on the task's SFT file before RL (embedded default)."
     )
-    steps: int = _f(3000, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1)
-    lr: float = _f(1.5e-3, "Warm-start peak learning rate (warm-up, then cosine decay).", exclusiveMinimum=0)
-    batch_size: int = _f(32, "Warm-start batch size (sequences).", minimum=1)
+    steps: int = _f(
+        3000, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1, maximum=10**7
+    )
+    lr: float = _f(
+        1.5e-3, "Warm-start peak learning rate (warm-up, then cosine decay).", exclusiveMinimum=0, maximum=1
+    )
+    batch_size: int = _f(32, "Warm-start batch size (sequences).", minimum=1, maximum=65536)
 
 
 @dataclass(frozen=True)
@@ -66,36 +69,50 @@ class DataConfig:
         "task=prompts: the RL prompt pool, a local JSONL/JSON/parquet file (local engine) or a hub dataset id "
         "(openrlhf engine). task=arithmetic: ignored, the pool is generated at data/<experiment>/train.jsonl.",
     )
-    seed: int = _f(0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0)
-    pool_size: int = _f(
-        256, "Arithmetic task: problems in the training pool (small enough that prompts recur).", minimum=1
+    seed: int = _f(
+        0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0, maximum=2**32 - 1
     )
-    eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", minimum=1)
+    pool_size: int = _f(
+        256,
+        "Arithmetic task: problems in the training pool (small enough that prompts recur).",
+        minimum=1,
+        maximum=10**7,
+    )
+    eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", minimum=1, maximum=10**6)
     template: str = _f("{problem}=", "Prompt template; {problem} is replaced by the problem text.")
     use_chat_template: bool = _f(False, "Wrap the prompt with the tokenizer's chat template (Qwen2.5-Math: true).")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(60, "RL steps (one rollout batch each).", minimum=1)
-    prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1)
-    rollouts_per_prompt: int = _f(8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1)
-    mini_batch_prompts: int = _f(8, "Prompts per optimiser mini-batch (paper: 32).", minimum=1)
+    steps: int = _f(60, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
+    prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
+    rollouts_per_prompt: int = _f(
+        8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
+    )
+    mini_batch_prompts: int = _f(8, "Prompts per optimiser mini-batch (paper: 32).", minimum=1, maximum=65536)
     micro_batch_sequences: int = _f(
-        128, "Sequences per forward/backward micro-batch (memory only, gradients accumulate).", minimum=1
+        128,
+        "Sequences per forward/backward micro-batch (memory only, gradients accumulate).",
+        minimum=1,
+        maximum=10**6,
     )
-    ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1)
-    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0)
-    warmup_steps: int = _f(0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0)
-    weight_decay: float = _f(0.0, "AdamW weight decay (paper: 0.1).", minimum=0)
+    ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1, maximum=100)
+    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
+    warmup_steps: int = _f(
+        0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0, maximum=10**6
+    )
+    weight_decay: float = _f(0.0, "AdamW weight decay (paper: 0.1).", minimum=0, maximum=10)
     grad_clip: float = _f(1.0, "Gradient-norm clip (paper: 1.0).", exclusiveMinimum=0)
-    temperature: float = _f(1.0, "Rollout sampling temperature (paper: 1.0).", exclusiveMinimum=0)
+    temperature: float = _f(1.0, "Rollout sampling temperature (paper: 1.0).", exclusiveMinimum=0, maximum=100)
     top_p: float = _f(1.0, "Rollout nucleus sampling top_p (paper: 1.0).", exclusiveMinimum=0, maximum=1)
-    max_new_tokens: int = _f(16, "Longest response in tokens.", minimum=1)
+    max_new_tokens: int = _f(16, "Longest response in tokens.", minimum=1, maximum=10**6)
     checkpoint_every: int = _f(
-        10, "Write a resumable checkpoint every this many steps (and at the end).", minimum=1
+        10, "Write a resumable checkpoint every this many steps (and at the end).", minimum=1, maximum=10**6
     )
-    threads: int = _f(1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1)
+    threads: int = _f(
+        1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1, maximum=4096
+    )
 
 
 @dataclass(frozen=True)
@@ -104,21 +121,25 @@ class EvalConfig:
         ["arith-easy", "arith-medium", "arith-hard"],
         "Benchmarks to evaluate: registry names, or NAME=PATH to read a local file.",
     )
-    samples: int = _f(8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", minimum=1)
-    temperature: float = _f(1.0, "Sampling temperature at evaluation.", exclusiveMinimum=0)
+    samples: int = _f(
+        8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", minimum=1, maximum=4096
+    )
+    temperature: float = _f(1.0, "Sampling temperature at evaluation.", exclusiveMinimum=0, maximum=100)
     top_p: float = _f(1.0, "Nucleus sampling top_p at evaluation.", exclusiveMinimum=0, maximum=1)
-    max_new_tokens: int = _f(16, "Longest evaluated response in tokens.", minimum=1)
+    max_new_tokens: int = _f(16, "Longest evaluated response in tokens.", minimum=1, maximum=10**6)
     backend: Literal["hf", "vllm"] = _f("hf", "Generation backend: hf (CPU/GPU) or vllm (GPU).")
-    batch_size: int = _f(256, "Sequences per generation batch.", minimum=1)
-    limit: int = _f(0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0)
+    batch_size: int = _f(256, "Sequences per generation batch.", minimum=1, maximum=10**6)
+    limit: int = _f(
+        0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0, maximum=10**7
+    )
 
 
 @dataclass(frozen=True)
 class RuleResources:
-    threads: int = _f(1, "Threads (CPU cores) for the rule.", minimum=1)
-    gpus: int = _f(0, "GPUs for the rule (Slurm: --gpus).", minimum=0)
-    mem_mb: int = _f(2000, "Memory in MB.", minimum=1)
-    runtime: int = _f(30, "Wall-time limit in minutes.", minimum=1)
+    threads: int = _f(1, "Threads (CPU cores) for the rule.", minimum=1, maximum=4096)
+    gpus: int = _f(0, "GPUs for the rule (Slurm: --gpus).", minimum=0, maximum=4096)
+    mem_mb: int = _f(2000, "Memory in MB.", minimum=1, maximum=10**8)
+    runtime: int = _f(30, "Wall-time limit in minutes.", minimum=1, maximum=10**6)
 
 
 @dataclass(frozen=True)
@@ -172,7 +193,9 @@ class ExperimentConfig:
         ["dynamo", "dynamo-nocomp", "dynamo-nostab", "dynamo-nomod", "dynamo-uniform"],
         "Methods for table 2 (ablations), by registered name.",
     )
-    seeds: list[int] = _f([1, 2, 3], "Seeds; every method runs once per seed.")
+    seeds: list[int] = _f(
+        [1, 2, 3], "Seeds; every method runs once per seed.", items={"minimum": 0, "maximum": 2**32 - 1}
+    )
     method_overrides: dict[str, Any] = _f({}, "Per-method overrides, e.g. {dynamo: {loss: {eps_high: 0.28}}}.")
     model: ModelConfig = _f(ModelConfig(), "Base model.")
     warmstart: WarmstartConfig = _f(WarmstartConfig(), "Supervised warm start (embedded default).")
@@ -183,6 +206,12 @@ class ExperimentConfig:
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
     logger: LoggerConfig = _f(LoggerConfig(), "Experiment trackers beside metrics.jsonl and TensorBoard.")
     report: ReportConfig = _f(ReportConfig(), "Results tables.")
+    fresh_runs: bool = _f(
+        False,
+        "Retrain from step 0 any run whose checkpoint was made with a different fingerprint (config, model, "
+        "data, code) or is damaged beyond fallback, instead of refusing (`dynamo train --fresh`; "
+        "docs/RESUMING.md). Once: snakemake ... --config fresh_runs=true.",
+    )
 
     def method(self, name: str):
         """The registered method `name` with this experiment's overrides applied."""
@@ -216,25 +245,54 @@ class ExperimentConfig:
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    """Build and validate an ExperimentConfig from a (possibly partial) nested dict."""
-    cfg = apply_overrides(ExperimentConfig(), data or {}, where="config")
-    _validate(cfg)
+    """Build and validate an ExperimentConfig from a (possibly partial) nested dict.
+
+    Raises ConfigError (a ValueError) listing every problem, one line each (dynamo.validation)."""
+    from dynamo.validation import ConfigError, config_problems
+
+    cfg, problems, _ = config_problems(data or {})
+    if problems:
+        raise ConfigError(problems)
     return cfg
+
+
+def read_config_files(paths: list[str | Path] | tuple[str | Path, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Merge YAML files left to right (later wins, nested mappings merged): (merged dict, file problems).
+
+    An empty file is a problem (it silently meant "defaults" before), as are unreadable or non-YAML files."""
+    from dynamo.validation import empty_file_problem
+
+    merged: dict[str, Any] = {}
+    problems: list[str] = []
+    for path in paths:
+        try:
+            with open(path) as fh:
+                data = yaml.safe_load(fh)
+        except OSError as err:
+            problems.append(f"{path}: {err.strerror or err}")
+            continue
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            problems.append(f"{path}: not valid YAML ({' '.join(str(err).split())})")
+            continue
+        problem = empty_file_problem(path, data)
+        if problem:
+            problems.append(problem)
+            continue
+        merged = _deep_merge(merged, data)
+    return merged, problems
 
 
 def load_config(*paths: str | Path) -> ExperimentConfig:
     """Merge YAML files left to right (later wins, nested mappings merged) into a validated config."""
-    merged: dict[str, Any] = {}
-    for path in paths:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
-        merged = _deep_merge(merged, data)
+    from dynamo.validation import ConfigError
+
+    merged, problems = read_config_files(paths)
+    if problems:
+        raise ConfigError(problems)
     try:
         return config_from_dict(merged)
-    except ValueError as err:
-        raise ValueError(f"{', '.join(map(str, paths))}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError([f"{', '.join(map(str, paths))}: {p}" for p in err.problems]) from None
 
 
 def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -244,65 +302,6 @@ def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
-
-
-def _validate(cfg: ExperimentConfig) -> None:
-    """Cross-field checks that a schema cannot express; every message names the field."""
-    _check_bounds(cfg, "config")
-    known = all_methods()
-    for key in ("methods", "ablation_methods"):
-        for name in getattr(cfg, key):
-            if name not in known:
-                get_method(name)  # raises with the list of known methods
-    for name, overrides in cfg.method_overrides.items():
-        if name not in known:
-            raise ValueError(f"method_overrides.{name}: unknown method; known: {', '.join(sorted(known))}")
-        get_method(name, overrides)
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {cfg.seeds}")
-    t = cfg.train
-    if t.mini_batch_prompts > t.prompts_per_step:
-        raise ValueError(
-            f"train.mini_batch_prompts ({t.mini_batch_prompts}) > train.prompts_per_step ({t.prompts_per_step})"
-        )
-    from dynamo.core.allocation import check_allocation_feasible
-
-    budget = t.prompts_per_step * t.rollouts_per_prompt
-    for name in {*cfg.methods, *cfg.ablation_methods}:
-        spec = cfg.method(name)
-        if spec.allocation.kind == "dynamo":
-            n_low, n_high = spec.allocation.bounds(t.rollouts_per_prompt)
-            try:
-                check_allocation_feasible(t.prompts_per_step, budget, n_low, n_high, min_group=2)
-            except ValueError as err:
-                raise ValueError(f"method {name}: {err}") from None
-    if cfg.data.task == "prompts" and not cfg.data.train_path:
-        raise ValueError("data.train_path is required when data.task is 'prompts'")
-    if not cfg.model.build_tiny and not cfg.model.path:
-        raise ValueError("model.path is required when model.build_tiny is false")
-    if cfg.engine == "openrlhf":
-        from dynamo.engines.openrlhf.launcher import validate
-
-        validate(cfg)  # the openrlhf section, batch divisibility, every method expressible
-
-
-def _check_bounds(obj: Any, where: str) -> None:
-    """Apply the schema bounds (minimum, maximum, exclusiveMinimum, pattern) stored in field metadata."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            _check_bounds(value, f"{where}.{f.name}")
-            continue
-        meta = f.metadata
-        name = f"{where}.{f.name}"
-        if "minimum" in meta and value < meta["minimum"]:
-            raise ValueError(f"{name} must be >= {meta['minimum']}, got {value}")
-        if "maximum" in meta and value > meta["maximum"]:
-            raise ValueError(f"{name} must be <= {meta['maximum']}, got {value}")
-        if "exclusiveMinimum" in meta and value <= meta["exclusiveMinimum"]:
-            raise ValueError(f"{name} must be > {meta['exclusiveMinimum']}, got {value}")
-        if "pattern" in meta and not re.match(meta["pattern"], value):
-            raise ValueError(f"{name} must match {meta['pattern']}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,7 +327,7 @@ def json_schema(cls: type = ExperimentConfig) -> dict[str, Any]:
 
 def _field_schema(hint: Any, f: dataclasses.Field) -> dict[str, Any]:
     help_text = f.metadata.get("help", "")
-    bounds = {k: v for k, v in f.metadata.items() if k != "help"}
+    bounds = {k: v for k, v in f.metadata.items() if k not in ("help", "items")}
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     if dataclasses.is_dataclass(hint):
         return {**json_schema(hint), "description": help_text, "default": {}}
@@ -338,7 +337,7 @@ def _field_schema(hint: Any, f: dataclasses.Field) -> dict[str, Any]:
     if origin is list:
         return {
             "type": "array",
-            "items": {"type": _JSON_TYPES[args[0]]},
+            "items": {"type": _JSON_TYPES[args[0]], **f.metadata.get("items", {})},
             "description": help_text,
             "default": default,
         }
@@ -363,4 +362,6 @@ if __name__ == "__main__":
     if args.write_schema:
         write_schema()
     if args.check:
-        print(load_config(*args.check))
+        from dynamo.validation import check_main
+
+        raise SystemExit(check_main(args.check))

@@ -25,5 +25,7 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The records of a JSON Lines file; a damaged line raises UserError naming the file and line."""
+    from dynamo.errors import read_jsonl_file
+
+    return read_jsonl_file(path)

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -34,18 +35,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: config train.threads)")
     p.add_argument("--dry-run", action="store_true", help="openrlhf: print the launch command and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs stay line-oriented)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="retrain from step 0 when the run's checkpoint was made with another config/model/data/code "
+        "or is damaged (default: refuse); a matching checkpoint is still resumed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(*args.config)
     method = cfg.method(args.method)  # fails with the list of known methods before any compute
     engine = args.engine or cfg.engine
+    if args.dry_run and engine != "openrlhf":
+        raise SystemExit("--dry-run applies to the openrlhf engine only")
+    fresh = args.fresh or cfg.fresh_runs
+    if not args.dry_run:
+        # Before any compute: a checkpoint made with another setup is refused (or cleared with --fresh).
+        from dynamo.fingerprint import compute, prepare_run
+
+        base_model = args.base_model or cfg.base_model_path
+        command = shlex.join(
+            ["dynamo", "train", "--config", *args.config, "--method", args.method, "--seed", str(args.seed)]
+            + ["--out", args.out, *(["--base-model", args.base_model] if args.base_model else [])]
+            + (["--engine", args.engine] if args.engine else [])
+        )
+        fingerprint = compute(cfg, args.method, args.seed, base_model, engine)
+        if engine == "openrlhf":
+            _check_openrlhf_ckpt(Path(args.out), fresh=fresh)
+        status = prepare_run(args.out, fingerprint, fresh=fresh, command=command)
+        if status == "restarted":
+            print(f"[dynamo train] {args.out}: setup changed, --fresh: retraining from step 0", file=sys.stderr)
     if engine == "openrlhf":
         from dynamo.engines.openrlhf.launcher import launch
 
-        return launch(cfg, args.method, args.seed, args.out, dry_run=args.dry_run, base_model=args.base_model)
-    if args.dry_run:
-        raise SystemExit("--dry-run applies to the openrlhf engine only")
+        if args.dry_run:
+            return launch(cfg, args.method, args.seed, args.out, dry_run=True, base_model=args.base_model)
+        rc = launch(cfg, args.method, args.seed, args.out, dry_run=False, base_model=args.base_model)
+        if rc == 0 and (Path(args.out) / "ckpt").is_dir():
+            from dynamo.checkpoint import write_manifest
+
+            write_manifest(Path(args.out) / "ckpt", step=-1, hashes=False)
+        return rc
     return train_local(
         cfg,
         method.name,
@@ -54,7 +85,29 @@ def run(args: argparse.Namespace) -> int:
         args.base_model or cfg.base_model_path,
         threads=args.threads,
         show_progress=not args.no_progress,
+        fresh=fresh,
     )
+
+
+def _check_openrlhf_ckpt(run_dir: Path, *, fresh: bool) -> None:
+    """A finished OpenRLHF run's ckpt/ has a sizes manifest (written after it ended): verify it before
+    OpenRLHF loads it, so a truncated DeepSpeed file is named here instead of failing inside DeepSpeed.
+    The manifest is removed before the launch: OpenRLHF rewrites ckpt/ while it runs."""
+    from dynamo.checkpoint import MANIFEST, RECOVER_HINT, verify
+    from dynamo.errors import UserError
+    from dynamo.fingerprint import clear_run
+
+    ckpt = run_dir / "ckpt"
+    if not (ckpt / MANIFEST).is_file():
+        return
+    _, problem = verify(ckpt)
+    if problem and fresh:
+        print(f"[dynamo train] {problem}; --fresh: retraining from step 0", file=sys.stderr)
+        clear_run(run_dir)
+        return
+    if problem:
+        raise UserError(f"{run_dir}: damaged checkpoint: {problem}. To recover, {RECOVER_HINT}.")
+    (ckpt / MANIFEST).unlink()
 
 
 def train_local(
@@ -66,6 +119,7 @@ def train_local(
     *,
     threads: int | None = None,
     show_progress: bool = True,
+    fresh: bool = False,
 ) -> int:
     from transformers import AutoTokenizer
 
@@ -78,6 +132,7 @@ def train_local(
     trainer = LocalTrainer(
         cfg, method, seed, out, base_model, problems, threads=threads, show_progress=show_progress
     )
+    trainer.fresh_if_damaged = fresh
     result = trainer.train()
     trainer.save_final()
     summary = {

@@ -203,6 +203,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dynamo.errors import UserError
+    from dynamo.validation import path_problem
+
+    # Before any download or compute: a local model path that does not exist (else HF calls it a bad repo id).
+    problem = path_problem("--model", str(args.model), hub_allowed=True, what="model directory")
+    if problem:
+        raise UserError(problem)
     evaluate(
         args.model,
         parse_benchmark_items(args.benchmarks),

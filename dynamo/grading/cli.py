@@ -22,19 +22,22 @@ ANSWER_KEYS = ("answer", "answers", "gold")
 
 def read_items(path: Path) -> list[dict]:
     items = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SystemExit(f"{path}, line {lineno}: invalid JSON ({err.msg})") from None
-            if not isinstance(item, dict) or "response" not in item:
-                raise SystemExit(f"{path}, line {lineno}, field 'response': missing")
-            if not any(k in item for k in ANSWER_KEYS):
-                raise SystemExit(f"{path}, line {lineno}, field 'answer': missing")
-            items.append(item)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SystemExit(f"{path}: not a UTF-8 text file (binary or damaged?)") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"{path}, line {lineno}: invalid JSON ({err.msg})") from None
+        if not isinstance(item, dict) or "response" not in item:
+            raise SystemExit(f"{path}, line {lineno}, field 'response': missing")
+        if not any(k in item for k in ANSWER_KEYS):
+            raise SystemExit(f"{path}, line {lineno}, field 'answer': missing")
+        items.append(item)
     return items
 
 

@@ -36,7 +36,9 @@ reference hit its 5 s parse timeout may not time out here.
 from __future__ import annotations
 
 import itertools
+import math
 import re
+import signal
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -169,8 +171,11 @@ Hit = tuple[Any, str, Any]
 class Grader:
     """math-verify grading with memoised extraction and verification (one per worker process)."""
 
-    def __init__(self, soft_timeout: int | None = SOFT_TIMEOUT_S, cache_size: int = 50_000) -> None:
+    def __init__(self, soft_timeout: float | None = SOFT_TIMEOUT_S, cache_size: int = 50_000) -> None:
+        # One time budget per graded response (parse + verify together), math-verify's 5 s by
+        # default: math-verify's own bound applies per phase, so one response could take 2 x 5 s.
         self.soft_timeout = soft_timeout
+        self._in_budget = False
         self.targets = (LatexExtractionConfig(), ExprExtractionConfig())
         # Same pattern list and priority grouping as math_verify.parser.extract_target_from_pred.
         all_patterns = [
@@ -195,6 +200,8 @@ class Grader:
                 value = parse_latex_cached(normalized)
                 if percent:
                     value = convert_to_pct(value)
+            except TimeoutException:
+                raise  # the response's time budget ran out: not a failed parse, and not cached
             except Exception:
                 value = None
             hit = (value,)  # boxed so that a failed parse (None) is cached too
@@ -272,10 +279,13 @@ class Grader:
         """`parse(text)` as an Extraction; errors and timeouts give an empty one with `failure` set."""
         if not may_extract(text):
             return _EMPTY
-        scan = self._scan if not self.soft_timeout else mv_timeout(self.soft_timeout)(self._scan)
+        bounded = self.soft_timeout and not self._in_budget
+        scan = mv_timeout(int(math.ceil(self.soft_timeout)))(self._scan) if bounded else self._scan
         try:
             return scan(text)
         except TimeoutException:
+            if self._in_budget:
+                raise  # ends the whole grade (see _within_budget)
             return Extraction(items=(), key=None, text=None, failure="timeout")
         except Exception:  # parse() returns [] on any error; we also count it
             return Extraction(items=(), key=None, text=None, failure="error")
@@ -303,11 +313,14 @@ class Grader:
         if all(isinstance(x, Rational) for x in sym_golds + sym_preds):
             return any(g == t for g, t in itertools.product(sym_golds, sym_preds)), None
         failure = None
+        per_call = None if self._in_budget or not self.soft_timeout else int(math.ceil(self.soft_timeout))
         for g, t in itertools.product(sym_golds, sym_preds):
             try:
-                if verify(g, t, timeout_seconds=self.soft_timeout, raise_on_error=True):
+                if verify(g, t, timeout_seconds=per_call, raise_on_error=True):
                     return True, None
             except TimeoutException:
+                if self._in_budget:
+                    raise
                 failure = "timeout"
             except Exception:  # verify() would log and return False for this pair
                 failure = "error"
@@ -327,8 +340,43 @@ class Grader:
 
     # ----------------------------------------------------------------- public
     def grade(self, response: str, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None]:
-        """(correct, extracted answer, failure kind or None) for one response."""
-        return self._grade(self.extract(response), golds)
+        """(correct, extracted answer, failure kind or None) for one response, within one time budget."""
+        return self._within_budget(lambda: self._grade(self.extract(response), golds))
+
+    def _within_budget(self, work):
+        """Run `work` with a single SIGALRM deadline of `soft_timeout` seconds for every phase
+        (extraction, gold parse, verification); past it the grade is (False, None, "timeout").
+
+        The timer repeats every 0.1 s after the deadline, so a TimeoutException (a BaseException)
+        swallowed by a bare `except` deep in sympy cannot leave the grade unbounded. Needs the
+        main thread (the grading workers); elsewhere, or with no budget, the per-phase bounds apply."""
+        import threading
+
+        if not self.soft_timeout or self._in_budget or threading.current_thread() is not threading.main_thread():
+            return work()
+
+        armed = [True]  # cleared before the timer is cancelled, so a late tick cannot escape
+
+        def expire(signum, frame):
+            if armed[0]:
+                raise TimeoutException("grading time budget exceeded")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        self._in_budget = True
+        signal.setitimer(signal.ITIMER_REAL, float(self.soft_timeout), 0.1)
+        try:
+            try:
+                return work()
+            finally:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except TimeoutException:
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return False, None, "timeout"
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            self._in_budget = False
 
     def grade_answer(self, answer: str, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None] | None:
         """`grade` of a response whose `text.boxed_answer` is `answer`, or None: grade it in full.
@@ -337,10 +385,15 @@ class Grader:
         box, i.e. from a match in the boxed priority group (see `dynamo.grading.text`); a box
         that does not parse (or a timeout) sends the caller back to the full response.
         """
-        pred = self.extract(boxed(answer))
-        if pred.failure is not None or pred.priority != BOXED_PRIORITY:
-            return None
-        return self._grade(pred, golds)
+
+        def work():
+            pred = self.extract(boxed(answer))
+            if pred.failure is not None or pred.priority != BOXED_PRIORITY:
+                return None
+            return self._grade(pred, golds)
+
+        # A timeout here is final (False, None, "timeout"): the response has had its budget.
+        return self._within_budget(work)
 
     def _grade(self, pred: Extraction, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None]:
         failure = pred.failure

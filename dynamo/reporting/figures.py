@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dynamo import metrics_names as M
-from dynamo.io import read_jsonl
+from dynamo.errors import read_json_file
 
 CURVES = [
     (M.ACCURACY, "training accuracy"),
@@ -28,12 +28,21 @@ def load_curves(runs_root: Path, method: str, seeds: list[int], key: str) -> tup
     """(steps, values[seed, step]) over the steps every seed logged; None when no seed logged `key`."""
     series = []
     for seed in seeds:
-        rows = read_jsonl(runs_root / method / f"seed{seed}" / "metrics.jsonl")
+        rows = _run_metrics(runs_root / method / f"seed{seed}")
         series.append({r["step"]: r[key] for r in rows if key in r})
     common = sorted(set.intersection(*(set(s) for s in series))) if series else []
     if not common:
         return None
     return np.array(common), np.array([[s[step] for step in common] for s in series])
+
+
+def _run_metrics(run: Path) -> list[dict]:
+    """metrics.jsonl of a run; a damaged or cut-short file (fewer steps than summary.json says) is named."""
+    from dynamo.checkpoint import require_complete_metrics
+
+    summary = run / "summary.json"
+    steps = read_json_file(summary).get("steps") if summary.exists() else None
+    return require_complete_metrics(run / "metrics.jsonl", steps)
 
 
 def _plot_grid(runs_root: Path, methods: list[str], seeds: list[int], panels: list[tuple[str, str]], path: Path):

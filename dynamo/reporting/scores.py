@@ -12,13 +12,13 @@ gets NaN costs). The tables in results/ are derived from this file (dynamo.repor
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
 import pandas as pd
 
+from dynamo.errors import read_json_file
 from dynamo.io import read_jsonl, write_text_atomic
 
 METRIC = "pass_at_k"  # Pass@k for every k = 1..n in scores.json; Pass@1 is the row with k = 1
@@ -90,7 +90,7 @@ def collect_scores(
         for seed in seeds:
             run = runs_root / method / f"seed{seed}"
             summary_path = run / "summary.json"
-            summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+            summary = read_json_file(summary_path) if summary_path.exists() else {}
             commit = summary.get("git_commit")
             if not commit or commit == "unknown":
                 fallback_commit = fallback_commit or code_version()
@@ -100,7 +100,7 @@ def collect_scores(
                 path = run / "eval" / bench / "scores.json"
                 if not path.exists():
                     raise FileNotFoundError(f"missing score file {path} (has this run been evaluated?)")
-                s = json.loads(path.read_text())
+                s = read_json_file(path)
                 n = int(s["samples_per_problem"])
                 for k, value in sorted(s["pass_at_k"].items(), key=lambda kv: int(kv[0])):
                     rows.append(

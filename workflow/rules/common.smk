@@ -6,10 +6,23 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from dynamo.config import config_from_dict
+from dynamo.config import config_from_dict, read_config_files
+from dynamo.validation import ConfigError, config_problems
 
+# `--config fresh_runs=true` arrives as a string.
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+if str(config.get("fresh_runs")).lower() in _BOOL_WORDS:
+    config["fresh_runs"] = _BOOL_WORDS[str(config["fresh_runs"]).lower()]
+# Every problem at once, one line each, before any job (the schema below is a second net).
+_problems = read_config_files(workflow.configfiles)[1]
+_problems += config_problems(config)[1] if not _problems else []
+if _problems:
+    raise ConfigError(_problems)
 validate(config, "../schemas/config.schema.yaml")
 CFG = config_from_dict(config)
+# fresh_runs is a one-off instruction, not part of the experiment: kept out of the resolved config
+# and passed to the train rule as a flag (see train.smk) so that toggling it reruns no job.
+RESOLVED_CONFIG = {k: v for k, v in dataclasses.asdict(CFG).items() if k != "fresh_runs"}
 EXP = CFG.experiment
 RUN = f"runs/{EXP}/{{method}}/seed{{seed}}"
 TASK = CFG.task_dir
@@ -74,3 +87,13 @@ def runs_root(path):
     """runs/<experiment> from any file below runs/<experiment>/<method>/seed<s>/."""
     parts = Path(path).parts
     return str(Path(*parts[: parts.index("runs") + 2]))
+
+
+def train_setup(method):
+    """What decides a training run's result, as one deterministic string (the train rule's params)."""
+    import json
+
+    sections = {k: dataclasses.asdict(getattr(CFG, k)) for k in ("train", "data", "model", "warmstart")}
+    sections["train"].pop("threads")
+    sections["train"].pop("checkpoint_every")
+    return json.dumps({"method": CFG.method(method).to_dict(), "engine": CFG.engine, **sections}, sort_keys=True)

@@ -7,7 +7,7 @@ rule resolved_config:
     log:
         f"logs/{EXP}/resolved_config.log",
     params:
-        resolved=dataclasses.asdict(CFG),
+        resolved=RESOLVED_CONFIG,
     run:
         from dynamo.io import write_text_atomic
 

@@ -16,6 +16,14 @@ rule train:
     params:
         run_dir=RUN,
         base_model=lambda w, input: input.model or CFG.base_model_path,
+        # Not used by the command: recorded so that a changed method spec or training setting
+        # reruns the job (params are a default rerun trigger); the job then refuses or retrains
+        # (dynamo/fingerprint.py, docs/RESUMING.md).
+        setup=lambda w: train_setup(w.method),
+        # --config fresh_runs=true: retrain runs whose checkpoint no longer matches. A function of
+        # `input` on purpose: Snakemake leaves params derived from input out of its rerun trigger,
+        # so toggling the flag does not rerun every training job.
+        fresh=lambda w, input: "--fresh" if CFG.fresh_runs else "",
     threads: CFG.resources.train.threads
     resources:
         **resources_of("train"),
@@ -23,4 +31,4 @@ rule train:
         "../envs/dynamo.yaml"
     shell:
         "dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
-        "--out {params.run_dir} --base-model {params.base_model} --threads {threads} > {log} 2>&1"
+        "--out {params.run_dir} --base-model {params.base_model} --threads {threads} {params.fresh} > {log} 2>&1"

@@ -26,8 +26,10 @@ accumulated over micro-batches with weights that make it equal to the loss of th
 mini-batch (token-mean: by token counts; seq-mean-token-mean: by sequence counts).
 
 A run writes to its run directory: metrics.jsonl (one line per step), tb/ (TensorBoard),
-checkpoint/ (weights, optimizer, scheduler, prompt statistics, RNG states, step; replaced
-atomically every `checkpoint_every` steps), final/ (the trained model) and summary.json.
+checkpoint/ (weights, optimizer, scheduler, prompt statistics, RNG states, step, and a
+manifest of sizes + sha256 written last; replaced atomically every `checkpoint_every` steps,
+the previous one kept as checkpoint.prev/ for fallback: dynamo/checkpoint.py), final/ (the
+trained model) and summary.json.
 A killed run restarted with the same arguments continues from its last checkpoint and, on
 CPU with the same thread count, ends with the same weights and metrics as an uninterrupted one.
 """
@@ -38,6 +40,7 @@ import dataclasses
 import json
 import random
 import shutil
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dynamo import checkpoint
 from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import sequence_advantages
@@ -59,9 +63,10 @@ from dynamo.core.window import needs_window, window_stats
 from dynamo.engines.common import OBJECTIVE_METRICS, VALID_TOKEN_MEANS, micro_loss_tokens, objective_generator
 from dynamo.engines.local.policy import token_logprobs
 from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches
+from dynamo.errors import UserError
 from dynamo.generation import hf_generate
 from dynamo.grading import grade_many
-from dynamo.io import write_json_atomic, write_text_atomic
+from dynamo.io import write_json_atomic
 from dynamo.methods import MethodSpec
 from dynamo.models import load_model_and_tokenizer, save_pretrained_atomic
 from dynamo.tasks.prompts import build_prompt
@@ -104,6 +109,9 @@ class PromptSampler:
 
 
 class LocalTrainer:
+    fresh_if_damaged = False  # --fresh: retrain from step 0 when no checkpoint is usable (else refuse)
+    resumed_from: str | None = None
+
     def __init__(
         self,
         cfg: ExperimentConfig,
@@ -376,12 +384,14 @@ class LocalTrainer:
         return {
             "steps": self.step,
             "resumed_from_checkpoint": resumed,
+            "resumed_from": self.resumed_from,
             "seconds_this_process": time.perf_counter() - started,
         }
 
     def save_checkpoint(self) -> None:
-        """Write checkpoint.tmp/ completely, then swap it in with renames (a kill leaves one valid copy)."""
-        final, tmp, old = (self.run_dir / name for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old"))
+        """Write checkpoint.tmp/ completely, its manifest last, then rotate with renames:
+        checkpoint/ -> checkpoint.prev/, checkpoint.tmp/ -> checkpoint/ (two kept; a kill leaves a valid one)."""
+        final, tmp, prev = (self.run_dir / name for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp / "model", safe_serialization=True)
         self.tokenizer.save_pretrained(tmp / "model")
@@ -399,20 +409,37 @@ class LocalTrainer:
         write_json_atomic(
             tmp / "state.json", {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()}
         )
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
+        checkpoint.write_manifest(tmp, self.step)
+        if final.exists():  # else (resumed from prev after damage) prev stays the second good one
+            shutil.rmtree(prev, ignore_errors=True)
+            final.rename(prev)
         tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.run_dir / "checkpoint.old", ignore_errors=True)  # older versions' swap name
+        checkpoint.fsync_dir(self.run_dir)
 
     def load_checkpoint(self) -> bool:
+        """Resume from the newest intact checkpoint (manifest verified), or start at step 0.
+
+        A damaged newest checkpoint falls back to the previous one, saying so; with none usable,
+        `fresh_if_damaged` (--fresh) clears the run, else UserError names the damaged file."""
         from transformers import AutoModelForCausalLM
 
-        ckpt = self.run_dir / "checkpoint"
-        if not ckpt.exists() and (self.run_dir / "checkpoint.old").exists():
-            ckpt = self.run_dir / "checkpoint.old"  # killed between the two renames
-        if not (ckpt / "state.json").exists():
+        try:
+            chosen = checkpoint.select_checkpoint(self.run_dir)
+        except UserError as err:
+            if not self.fresh_if_damaged:
+                raise
+            print(f"[dynamo train] {err}; --fresh: retraining from step 0", file=sys.stderr)
+            checkpoint.remove([self.run_dir / name for name in checkpoint.CANDIDATES])
             return False
+        for note in chosen.notes:
+            print(f"[dynamo train] skipped: {note}", file=sys.stderr)
+        checkpoint.remove(chosen.damaged)
+        if chosen.path is None:
+            return False
+        ckpt = chosen.path
+        if chosen.notes or ckpt.name != "checkpoint":
+            print(f"[dynamo train] resuming from {ckpt} (step {chosen.step})", file=sys.stderr)
         state = json.loads((ckpt / "state.json").read_text())
         loaded = AutoModelForCausalLM.from_pretrained(ckpt / "model", dtype=getattr(torch, self.cfg.model.dtype))
         self.model.load_state_dict(loaded.state_dict())
@@ -427,6 +454,7 @@ class LocalTrainer:
         self.step = int(state["step"])
         self.sampler.load(state["sampler"])
         self.stats = PromptStats.from_dict(state["stats"])
+        self.resumed_from = f"{ckpt.name} (step {self.step})"
         return True
 
     def save_final(self) -> None:
@@ -459,10 +487,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past the checkpoint's step: a resumed run redoes those steps."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    keep = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(keep) != len(lines):
-        write_text_atomic(path, "".join(line + "\n" for line in keep))
+    """Repair metrics.jsonl to its last complete line not past the checkpoint's step: a resumed run
+    redoes later steps, and a line cut by a kill (or damage) must not end up in the log."""
+    dropped = checkpoint.repair_metrics(path, step)
+    if dropped:
+        print(f"[dynamo train] {path}: dropped {dropped} line(s) past step {step} or damaged", file=sys.stderr)
