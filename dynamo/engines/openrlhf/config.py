@@ -50,7 +50,12 @@ class OpenRLHFConfig:
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
     max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
-    ray_address: str = _f("", "Ray cluster to join ('auto' inside a multi-node job); empty = start one locally.")
+    ray_address: str = _f(
+        "", "Ray cluster to join ('auto' inside a multi-node job); empty = start a private one for this run."
+    )
+    keep_tail_step: bool = _f(
+        False, "Train on the short last step of each epoch (stock OpenRLHF); default: drop it (< N prompts)."
+    )
     extra_args: list[str] = _f([], "Extra OpenRLHF flags appended verbatim; one that DynaMO sets is rejected.")
 
     @classmethod
@@ -98,6 +103,7 @@ class DynamoOptions:
     overrides: dict[str, Any] = _f({}, "Method overrides from the experiment's method_overrides.")
     max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
     run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
+    keep_tail: bool = _f(False, "Keep the short last step of an epoch (fewer than N prompts left).")
 
     def method_spec(self) -> MethodSpec:
         return get_method(self.method, self.overrides or None)

@@ -152,6 +152,8 @@ def build_command(
     cmd += ["--dynamo.max_steps", str(t.steps), "--dynamo.run_dir", str(run)]
     if o.ray_address:
         cmd += ["--dynamo.ray_address", o.ray_address]
+    if o.keep_tail_step:
+        cmd += ["--dynamo.keep_tail", "1"]
 
     cmd += [
         # model, data and reward

@@ -16,18 +16,29 @@ Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGener
   (DAPO's max_num_gen_batches); stock refills without bound.
 - `max_steps`: after that many training batches the generator reports exhaustion, which ends
   `PPOTrainer.fit` (stock runs whole episodes over the prompt set).
+- The short tail of an epoch (fewer than N prompts left, e.g. 12,000 % 512 = 224) is dropped
+  unless `keep_tail`: stock trains on it as if it were a full step (a step of fewer samples,
+  counted towards train.steps). The dropped prompts are not graded, so they leave no statistics.
+- A response without a reward (the reward function raised inside the vLLM actor) gets reward
+  and score 0, is counted in `missing_rewards` (the step's `reward/missing` metric) and logged as
+  a warning; stock would carry the None on and fail later, far from the cause.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import ray
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator, _collect_prompt_batch
 from vllm import SamplingParams
+
+from dynamo.engines.openrlhf.reward_func import EXTRA_LOG_KEYS
+
+log = logging.getLogger(__name__)
 
 
 def prompt_id(prompt: str, label: Any) -> str:
@@ -41,16 +52,26 @@ class DynamoSamplesGenerator(SamplesGenerator):
     max_refill_rounds: int
     steps_done: int
     graded: list[tuple[str, float]]
+    keep_tail: bool
+    missing_rewards: int
+    tails_dropped: int
 
     def configure(
-        self, allocate: Callable[[list[str]], list[int]], max_steps: int, max_refill_rounds: int
+        self,
+        allocate: Callable[[list[str]], list[int]],
+        max_steps: int,
+        max_refill_rounds: int,
+        keep_tail: bool = False,
     ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place)."""
         self.allocate = allocate
         self.max_steps = max_steps
         self.max_refill_rounds = max_refill_rounds
+        self.keep_tail = keep_tail
         self.steps_done = 0
         self.graded = []
+        self.missing_rewards = 0  # since the last train step (the trainer reads and resets it)
+        self.tails_dropped = 0
         self._training_call = False
 
     def generate_samples(self, **generate_kwargs):
@@ -76,6 +97,18 @@ class DynamoSamplesGenerator(SamplesGenerator):
         prompts, labels, images, exhausted = _collect_prompt_batch(dataloader_iter, num_prompts)
         if not prompts:
             return [], 0, True
+        step_prompts = self.args.rollout.batch_size
+        tail = len(prompts) % step_prompts if len(prompts) < num_prompts else 0
+        dropped = 0
+        if tail and not self.keep_tail:
+            # The epoch's tail: fewer than N prompts left for the last step. Dropped: neither generated
+            # nor counted as a step (whole steps collected with it, when vLLM batches > N, are kept).
+            self.tails_dropped += 1
+            log.info("dropping the epoch's last %d prompts (< N = %d); keep_tail keeps them", tail, step_prompts)
+            prompts, labels, images = prompts[:-tail], labels[:-tail], images[:-tail]
+            dropped = tail
+            if not prompts:
+                return [], tail, True
         ids = [prompt_id(p, lab) for p, lab in zip(prompts, labels)]
         counts = [int(c) for c in self.allocate(ids)]
         if len(counts) != len(prompts) or sum(counts) != len(prompts) * n_default or min(counts) < 1:
@@ -87,7 +120,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         # ObjectRef -> (group id, prompt id): completion order says nothing about which prompt it was.
         tags = {ref: (group, pid) for group, (ref, pid) in enumerate(zip(refs, ids))}
         next_group = len(prompts)
-        prompts_consumed = len(prompts)
+        prompts_consumed = len(prompts) + dropped
         refills_left = (self.max_refill_rounds - 1) * len(prompts) if dynamic_filtering else 0
 
         pending = list(refs)
@@ -95,13 +128,9 @@ class DynamoSamplesGenerator(SamplesGenerator):
             ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
             for ref in ready:
                 group, pid = tags.pop(ref)
-                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in ray.get(ref)]
+                responses = [self._fill_missing_reward(r) for r in ray.get(ref)]
+                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in responses]
                 for e in experiences:
-                    if e.scores is None:
-                        raise RuntimeError(
-                            "a response came back without a score: the --reward.remote_url function failed "
-                            "(see the vLLM actor logs); DynaMO's statistics need one score per response"
-                        )
                     e.dynamo_group, e.dynamo_prompt_id = group, pid
                     self.graded.append((pid, float(e.scores[0])))
 
@@ -127,6 +156,20 @@ class DynamoSamplesGenerator(SamplesGenerator):
                         pending.extend(new_refs)
 
         return accepted, prompts_consumed, exhausted
+
+    def _fill_missing_reward(self, response: dict) -> dict:
+        """Reward 0 for a response the reward function failed on (counted and logged)."""
+        if response.get("reward") is not None and response.get("scores") is not None:
+            return response
+        self.missing_rewards += 1
+        log.warning(
+            "a response came back without a reward (the --reward.remote_url function failed; see the vLLM "
+            "actor logs): scored 0 (%d so far this step)",
+            self.missing_rewards,
+        )
+        extra = {key: 0.0 for key in EXTRA_LOG_KEYS}
+        extra.update(response.get("extra_logs") or {})
+        return {**response, "reward": 0.0, "scores": 0.0, "extra_logs": extra}
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, counts=None, **generate_kwargs):
         """Stock dispatch, except that prompt i asks for counts[i] samples (stock: one n for all)."""
