@@ -43,8 +43,8 @@ def local_benchmark_files():
 
 
 def base_model_input():
-    """The base model as a pipeline input when the pipeline builds it (a hub id is no file)."""
-    return [CFG.base_model_path] if (CFG.model.build_tiny or CFG.warmstart.enabled) else []
+    """The base model as a pipeline input when the pipeline builds or stages it (a hub id is no file)."""
+    return [CFG.base_model_path] if (CFG.model.build_tiny or CFG.warmstart.enabled or STAGE.model) else []
 
 
 def resources_of(rule_name):

@@ -7,7 +7,7 @@ rule train:
     input:
         config=f"runs/{EXP}/config.yaml",
         model=base_model_input(),
-        pool=[CFG.train_pool_path] if CFG.data.task == "arithmetic" else [],
+        pool=[CFG.train_pool_path] if (CFG.data.task == "arithmetic" or STAGE.train) else [],
     output:
         final=directory(f"{RUN}/final"),
         summary=f"{RUN}/summary.json",
@@ -16,11 +16,12 @@ rule train:
     params:
         run_dir=RUN,
         base_model=lambda w, input: input.model or CFG.base_model_path,
+        offline=OFFLINE_ENV,
     threads: CFG.resources.train.threads
     resources:
         **resources_of("train"),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
+        "{params.offline}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} > {log} 2>&1"

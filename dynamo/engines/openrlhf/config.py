@@ -45,6 +45,15 @@ class OpenRLHFConfig:
     gradient_checkpointing: bool = _f(True, "Activation checkpointing in the policy (memory for time).")
     micro_train_batch_size: int = _f(4, "Sequences per GPU per forward/backward (memory only).")
     micro_rollout_batch_size: int = _f(16, "Sequences per GPU per log-prob forward when making experience.")
+    dynamic_batch: bool = _f(
+        False,
+        "Token-budgeted micro-batches (--train.dynamic_batch_enable), as the DynaMO authors ran; the "
+        "micro_*_batch_size fields are then unused. `dynamo plan` picks the budget.",
+    )
+    max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.")
+    rollout_max_tokens_per_gpu: int = _f(
+        0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training)."
+    )
     prompt_max_len: int = _f(1024, "Longest prompt in tokens; data.max_len = this + train.max_new_tokens.")
     adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
@@ -72,6 +81,7 @@ class OpenRLHFConfig:
             "vllm_tensor_parallel_size",
             "micro_train_batch_size",
             "micro_rollout_batch_size",
+            "max_tokens_per_gpu",
             "prompt_max_len",
             "max_ckpt_num",
         ]

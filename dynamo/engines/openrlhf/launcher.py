@@ -127,7 +127,7 @@ def build_command(
     n, prompts = t.rollouts_per_prompt, t.prompts_per_step
     train_batch = t.mini_batch_prompts * n
     world = o.actor_gpus
-    if train_batch % (o.micro_train_batch_size * world):
+    if not o.dynamic_batch and train_batch % (o.micro_train_batch_size * world):
         raise ValueError(
             f"train.mini_batch_prompts * n = {train_batch} samples must split into micro-batches of "
             f"openrlhf.micro_train_batch_size ({o.micro_train_batch_size}) on {world} GPUs"
@@ -249,6 +249,17 @@ def build_command(
         "--ds.attn_implementation",
         o.attn_implementation,
         *(["--ds.packing_samples"] if o.packing_samples else []),
+        *(
+            [
+                "--train.dynamic_batch_enable",
+                "--train.max_tokens_per_gpu",
+                str(o.max_tokens_per_gpu),
+                "--rollout.max_tokens_per_gpu",
+                str(o.rollout_max_tokens_per_gpu or o.max_tokens_per_gpu),
+            ]
+            if o.dynamic_batch
+            else []
+        ),
         *(["--actor.gradient_checkpointing_enable"] if o.gradient_checkpointing else []),
         # bookkeeping
         "--train.seed",
