@@ -62,6 +62,9 @@ class OpenRLHFConfig:
     ray_address: str = _f(
         "", "Ray cluster to join ('auto' inside a multi-node job); empty = start a private one for this run."
     )
+    srun_args: list[str] = _f(
+        [], "Multi-node: extra srun flags for the Ray worker step (e.g. ['--gres=gpu:8'] where steps need them)."
+    )
     keep_tail_step: bool = _f(
         False, "Train on the short last step of each epoch (stock OpenRLHF); default: drop it (< N prompts)."
     )

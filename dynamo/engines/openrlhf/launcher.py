@@ -326,6 +326,26 @@ def write_prompts(cfg: ExperimentConfig, path: Path) -> int:
     return count
 
 
+def _run_training(cmd: list[str], o: OpenRLHFConfig) -> int:
+    """Run the entry point; for a multi-node layout, inside a Ray cluster over the Slurm allocation."""
+    if o.actor_num_nodes == 1 or o.ray_address:
+        return subprocess.call(cmd)
+    from dynamo.engines.openrlhf import multinode
+
+    nodes = multinode.allocation_nodes()
+    if len(nodes) < o.actor_num_nodes:
+        raise RuntimeError(
+            f"openrlhf.actor_num_nodes = {o.actor_num_nodes} needs a Slurm allocation of that many nodes "
+            f"(this job has {len(nodes) or 'no Slurm allocation'}; the train rule asks Slurm for them) or an "
+            "existing Ray cluster named in openrlhf.ray_address"
+        )
+    with multinode.ray_cluster(
+        nodes[: o.actor_num_nodes], o.actor_gpus_per_node, srun_args=o.srun_args
+    ) as address:
+        at = cmd.index("--dynamo.method")
+        return subprocess.call([*cmd[:at], "--dynamo.ray_address", address, *cmd[at:]])
+
+
 def launch(
     cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, dry_run: bool, base_model: str | None = None
 ) -> int:
@@ -337,7 +357,7 @@ def launch(
     run = Path(run_dir).resolve()
     num_prompts = write_prompts(cfg, run / PROMPTS_FILE)
     started = time.time()
-    rc = subprocess.call(cmd)
+    rc = _run_training(cmd, OpenRLHFConfig.from_dict(cfg.openrlhf))
     if rc == 0:
         from dynamo.engines.train import git_commit
         from dynamo.io import write_json_atomic
