@@ -55,6 +55,12 @@ def resources_of(rule_name):
     return res
 
 
+def train_nodes():
+    """A multi-node openrlhf run asks Slurm for its nodes, one task each (Ray workers, multinode.py)."""
+    n = int(CFG.openrlhf.get("actor_num_nodes", 1)) if CFG.engine == "openrlhf" else 1
+    return {"nodes": n, "tasks": n} if n > 1 else {}
+
+
 def scores(methods):
     return expand(
         f"runs/{EXP}/{{method}}/seed{{seed}}/eval/{{bench}}/scores.json",

@@ -22,5 +22,7 @@ if not STAGE.empty:
             f"logs/{EXP}/stage_inputs.log",
         params:
             hub=stage_args(STAGE),
+        conda:
+            "../envs/dynamo.yaml"
         shell:
             "dynamo stage {params.hub} --cache cache > {log} 2>&1"

@@ -3,12 +3,6 @@
 # a rerun), so a restarted job resumes where it stopped.
 
 
-def train_nodes():
-    """A multi-node openrlhf run asks Slurm for its nodes, one task each (Ray workers, multinode.py)."""
-    n = int(CFG.openrlhf.get("actor_num_nodes", 1)) if CFG.engine == "openrlhf" else 1
-    return {"nodes": n, "tasks": n} if n > 1 else {}
-
-
 rule train:
     input:
         config=f"runs/{EXP}/config.yaml",
