@@ -107,10 +107,7 @@ def test_single_node_and_given_cluster_run_directly(recorder):
 def test_train_job_asks_slurm_for_the_nodes(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     extra = repo / "two-nodes.yaml"
-    extra.write_text(
-        "openrlhf: {actor_num_nodes: 2, vllm_num_engines: 16}\nresources: {train: {gpus: 16}}\nmethods: [grpo]\n"
-        "seeds: [1]\n"
-    )
+    extra.write_text("openrlhf: {actor_num_nodes: 2, vllm_num_engines: 16}\nresources: {train: {gpus: 16}}\n")
     cmd = [sys.executable, "-m", "snakemake", "runs/qwen2.5-math-7b/grpo/seed1/summary.json", "-n", "-p"]
     cmd += [
         "--profile",
