@@ -35,6 +35,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),
     "figures": ("dynamo.reporting.figures", "draw training curves and allocation figures from runs"),
     "methods": ("dynamo.reporting.methods", "list the registered methods and their specs"),
+    "stage": ("dynamo.stage", "download an experiment's hub inputs into cache/ for offline compute nodes"),
+    "doctor": (
+        "dynamo.doctor",
+        "check this machine against a config: versions, GPUs, offline inputs, what to fix",
+    ),
+    "plan": ("dynamo.plan", "estimate per-GPU memory of an openrlhf config and pick micro-batch sizes that fit"),
 }
 
 

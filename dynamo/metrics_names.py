@@ -24,6 +24,7 @@ STEP = "step"
 # -- rollouts (the first generation round of a step: before DAPO's filter and refills) --------
 REWARD_MEAN = "reward/mean"  # mean shaped reward
 ACCURACY = "reward/accuracy"  # share of responses graded correct
+MISSING_REWARDS = "reward/missing"  # OpenRLHF: responses whose reward function failed (scored 0)
 INFORMATIVE_SHARE = "rollout/informative_share"  # share of groups whose correctness is not all equal
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens

@@ -14,6 +14,7 @@ GENERATED = {
     "paper_figures",
     "data",
     "models",
+    "cache",
     "logs",
     ".snakemake",
     ".pytest_cache",

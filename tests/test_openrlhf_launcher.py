@@ -118,7 +118,9 @@ def test_openrlhf_section_is_validated():
     with pytest.raises(ValueError, match="repeat flags"):
         launcher.build_command(gpu_config(openrlhf={"extra_args": ["--rollout.batch_size", "8"]}), "grpo", 1, "r")
     with pytest.raises(ValueError, match="micro-batches"):
-        launcher.build_command(gpu_config(openrlhf={"micro_train_batch_size": 7}), "grpo", 1, "r")
+        launcher.build_command(
+            gpu_config(openrlhf={"micro_train_batch_size": 7, "dynamic_batch": False}), "grpo", 1, "r"
+        )
 
 
 def test_entry_strips_its_own_flags():

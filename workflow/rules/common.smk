@@ -56,8 +56,8 @@ def local_benchmark_files():
 
 
 def base_model_input():
-    """The base model as a pipeline input when the pipeline builds it (a hub id is no file)."""
-    return [CFG.base_model_path] if (CFG.model.build_tiny or CFG.warmstart.enabled) else []
+    """The base model as a pipeline input when the pipeline builds or stages it (a hub id is no file)."""
+    return [CFG.base_model_path] if (CFG.model.build_tiny or CFG.warmstart.enabled or STAGE.model) else []
 
 
 def resources_of(rule_name):
@@ -66,6 +66,12 @@ def resources_of(rule_name):
     if r.gpus:
         res["gpu"] = r.gpus
     return res
+
+
+def train_nodes():
+    """A multi-node openrlhf run asks Slurm for its nodes, one task each (Ray workers, multinode.py)."""
+    n = int(CFG.openrlhf.get("actor_num_nodes", 1)) if CFG.engine == "openrlhf" else 1
+    return {"nodes": n, "tasks": n} if n > 1 else {}
 
 
 def scores(methods):

@@ -17,13 +17,14 @@ rule evaluate:
         e=CFG.eval,
         template=lambda w: CFG.data.template,  # a lambda: its {problem} is no wildcard
         chat="--chat-template" if CFG.data.use_chat_template else "--no-chat-template",
+        offline=OFFLINE_ENV,
     threads: CFG.resources.evaluate.threads
     resources:
         **resources_of("evaluate"),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} dynamo evaluate --model {params.model} --benchmarks {params.benchmarks} "
+        "{params.offline}OMP_NUM_THREADS={threads} dynamo evaluate --model {params.model} --benchmarks {params.benchmarks} "
         "--samples {params.e.samples} --out {params.out} --seed {wildcards.seed} "
         "--temperature {params.e.temperature} --top-p {params.e.top_p} --max-new-tokens {params.e.max_new_tokens} "
         "--backend {params.e.backend} --batch-size {params.e.batch_size} --limit {params.e.limit} "

@@ -7,7 +7,7 @@ rule train:
     input:
         config=f"runs/{EXP}/config.yaml",
         model=base_model_input(),
-        pool=[CFG.train_pool_path] if CFG.data.task == "arithmetic" else [],
+        pool=[CFG.train_pool_path] if (CFG.data.task == "arithmetic" or STAGE.train) else [],
     output:
         final=directory(f"{RUN}/final"),
         summary=f"{RUN}/summary.json",
@@ -24,11 +24,13 @@ rule train:
         # `input` on purpose: Snakemake leaves params derived from input out of its rerun trigger,
         # so toggling the flag does not rerun every training job.
         fresh=lambda w, input: "--fresh" if CFG.fresh_runs else "",
+        offline=OFFLINE_ENV,
     threads: CFG.resources.train.threads
     resources:
         **resources_of("train"),
+        **train_nodes(),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
+        "{params.offline}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} {params.fresh} > {log} 2>&1"

@@ -45,12 +45,29 @@ class OpenRLHFConfig:
     gradient_checkpointing: bool = _f(True, "Activation checkpointing in the policy (memory for time).")
     micro_train_batch_size: int = _f(4, "Sequences per GPU per forward/backward (memory only).")
     micro_rollout_batch_size: int = _f(16, "Sequences per GPU per log-prob forward when making experience.")
+    dynamic_batch: bool = _f(
+        False,
+        "Token-budgeted micro-batches (--train.dynamic_batch_enable), as the DynaMO authors ran; the "
+        "micro_*_batch_size fields are then unused. `dynamo plan` picks the budget.",
+    )
+    max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.")
+    rollout_max_tokens_per_gpu: int = _f(
+        0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training)."
+    )
     prompt_max_len: int = _f(1024, "Longest prompt in tokens; data.max_len = this + train.max_new_tokens.")
     adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
     max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
-    ray_address: str = _f("", "Ray cluster to join ('auto' inside a multi-node job); empty = start one locally.")
+    ray_address: str = _f(
+        "", "Ray cluster to join ('auto' inside a multi-node job); empty = start a private one for this run."
+    )
+    srun_args: list[str] = _f(
+        [], "Multi-node: extra srun flags for the Ray worker step (e.g. ['--gres=gpu:8'] where steps need them)."
+    )
+    keep_tail_step: bool = _f(
+        False, "Train on the short last step of each epoch (stock OpenRLHF); default: drop it (< N prompts)."
+    )
     extra_args: list[str] = _f([], "Extra OpenRLHF flags appended verbatim; one that DynaMO sets is rejected.")
 
     @classmethod
@@ -67,6 +84,7 @@ class OpenRLHFConfig:
             "vllm_tensor_parallel_size",
             "micro_train_batch_size",
             "micro_rollout_batch_size",
+            "max_tokens_per_gpu",
             "prompt_max_len",
             "max_ckpt_num",
         ]
@@ -98,6 +116,7 @@ class DynamoOptions:
     overrides: dict[str, Any] = _f({}, "Method overrides from the experiment's method_overrides.")
     max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
     run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
+    keep_tail: bool = _f(False, "Keep the short last step of an epoch (fewer than N prompts left).")
 
     def method_spec(self) -> MethodSpec:
         return get_method(self.method, self.overrides or None)

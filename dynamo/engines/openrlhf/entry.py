@@ -2,10 +2,14 @@
 
 Same flags as `python -m openrlhf.cli.train_ppo_ray`, plus DynaMO's own (`--dynamo.method`,
 `--dynamo.overrides JSON`, `--dynamo.max_steps N`, `--dynamo.run_dir DIR`, `--dynamo.ray_address
-ADDR`), which are stripped before OpenRLHF's argparse sees the rest. In order: check the version
-guard, reject async mode, start (or join) Ray with a runtime_env that ships the project to every
-node and carries the DynaMO options, install the patched actor classes, then run the stock CLI
-module as __main__ with runpy. `launcher.build_command` writes this command line for a config.
+ADDR`, `--dynamo.keep_tail 0|1`), which are stripped before OpenRLHF's argparse sees the rest. In
+order: check the version guard, reject async mode, check the checkpoint directory (resume.py:
+a damaged one is repaired from the previous good checkpoint, or refused), start a private Ray
+instance -- or join ADDR -- with a runtime_env that ships the project to every node and carries the
+DynaMO options, install the patched actor classes, then run the stock CLI module as __main__ with
+runpy. (`ray.init(address=None)` would join any Ray cluster already running on the node, e.g.
+another user's job on a shared node; `address="local"` always starts a new one.)
+`launcher.build_command` writes this command line for a config.
 """
 
 from __future__ import annotations
@@ -45,15 +49,35 @@ def parse_own(own: list[str]) -> tuple[DynamoOptions, str]:
     p.add_argument("--dynamo.max_steps", dest="max_steps", type=int, default=0, help="RL steps (0 = all episodes)")
     p.add_argument("--dynamo.run_dir", dest="run_dir", default="", help="absolute run directory for metrics")
     p.add_argument("--dynamo.ray_address", dest="ray_address", default="", help="Ray cluster to join")
+    p.add_argument(
+        "--dynamo.keep_tail", dest="keep_tail", type=int, choices=(0, 1), default=0, help="keep tail step"
+    )
     a = p.parse_args(own)
     overrides = json.loads(a.overrides)
-    options = DynamoOptions(method=a.method, overrides=overrides, max_steps=a.max_steps, run_dir=a.run_dir)
+    options = DynamoOptions(
+        method=a.method, overrides=overrides, max_steps=a.max_steps, run_dir=a.run_dir, keep_tail=bool(a.keep_tail)
+    )
     return options, a.ray_address
+
+
+def ray_address(address: str) -> str:
+    """The address for ray.init: the given cluster, else "local" (a private instance, never a stray one)."""
+    return address or "local"
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of `flag VALUE` or `flag=VALUE` in an OpenRLHF argument list."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     own, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
-    options, ray_address = parse_own(own)
+    options, address = parse_own(own)
     from dynamo.engines.openrlhf.launcher import check_supported
 
     check_supported(options.method_spec())  # unknown method / unsupported field: fail before Ray starts
@@ -63,11 +87,16 @@ def main(argv: list[str] | None = None) -> None:
     from dynamo.engines.openrlhf import guards
 
     guards.verify_all()
+    ckpt = flag_value(rest, "--ckpt.path")
+    if ckpt and "--ckpt.load_enable" in rest:
+        from dynamo.engines.openrlhf.resume import prepare_resume
+
+        prepare_resume(ckpt)
     import ray
 
     from dynamo.engines.openrlhf.install import install, runtime_env
 
-    ray.init(address=ray_address or None, runtime_env=runtime_env(options.to_json(), OPTIONS_ENV))
+    ray.init(address=ray_address(address), runtime_env=runtime_env(options.to_json(), OPTIONS_ENV))
     install()
     sys.argv = ["openrlhf.cli.train_ppo_ray", *rest]
     runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=True)

@@ -146,7 +146,7 @@ def build_command(
     n, prompts = t.rollouts_per_prompt, t.prompts_per_step
     train_batch = t.mini_batch_prompts * n
     world = o.actor_gpus
-    if train_batch % (o.micro_train_batch_size * world):
+    if not o.dynamic_batch and train_batch % (o.micro_train_batch_size * world):
         raise ValueError(
             f"train.mini_batch_prompts * n = {train_batch} samples must split into micro-batches of "
             f"openrlhf.micro_train_batch_size ({o.micro_train_batch_size}) on {world} GPUs"
@@ -171,6 +171,8 @@ def build_command(
     cmd += ["--dynamo.max_steps", str(t.steps), "--dynamo.run_dir", str(run)]
     if o.ray_address:
         cmd += ["--dynamo.ray_address", o.ray_address]
+    if o.keep_tail_step:
+        cmd += ["--dynamo.keep_tail", "1"]
 
     cmd += [
         # model, data and reward
@@ -266,6 +268,17 @@ def build_command(
         "--ds.attn_implementation",
         o.attn_implementation,
         *(["--ds.packing_samples"] if o.packing_samples else []),
+        *(
+            [
+                "--train.dynamic_batch_enable",
+                "--train.max_tokens_per_gpu",
+                str(o.max_tokens_per_gpu),
+                "--rollout.max_tokens_per_gpu",
+                str(o.rollout_max_tokens_per_gpu or o.max_tokens_per_gpu),
+            ]
+            if o.dynamic_batch
+            else []
+        ),
         *(["--actor.gradient_checkpointing_enable"] if o.gradient_checkpointing else []),
         # bookkeeping
         "--train.seed",
@@ -371,6 +384,26 @@ def write_prompts(cfg: ExperimentConfig, path: Path) -> int:
     return count
 
 
+def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str]) -> int:
+    """Run the entry point; for a multi-node layout, inside a Ray cluster over the Slurm allocation."""
+    if o.actor_num_nodes == 1 or o.ray_address:
+        return subprocess.call(cmd, env=env)
+    from dynamo.engines.openrlhf import multinode
+
+    nodes = multinode.allocation_nodes()
+    if len(nodes) < o.actor_num_nodes:
+        raise RuntimeError(
+            f"openrlhf.actor_num_nodes = {o.actor_num_nodes} needs a Slurm allocation of that many nodes "
+            f"(this job has {len(nodes) or 'no Slurm allocation'}; the train rule asks Slurm for them) or an "
+            "existing Ray cluster named in openrlhf.ray_address"
+        )
+    with multinode.ray_cluster(
+        nodes[: o.actor_num_nodes], o.actor_gpus_per_node, srun_args=o.srun_args
+    ) as address:
+        at = cmd.index("--dynamo.method")
+        return subprocess.call([*cmd[:at], "--dynamo.ray_address", address, *cmd[at:]], env=env)
+
+
 def launch(
     cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, dry_run: bool, base_model: str | None = None
 ) -> int:
@@ -384,7 +417,7 @@ def launch(
     _check_wandb(cfg)
     num_prompts = write_prompts(cfg, run / PROMPTS_FILE)
     started = time.time()
-    rc = subprocess.call(cmd, env={**os.environ, **env})
+    rc = _run_training(cmd, OpenRLHFConfig.from_dict(cfg.openrlhf), env={**os.environ, **env})
     if rc == 0:
         write_summary(cfg, method_name, seed, cmd, run, num_prompts, seconds_total=time.time() - started)
     return rc

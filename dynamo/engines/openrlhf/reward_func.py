@@ -16,6 +16,9 @@ import re
 
 import torch
 
+# Keys of "extra_logs": a response whose reward failed gets them as 0 (rollout.py), so that every
+# experience of a step carries the same info keys.
+EXTRA_LOG_KEYS = ("correct",)
 _TRAILING_SPECIAL = re.compile(r"(?:\s*<\|[^|<>]{1,40}\|>)+\s*$")  # <|im_end|>, <|endoftext|>, ...
 
 

@@ -21,12 +21,19 @@ Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGener
 - `self.step_log`: the step's rollout metrics under the contract's names (dynamo.metrics_names),
   taken over the first round as the local engine does (accuracy, shaped reward, informative
   share, lengths), and the step's cost (prompts, responses, tokens generated, refills included).
+- The short tail of an epoch (fewer than N prompts left, e.g. 12,000 % 512 = 224) is dropped
+  unless `keep_tail`: stock trains on it as if it were a full step (a step of fewer samples,
+  counted towards train.steps). The dropped prompts are not graded, so they leave no statistics.
+- A response without a reward (the reward function raised inside the vLLM actor) gets reward
+  and score 0, is counted in `missing_rewards` (the step's `reward/missing` metric) and logged as
+  a warning; stock would carry the None on and fail later, far from the cause.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +44,9 @@ from vllm import SamplingParams
 
 from dynamo import metrics_names as M
 from dynamo.core.shaping import groups_with_spread, informative_share
+from dynamo.engines.openrlhf.reward_func import EXTRA_LOG_KEYS
+
+log = logging.getLogger(__name__)
 
 
 def prompt_id(prompt: str, label: Any) -> str:
@@ -51,6 +61,9 @@ class DynamoSamplesGenerator(SamplesGenerator):
     steps_done: int
     graded: list[tuple[str, float]]
     step_log: dict[str, float]
+    keep_tail: bool
+    missing_rewards: int
+    tails_dropped: int
 
     def configure(
         self,
@@ -58,6 +71,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         max_steps: int,
         max_refill_rounds: int,
         length_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        keep_tail: bool = False,
     ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place).
 
@@ -71,6 +85,11 @@ class DynamoSamplesGenerator(SamplesGenerator):
         self.steps_done = 0
         self.graded = []
         self.step_log = {}
+        self.keep_tail = keep_tail
+        self.steps_done = 0
+        self.graded = []
+        self.missing_rewards = 0  # since the last train step (the trainer reads and resets it)
+        self.tails_dropped = 0
         self._training_call = False
 
     def generate_samples(self, **generate_kwargs):
@@ -96,6 +115,18 @@ class DynamoSamplesGenerator(SamplesGenerator):
         prompts, labels, images, exhausted = _collect_prompt_batch(dataloader_iter, num_prompts)
         if not prompts:
             return [], 0, True
+        step_prompts = self.args.rollout.batch_size
+        tail = len(prompts) % step_prompts if len(prompts) < num_prompts else 0
+        dropped = 0
+        if tail and not self.keep_tail:
+            # The epoch's tail: fewer than N prompts left for the last step. Dropped: neither generated
+            # nor counted as a step (whole steps collected with it, when vLLM batches > N, are kept).
+            self.tails_dropped += 1
+            log.info("dropping the epoch's last %d prompts (< N = %d); keep_tail keeps them", tail, step_prompts)
+            prompts, labels, images = prompts[:-tail], labels[:-tail], images[:-tail]
+            dropped = tail
+            if not prompts:
+                return [], tail, True
         ids = [prompt_id(p, lab) for p, lab in zip(prompts, labels)]
         counts = [int(c) for c in self.allocate(ids)]
         if len(counts) != len(prompts) or sum(counts) != len(prompts) * n_default or min(counts) < 1:
@@ -107,7 +138,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         # ObjectRef -> (group id, prompt id): completion order says nothing about which prompt it was.
         tags = {ref: (group, pid) for group, (ref, pid) in enumerate(zip(refs, ids))}
         next_group = len(prompts)
-        prompts_consumed = len(prompts)
+        prompts_consumed = len(prompts) + dropped
         refills_left = (self.max_refill_rounds - 1) * len(prompts) if dynamic_filtering else 0
 
         first_round: list = []  # experiences of the first round's groups (before filtering)
@@ -118,13 +149,9 @@ class DynamoSamplesGenerator(SamplesGenerator):
             ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
             for ref in ready:
                 group, pid = tags.pop(ref)
-                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in ray.get(ref)]
+                responses = [self._fill_missing_reward(r) for r in ray.get(ref)]
+                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in responses]
                 for e in experiences:
-                    if e.scores is None:
-                        raise RuntimeError(
-                            "a response came back without a score: the --reward.remote_url function failed "
-                            "(see the vLLM actor logs); DynaMO's statistics need one score per response"
-                        )
                     e.dynamo_group, e.dynamo_prompt_id = group, pid
                     self.graded.append((pid, float(e.scores[0])))
                     cost[M.RESPONSES] += 1
@@ -177,6 +204,20 @@ class DynamoSamplesGenerator(SamplesGenerator):
             M.RESPONSE_LENGTH: float(lengths.mean()),
             M.TRUNCATED_SHARE: sum(truncated) / len(truncated),
         }
+
+    def _fill_missing_reward(self, response: dict) -> dict:
+        """Reward 0 for a response the reward function failed on (counted and logged)."""
+        if response.get("reward") is not None and response.get("scores") is not None:
+            return response
+        self.missing_rewards += 1
+        log.warning(
+            "a response came back without a reward (the --reward.remote_url function failed; see the vLLM "
+            "actor logs): scored 0 (%d so far this step)",
+            self.missing_rewards,
+        )
+        extra = {key: 0.0 for key in EXTRA_LOG_KEYS}
+        extra.update(response.get("extra_logs") or {})
+        return {**response, "reward": 0.0, "scores": 0.0, "extra_logs": extra}
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, counts=None, **generate_kwargs):
         """Stock dispatch, except that prompt i asks for counts[i] samples (stock: one n for all)."""

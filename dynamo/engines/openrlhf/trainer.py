@@ -18,7 +18,13 @@ the stock controller:
   the allocation statistics and the generator's rollout metrics and cost; written from
   `save_logs_and_checkpoints`, which gets the status after the stock loop added its timings;
 - async mode (`--train.async_enable`) is rejected: generation would move to another process,
-  away from the statistics.
+  away from the statistics;
+- the prompt loader's shuffling generator is seeded from `--train.seed` (stock draws its seed from
+  this process's global torch RNG, which nothing seeds: the prompt order ignored --seed);
+- on resume, metrics.jsonl loses the rows after the restored step (they are written again), and
+  a checkpoint directory that holds no loadable checkpoint starts the run fresh instead of failing
+  with KeyError (resume.py repairs or refuses a damaged one before any actor starts);
+- `reward/missing` counts the responses whose reward function failed (scored 0, rollout.py).
 
 `DynamoPolicyActor` swaps the policy's `ActorPPOTrainer` for `DynamoActorTrainer` right after the
 stock `init_model_from_pretrained` built it.
@@ -47,6 +53,7 @@ from dynamo.engines.openrlhf.actor import DynamoActorTrainer
 from dynamo.engines.openrlhf.config import DynamoOptions
 from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
 from dynamo.engines.openrlhf.launcher import check_supported
+from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 
 STATS_KEY = "dynamo_prompt_stats"
@@ -79,7 +86,9 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             self.options.max_steps,
             self.spec.group_filter.max_refill_rounds,
             length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
+            keep_tail=self.options.keep_tail,
         )
+        seed_prompt_order(self.prompts_dataloader, strategy.args.train.seed)
         self.experience_maker.__class__ = DynamoExperienceMaker
         self.experience_maker.configure(self.spec)
         if self.options.max_steps:
@@ -116,6 +125,8 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         status.update(self.samples_generator.step_log)
         status[M.TOKENS_TRAINED] = float(sum(float(s.action_mask.sum()) for s in rollout_samples))
         status["stats/prompts_seen"] = float(len(self.stats))
+        status[M.MISSING_REWARDS] = float(self.samples_generator.missing_rewards)
+        self.samples_generator.missing_rewards = 0
         return status, global_step
 
     def _write_metrics(self, step: int, status: dict[str, Any]) -> None:
@@ -132,6 +143,9 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         client_states[STATS_KEY] = self.stats.to_dict()
         client_states[STEPS_KEY] = self.samples_generator.steps_done
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if global_step % self.args.ckpt.save_steps == 0:
+            # The stock call returned after every rank's save_checkpoint: mark the tag complete (resume.py).
+            mark_complete(Path(self.args.ckpt.path) / "_actor", f"global_step{global_step}", global_step)
         if self.options.run_dir and global_step % self.args.ckpt.save_steps == 0:
             path = Path(self.options.run_dir) / "prompt_stats.json"
             tmp = path.with_suffix(".json.tmp")
@@ -140,6 +154,12 @@ class DynamoPPOTrainer(_StockPPOTrainer):
 
     def init_checkpoint_states(self) -> dict:
         states = super().init_checkpoint_states()
+        if "global_step" not in states:
+            # `_actor/` exists but the actors loaded nothing from it (DeepSpeed found no `latest`; stock
+            # fit() would raise KeyError): a fresh start, which is what the actors did too.
+            states = {"episode": 0, "global_step": 0, "total_consumed_prompts": 0, "data_loader_state_dict": {}}
+        if self.options.run_dir:
+            truncate_metrics(Path(self.options.run_dir) / "metrics.jsonl", int(states["global_step"]))
         if STATS_KEY in states:
             self.stats = PromptStats.from_dict(states[STATS_KEY])
             self.samples_generator.steps_done = int(states.get(STEPS_KEY, states.get("global_step", 0)))
@@ -149,6 +169,30 @@ class DynamoPPOTrainer(_StockPPOTrainer):
                 f"({STATS_KEY!r} missing from its client_states): it was not written by this engine"
             )
         return states
+
+
+def seed_prompt_order(dataloader, seed: int) -> None:
+    """Seed the shuffling of OpenRLHF's prompt loader (a torchdata StatefulDataLoader, RandomSampler)."""
+    generator = getattr(getattr(dataloader, "sampler", None), "generator", None)
+    if generator is None:
+        raise RuntimeError(
+            f"cannot seed the prompt order: {type(dataloader).__name__} has no sampler.generator "
+            "(OpenRLHF 0.11.2 builds a torchdata StatefulDataLoader with shuffle=True)"
+        )
+    generator.manual_seed(int(seed))
+
+
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """Keep the metrics rows with step <= last_step (a resume rewrites the later ones); rows dropped."""
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    keep = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
 
 
 class DynamoPolicyActor(_StockPolicyActor):
