@@ -93,7 +93,7 @@ METHOD_RANGES: dict[str, Range] = {
     "modulation.lambda_min": Range(0, 1, lo_open=True),
     "modulation.gamma": Range(0),
     "modulation.tau": Range(0, 1),
-    "loss.eps_low": Range(0, 1, hi_open=True),
+    "loss.eps_low": Range(0, 1),  # 1 = no lower clip (Clip-Cov's reference clip range)
     "loss.eps_high": Range(0),
     "loss.dual_clip": Range(1, lo_open=True, optional=True),
     "loss.entropy_coef": Range(0),
