@@ -208,6 +208,10 @@ def test_verdicts_pairing_and_unpaired_fallback(tmp_path):
     assert info["unpaired"]
     md = tables.to_markdown(table, info)
     assert "within seed spread" in md and "| better |" in md and "Welch" in md
+    single = collect_scores(tmp_path, ["grpo", "better"], [1], ["a", "b"])
+    table, info = tables.derive_table(single, ["grpo", "better"], ["a", "b"], "grpo")
+    assert table["vs_grpo"].iloc[1] == "single seed: no spread" and not info["unpaired"]
+    assert "not estimable" in tables.to_markdown(table, info)
 
 
 def test_missing_and_inconsistent_scores_fail_clearly(tmp_path):

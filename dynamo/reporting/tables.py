@@ -93,7 +93,9 @@ def derive_table(
                 word = "baseline"
             else:
                 mine, theirs = p1.loc[method, "avg"], p1.loc[baseline, "avg"]
-                if len(mine) >= 2 and set(mine.index) == set(theirs.index):  # same seeds: pair them
+                if len(mine) < 2 or len(theirs) < 2:
+                    diff = float(mine.mean() - theirs.mean())  # no spread to test against
+                elif set(mine.index) == set(theirs.index):  # same seeds: pair them
                     a, c = list(mine.sort_index()), list(theirs.sort_index())
                     diff, half = stats.paired_difference_ci(a, c)
                     test = f"paired, {len(a)} seeds"
