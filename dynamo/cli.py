@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),
     "figures": ("dynamo.reporting.figures", "draw training curves and allocation figures from runs"),
     "methods": ("dynamo.reporting.methods", "list the registered methods and their specs"),
+    "probe": ("dynamo.probes.cli", "mechanism checks of DynaMO's claims at saved policy snapshots (table 3)"),
 }
 
 

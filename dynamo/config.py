@@ -96,6 +96,11 @@ class TrainConfig:
         10, "Write a resumable checkpoint every this many steps (and at the end).", minimum=1
     )
     threads: int = _f(1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1)
+    snapshot_steps: list[int] = _f(
+        [],
+        "Local engine, runs of probe.method only: steps after which the whole trainer state is also "
+        "copied to <run>/snapshots/step<k>/ (0 = before the first update); the mechanism probes read them.",
+    )
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,21 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    method: str = _f("dynamo", "Run whose policy snapshots the mechanism probes read (`dynamo probe`).")
+    seeds: list[int] = _f([1], "Seeds of that run to probe (each a separate job).")
+    prompt_sets: int = _f(2, "Allocation probe: independent prompt sets per snapshot.", minimum=1)
+    batches: int = _f(32, "Allocation probe: independent rollout batches per scheme and prompt set.", minimum=4)
+    step_batches: int = _f(4, "One-step probes: rollout batches per snapshot.", minimum=2)
+    confident_quantile: float = _f(
+        0.2,
+        "Compensation probe: lowest-entropy share of the A > 0 tokens called confident.",
+        exclusiveMinimum=0,
+        maximum=1,
+    )
+
+
+@dataclass(frozen=True)
 class RuleResources:
     threads: int = _f(1, "Threads (CPU cores) for the rule.", minimum=1)
     gpus: int = _f(0, "GPUs for the rule (Slurm: --gpus).", minimum=0)
@@ -127,6 +147,7 @@ class ResourcesConfig:
     warmstart: RuleResources = _f(RuleResources(threads=2, runtime=20), "Resources of the warm-start rule.")
     train: RuleResources = _f(RuleResources(), "Resources of each training run.")
     evaluate: RuleResources = _f(RuleResources(runtime=20), "Resources of each evaluation run.")
+    probe: RuleResources = _f(RuleResources(runtime=30), "Resources of each mechanism-probe job.")
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,7 @@ class ExperimentConfig:
     data: DataConfig = _f(DataConfig(), "Training prompts and task data.")
     train: TrainConfig = _f(TrainConfig(), "RL training.")
     eval: EvalConfig = _f(EvalConfig(), "Evaluation.")
+    probe: ProbeConfig = _f(ProbeConfig(), "Mechanism probes at saved policy snapshots (results/table3).")
     resources: ResourcesConfig = _f(ResourcesConfig(), "Per-rule compute resources (used by the Slurm profile).")
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
 
@@ -248,6 +270,7 @@ def _validate(cfg: ExperimentConfig) -> None:
                 check_allocation_feasible(t.prompts_per_step, budget, n_low, n_high, min_group=2)
             except ValueError as err:
                 raise ValueError(f"method {name}: {err}") from None
+    _validate_probe(cfg)
     if cfg.data.task == "prompts" and not cfg.data.train_path:
         raise ValueError("data.train_path is required when data.task is 'prompts'")
     if not cfg.model.build_tiny and not cfg.model.path:
@@ -256,6 +279,15 @@ def _validate(cfg: ExperimentConfig) -> None:
         from dynamo.engines.openrlhf.launcher import validate
 
         validate(cfg)  # the openrlhf section, batch divisibility, every method expressible
+
+
+def _validate_probe(cfg: ExperimentConfig) -> None:
+    """Snapshot steps inside the run; the probed method registered."""
+    bad = [s for s in cfg.train.snapshot_steps if not 0 <= s <= cfg.train.steps]
+    if bad:
+        raise ValueError(f"train.snapshot_steps must lie in 0..train.steps ({cfg.train.steps}), got {bad}")
+    if cfg.probe.method not in all_methods():
+        get_method(cfg.probe.method)  # raises with the list of known methods
 
 
 def _check_bounds(obj: Any, where: str) -> None:

@@ -49,6 +49,14 @@ class AllocationSpec:
             "possible weight (an exploration share) instead of their noisy P_i."
         },
     )
+    cold_start: Literal["explore", "n_low"] = field(
+        default="explore",
+        metadata={
+            "help": "Weight of a prompt with fewer than min_history past responses. explore: the largest "
+            "possible weight (0.25 / 0.5), an exploration share (this project); n_low: the floor weight, "
+            "so an unseen prompt gets about n_low rollouts (released code)."
+        },
+    )
     mastery_threshold: float | None = field(
         default=None,
         metadata={
@@ -216,6 +224,44 @@ def _dynamo_variants() -> list[MethodSpec]:
             name="dynamo-nostab",
             modulation=dataclasses.replace(mod, stabilization=False),
             description="DynaMO ablation: without update stabilisation beta_stab.",
+        ),
+        *_released_code_switches(),
+    ]
+
+
+def _released_code_switches() -> list[MethodSpec]:
+    """One variant per place where the paper and the authors' released code differ (table 2)."""
+    alloc, mod, loss = DYNAMO.allocation, DYNAMO.modulation, DYNAMO.loss
+    return [
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-sqrtp",
+            allocation=dataclasses.replace(alloc, weight="sqrt_p"),
+            description="DynaMO switch: weight sqrt(P_i) (Neyman allocation) instead of P_i.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-released-floors",
+            allocation=dataclasses.replace(alloc, mastery_threshold=0.85, weight_floor=0.01),
+            description="DynaMO switch: released mastery floor (accuracy >= 0.85 -> 0.01) and weight floor 0.01.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-coldstart",
+            allocation=dataclasses.replace(alloc, cold_start="n_low"),
+            description="DynaMO switch: released cold start (unseen prompts get the floor weight: n_low).",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-minibatch",
+            modulation=dataclasses.replace(mod, norm_set="mini_batch"),
+            description="DynaMO switch: modulation statistics over the whole mini-batch, not each micro-batch.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-eps028",
+            loss=dataclasses.replace(loss, eps_high=0.28),
+            description="DynaMO switch: eps_high 0.28 as in the released actor (Clip-Higher).",
         ),
     ]
 

@@ -5,11 +5,13 @@ FIGURES = expand("paper_figures/{name}.{ext}", name=["training_curves", "allocat
 
 rule table1:
     input:
+        config=f"runs/{EXP}/config.yaml",
         scores=scores(["base", *CFG.methods]),
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
         csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
         md="results/table1.md",
+        provenance="results/table1.provenance.json",
     log:
         f"logs/{EXP}/table1.log",
     params:
@@ -20,16 +22,20 @@ rule table1:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--benchmarks {params.benchmarks} --baseline grpo --out results/table1 > {log} 2>&1"
+        "(dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
+        "--benchmarks {params.benchmarks} --baseline grpo --out results/table1 && "
+        "python -m dynamo.reporting.provenance --config {input.config} --outputs {output.csv} {output.md} "
+        "--out {output.provenance}) > {log} 2>&1"
 
 
 rule table2:
     input:
+        config=f"runs/{EXP}/config.yaml",
         scores=scores(CFG.ablation_methods),
     output:
         csv=report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
         md="results/table2.md",
+        provenance="results/table2.provenance.json",
     log:
         f"logs/{EXP}/table2.log",
     params:
@@ -40,15 +46,19 @@ rule table2:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--benchmarks {params.benchmarks} --baseline dynamo --out results/table2 > {log} 2>&1"
+        "(dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
+        "--benchmarks {params.benchmarks} --baseline dynamo --out results/table2 && "
+        "python -m dynamo.reporting.provenance --config {input.config} --outputs {output.csv} {output.md} "
+        "--out {output.provenance}) > {log} 2>&1"
 
 
 rule figures:
     input:
+        config=f"runs/{EXP}/config.yaml",
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
-        report(FIGURES, caption="../report/figures.rst", category="Figures"),
+        figures=report(FIGURES, caption="../report/figures.rst", category="Figures"),
+        provenance="paper_figures/figures.provenance.json",
     log:
         f"logs/{EXP}/figures.log",
     params:
@@ -58,5 +68,6 @@ rule figures:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--out paper_figures > {log} 2>&1"
+        "(dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
+        "--out paper_figures && python -m dynamo.reporting.provenance --config {input.config} "
+        "--outputs {output.figures} --out {output.provenance}) > {log} 2>&1"

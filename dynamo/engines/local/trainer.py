@@ -344,6 +344,7 @@ class LocalTrainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
+        self.save_snapshot()  # step 0: the start policy, when configured
         with open(metrics_path, "a") as log:
             while self.step < self.t.steps:
                 timer: dict[str, float] = defaultdict(float)
@@ -365,6 +366,7 @@ class LocalTrainer:
                 )
                 if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
                     self.save_checkpoint()
+                self.save_snapshot()
         bar.close()
         writer.close()
         return {
@@ -397,6 +399,21 @@ class LocalTrainer:
             final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
+
+    def save_snapshot(self) -> None:
+        """At a step listed in `train.snapshot_steps`, in a run of the probed method (`probe.method`),
+        keep a copy of the whole trainer state in snapshots/step<k>/ (the checkpoint layout) for
+        the mechanism probes (`dynamo probe`)."""
+        if self.step not in self.t.snapshot_steps or self.method.name != self.cfg.probe.method:
+            return
+        target = self.run_dir / "snapshots" / f"step{self.step}"
+        if (target / "state.json").exists():  # a resumed run already wrote it
+            return
+        self.save_checkpoint()
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.run_dir / "checkpoint", tmp)
+        tmp.rename(target)
 
     def load_checkpoint(self) -> bool:
         from transformers import AutoModelForCausalLM
