@@ -106,7 +106,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     benchmarks: list[str] = _f(
-        ["arith-easy", "arith-medium", "arith-hard"],
+        ["arith-easy", "arith-medium", "arith-hard", "arith-id"],
         "Benchmarks to evaluate: registry names, or NAME=PATH to read a local file.",
     )
     samples: int = _f(8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", minimum=1)

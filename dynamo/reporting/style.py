@@ -37,7 +37,7 @@ def pyplot():
     return plt
 
 
-def finish(fig, path: Path, *, caption: str, source: str) -> None:
+def finish(fig, path: Path, *, caption: str, source: str, right: float = 1.0) -> None:
     """Caption under the panels, footer (source + commit) at the bottom, saved atomically as PDF and PNG."""
     import textwrap
 
@@ -45,7 +45,7 @@ def finish(fig, path: Path, *, caption: str, source: str) -> None:
     wrapped = "\n".join(textwrap.wrap(caption, width_chars))
     n_lines = wrapped.count("\n") + 2
     bottom = min(0.45, (n_lines * 0.16 + 0.15) / fig.get_figheight())
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.tight_layout(rect=(0, bottom, right, 1))
     fig.text(0.01, bottom - 0.02, wrapped, fontsize=8, va="top", ha="left")
     fig.text(0.01, 0.005, f"{source} | commit {git_commit()}", fontsize=6.5, color="0.4", va="bottom", ha="left")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ CFG = config_from_dict(config)
 EXP = CFG.experiment
 RUN = f"runs/{EXP}/{{method}}/seed{{seed}}"
 TASK = CFG.task_dir
-ARITH_SPLITS = ["arith-easy", "arith-medium", "arith-hard"]
+ARITH_SPLITS = ["arith-easy", "arith-medium", "arith-hard", "arith-id"]
 # "base" is the model every run starts from, evaluated like a method as the table's reference row.
 # The mechanism probes (table 3) compare the probed method's entropy trajectory with this one's.
 STAB_OFF = "dynamo-nostab"
