@@ -19,7 +19,7 @@ rule probe_measure:
     log:
         f"logs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}.log",
     params:
-        run_dir=f"runs/{EXP}/{PROBE_METHOD}/seed{{seed}}",
+        run_dir=lambda w, input: str(Path(input.summary).parent),
     threads: CFG.resources.probe.threads
     resources:
         **resources_of("probe"),
@@ -45,13 +45,14 @@ rule table3:
     log:
         f"logs/{EXP}/table3.log",
     params:
-        runs_root=f"runs/{EXP}",
+        runs_root=lambda w, input: runs_root(input.trajectories[0]),
         seeds=",".join(map(str, CFG.seeds)),
+        stab_on=PROBE_METHOD,
         stab_off=STAB_OFF,
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "(dynamo probe report --inputs {input.probes} --runs-root {params.runs_root} --with-stab {PROBE_METHOD} "
+        "(dynamo probe report --inputs {input.probes} --runs-root {params.runs_root} --with-stab {params.stab_on} "
         "--without-stab {params.stab_off} --seeds {params.seeds} --out results/table3 --figures paper_figures && "
         "python -m dynamo.reporting.provenance --config {input.config} --outputs {output.csv} {output.md} "
         "{output.figures} --out {output.provenance}) > {log} 2>&1"
