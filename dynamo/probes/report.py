@@ -176,7 +176,11 @@ def trajectory_row(runs_root: Path, with_stab: str, without_stab: str, seeds: li
     )
 
 
+CLAIMS = ("allocation", "indicator", "stabilization", "compensation")
+
+
 def write_table(rows: list[dict[str, Any]], out: Path, note: str) -> None:
+    rows = sorted(rows, key=lambda r: CLAIMS.index(r["claim"]))  # stable: keeps the order within a claim
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -195,7 +199,6 @@ def write_table(rows: list[dict[str, Any]], out: Path, note: str) -> None:
         if r["snapshot"] not in ("all", "training"):
             continue  # per-snapshot rows are in the CSV
         ci = f"{r['estimate']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
-        lines.append(
-            f"| {r['claim']} | {r['quantity']} | {ci} | {r['claim_predicts']} | {r['verdict']} | {r['n']} |"
-        )
+        quantity = r["quantity"].replace("|", "\\|")  # a bare | would split the Markdown cell
+        lines.append(f"| {r['claim']} | {quantity} | {ci} | {r['claim_predicts']} | {r['verdict']} | {r['n']} |")
     write_text_atomic(out.with_suffix(".md"), "\n".join(lines) + "\n")
