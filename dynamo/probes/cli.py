@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--seed", type=int, required=True, help="the run's seed (also seeds the probes)")
     m.add_argument("--out", required=True, help="JSON file of raw measurements")
     m.add_argument("--threads", type=int, help="torch threads (default: config train.threads)")
+    m.add_argument("--steps", help="comma-separated snapshot steps to probe (default: every snapshot)")
     r = sub.add_parser("report", help="table 3 and the probe figures from measurement files")
     r.add_argument("--inputs", nargs="+", required=True, help="JSON files written by `dynamo probe measure`")
     r.add_argument("--runs-root", required=True, help="runs/<experiment> (entropy trajectories)")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         from dynamo.probes.measure import run_probes
 
         cfg = load_config(*args.config)
-        result = run_probes(cfg, args.run, args.seed, threads=args.threads)
+        steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+        result = run_probes(cfg, args.run, args.seed, threads=args.threads, snapshot_steps=steps)
         write_json_atomic(Path(args.out), result)
         print(f"[dynamo probe] wrote {args.out} in {result['seconds']:.0f} s")
         return 0
@@ -57,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     steps = [s for f in files for s in f["one_step"]]
     rows = allocation_rows(cells) + one_step_rows(steps)
     rows.append(trajectory_row(runs_root, args.with_stab, args.without_stab, seeds))
-    probed = ", ".join(f"{f['run_dir']} (snapshots {f['snapshots']})" for f in files)
+    snaps: dict[str, set[int]] = {}
+    for f in files:
+        snaps.setdefault(f["run_dir"], set()).update(f["snapshots"])
+    probed = ", ".join(f"{run} (snapshots {sorted(s)})" for run, s in snaps.items())
     note = (
         f"Probed: {probed}. Rows pool all snapshots ('all'); per-snapshot rows are in the CSV. "
         "Verdict: 'supports' when the 95% interval lies on the side the claim predicts, 'contradicts' "

@@ -281,11 +281,23 @@ class SnapshotProber:
 
 
 def run_probes(
-    cfg: ExperimentConfig, run_dir: str | Path, seed: int, *, threads: int | None = None, problems=None
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    seed: int,
+    *,
+    threads: int | None = None,
+    problems=None,
+    snapshot_steps: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Every probe at every snapshot of one run; `problems` defaults to the config's prompt pool."""
+    """Every probe at the snapshots of one run (all, or those in `snapshot_steps`); `problems`
+    defaults to the config's prompt pool. Snapshots are independent, so they can be separate jobs."""
     started = time.perf_counter()
     prober = SnapshotProber(cfg, run_dir, seed, threads=threads, problems=problems)
+    if snapshot_steps is not None:
+        missing = sorted(set(snapshot_steps) - {s for s, _ in prober.snapshots})
+        if missing:
+            raise SystemExit(f"dynamo probe: {run_dir} has no snapshot for step(s) {missing}")
+        prober.snapshots = [(s, p) for s, p in prober.snapshots if s in snapshot_steps]
     allocation, steps = [], []
     for step, path in prober.snapshots:
         prober.load(path)

@@ -23,6 +23,7 @@ ALL_METHODS = sorted({*CFG.methods, *CFG.ablation_methods, CFG.probe.method, STA
 wildcard_constraints:
     method="|".join(["base", *ALL_METHODS]),
     seed=r"\d+",
+    step=r"\d+",
     bench=r"[A-Za-z0-9_.-]+",
 
 

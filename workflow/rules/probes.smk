@@ -10,14 +10,15 @@ PROBE_FIGURES = expand(
 PROBE_METHOD = CFG.probe.method
 
 
+# One job per (seed, snapshot): the snapshots are independent, so they run in parallel.
 rule probe_measure:
     input:
         config=f"runs/{EXP}/config.yaml",
         summary=f"runs/{EXP}/{PROBE_METHOD}/seed{{seed}}/summary.json",
     output:
-        f"runs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}.json",
+        f"runs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}_step{{step}}.json",
     log:
-        f"logs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}.log",
+        f"logs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}_step{{step}}.log",
     params:
         run_dir=lambda w, input: str(Path(input.summary).parent),
     threads: CFG.resources.probe.threads
@@ -27,13 +28,17 @@ rule probe_measure:
         "../envs/dynamo.yaml"
     shell:
         "dynamo probe measure --config {input.config} --run {params.run_dir} --seed {wildcards.seed} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+        "--steps {wildcards.step} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule table3:
     input:
         config=f"runs/{EXP}/config.yaml",
-        probes=expand(f"runs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}.json", seed=CFG.probe.seeds),
+        probes=expand(
+            f"runs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}_step{{step}}.json",
+            seed=CFG.probe.seeds,
+            step=CFG.train.snapshot_steps,
+        ),
         trajectories=expand(
             f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=[PROBE_METHOD, STAB_OFF], seed=CFG.seeds
         ),
