@@ -8,6 +8,7 @@ PROBE_FIGURES = expand(
     ext=["pdf", "png"],
 )
 PROBE_METHOD = CFG.probe.method
+PROBE_STEPS = sorted({s for s in CFG.train.snapshot_steps if s <= CFG.train.steps})
 
 
 # One job per (seed, snapshot): the snapshots are independent, so they run in parallel.
@@ -37,7 +38,7 @@ rule table3:
         probes=expand(
             f"runs/{EXP}/probes/{PROBE_METHOD}_seed{{seed}}_step{{step}}.json",
             seed=CFG.probe.seeds,
-            step=CFG.train.snapshot_steps,
+            step=PROBE_STEPS,
         ),
         trajectories=expand(
             f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=[PROBE_METHOD, STAB_OFF], seed=CFG.seeds
