@@ -1,5 +1,6 @@
 # DynaMO reproduction pipeline.
 #   snakemake --cores all results/table1.csv                 # embedded CPU experiment (default config)
+#   snakemake --cores all results/table3.csv                 # mechanism checks at policy snapshots
 #   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
 #   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
 # Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
@@ -19,11 +20,13 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:
     input:
         "results/table1.csv",
         "results/table2.csv",
+        "results/table3.csv",
         FIGURES,
     default_target: True

@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "check this machine against a config: versions, GPUs, offline inputs, what to fix",
     ),
     "plan": ("dynamo.plan", "estimate per-GPU memory of an openrlhf config and pick micro-batch sizes that fit"),
+    "probe": ("dynamo.probes.cli", "mechanism checks of DynaMO's claims at saved policy snapshots (table 3)"),
 }
 
 

@@ -85,7 +85,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(60, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
+    steps: int = _f(100, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
     prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
     rollouts_per_prompt: int = _f(
         8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
@@ -98,7 +98,7 @@ class TrainConfig:
         maximum=10**6,
     )
     ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1, maximum=100)
-    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
+    lr: float = _f(2e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
     warmup_steps: int = _f(
         0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0, maximum=10**6
     )
@@ -113,12 +113,19 @@ class TrainConfig:
     threads: int = _f(
         1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1, maximum=4096
     )
+    snapshot_steps: list[int] = _f(
+        [0, 50, 100],
+        "Local engine, runs of probe.method only: steps after which the whole trainer state is also "
+        "copied to <run>/snapshots/step<k>/ (0 = before the first update; steps past train.steps are "
+        "ignored); the mechanism probes read them.",
+        items={"minimum": 0, "maximum": 10**6},
+    )
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     benchmarks: list[str] = _f(
-        ["arith-easy", "arith-medium", "arith-hard"],
+        ["arith-easy", "arith-medium", "arith-hard", "arith-id"],
         "Benchmarks to evaluate: registry names, or NAME=PATH to read a local file.",
     )
     samples: int = _f(
@@ -131,6 +138,21 @@ class EvalConfig:
     batch_size: int = _f(256, "Sequences per generation batch.", minimum=1, maximum=10**6)
     limit: int = _f(
         0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0, maximum=10**7
+    )
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    method: str = _f("dynamo", "Run whose policy snapshots the mechanism probes read (`dynamo probe`).")
+    seeds: list[int] = _f([1], "Seeds of that run to probe (each a separate job).")
+    prompt_sets: int = _f(2, "Allocation probe: independent prompt sets per snapshot.", minimum=1)
+    batches: int = _f(32, "Allocation probe: independent rollout batches per scheme and prompt set.", minimum=4)
+    step_batches: int = _f(4, "One-step probes: rollout batches per snapshot.", minimum=2)
+    confident_quantile: float = _f(
+        0.2,
+        "Compensation probe: lowest-entropy share of the A > 0 tokens called confident.",
+        exclusiveMinimum=0,
+        maximum=1,
     )
 
 
@@ -148,6 +170,7 @@ class ResourcesConfig:
     warmstart: RuleResources = _f(RuleResources(threads=2, runtime=20), "Resources of the warm-start rule.")
     train: RuleResources = _f(RuleResources(), "Resources of each training run.")
     evaluate: RuleResources = _f(RuleResources(runtime=20), "Resources of each evaluation run.")
+    probe: RuleResources = _f(RuleResources(mem_mb=3000, runtime=30), "Resources of each mechanism-probe job.")
 
 
 @dataclass(frozen=True)
@@ -190,8 +213,19 @@ class ExperimentConfig:
         ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod"], "Methods for table 1, by registered name."
     )
     ablation_methods: list[str] = _f(
-        ["dynamo", "dynamo-nocomp", "dynamo-nostab", "dynamo-nomod", "dynamo-uniform"],
-        "Methods for table 2 (ablations), by registered name.",
+        [
+            "dynamo",
+            "dynamo-nocomp",
+            "dynamo-nostab",
+            "dynamo-nomod",
+            "dynamo-uniform",
+            "dynamo-sqrtp",
+            "dynamo-released-floors",
+            "dynamo-coldstart",
+            "dynamo-minibatch",
+            "dynamo-eps028",
+        ],
+        "Methods for table 2 (ablations and released-code switches), by registered name.",
     )
     seeds: list[int] = _f(
         [1, 2, 3], "Seeds; every method runs once per seed.", items={"minimum": 0, "maximum": 2**32 - 1}
@@ -202,6 +236,7 @@ class ExperimentConfig:
     data: DataConfig = _f(DataConfig(), "Training prompts and task data.")
     train: TrainConfig = _f(TrainConfig(), "RL training.")
     eval: EvalConfig = _f(EvalConfig(), "Evaluation.")
+    probe: ProbeConfig = _f(ProbeConfig(), "Mechanism probes at saved policy snapshots (results/table3).")
     resources: ResourcesConfig = _f(ResourcesConfig(), "Per-rule compute resources (used by the Slurm profile).")
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
     logger: LoggerConfig = _f(LoggerConfig(), "Experiment trackers beside metrics.jsonl and TensorBoard.")

@@ -82,6 +82,44 @@ def _dynamo_variants() -> list[MethodSpec]:
             modulation=dataclasses.replace(mod, stabilization=False),
             description="DynaMO ablation: without update stabilisation beta_stab.",
         ),
+        *_released_code_switches(),
+    ]
+
+
+def _released_code_switches() -> list[MethodSpec]:
+    """One variant per place where the paper and the authors' released code differ (table 2)."""
+    alloc, loss = DYNAMO.allocation, DYNAMO.loss
+    return [
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-sqrtp",
+            allocation=dataclasses.replace(alloc, weight="sqrt_p"),
+            description="DynaMO switch: weight sqrt(P_i) (Neyman allocation) instead of P_i.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-released-floors",
+            allocation=dataclasses.replace(alloc, mastery_threshold=0.85, weight_floor=0.01),
+            description="DynaMO switch: released mastery floor (accuracy >= 0.85 -> 0.01) and weight floor 0.01.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-coldstart",
+            allocation=dataclasses.replace(alloc, cold_start="n_low"),
+            description="DynaMO switch: released cold start (unseen prompts get the floor weight: n_low).",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-minibatch",
+            window="mini_batch",
+            description="DynaMO switch: window statistics over the whole mini-batch, not each micro-batch.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-eps028",
+            loss=dataclasses.replace(loss, eps_high=0.28),
+            description="DynaMO switch: eps_high 0.28 as in the released actor (Clip-Higher).",
+        ),
     ]
 
 

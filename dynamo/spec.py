@@ -38,6 +38,14 @@ class AllocationSpec:
             "possible weight (an exploration share) instead of their noisy P_i."
         },
     )
+    cold_start: Literal["explore", "n_low"] = field(
+        default="explore",
+        metadata={
+            "help": "Weight of a prompt with fewer than min_history past responses. explore: the largest "
+            "possible weight (0.25 / 0.5), an exploration share (this project); n_low: the floor weight, "
+            "so an unseen prompt gets about n_low rollouts (released code)."
+        },
+    )
     mastery_threshold: float | None = field(
         default=None,
         metadata={

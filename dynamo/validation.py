@@ -255,6 +255,12 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             problems.append(f"config.method_overrides.{name}: unknown method; known: {', '.join(sorted(known))}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         problems.append(f"config.seeds must be a non-empty list of distinct integers, got {cfg.seeds}")
+    if cfg.probe.method not in known:
+        problems.append(
+            f"config.probe.method: unknown method {cfg.probe.method!r}; known: {', '.join(sorted(known))}"
+        )
+    if any(s < 0 for s in cfg.probe.seeds):
+        problems.append(f"config.probe.seeds must be >= 0, got {cfg.probe.seeds}")
 
     t = cfg.train
     if t.mini_batch_prompts > t.prompts_per_step:

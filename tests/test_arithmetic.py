@@ -79,6 +79,7 @@ def test_files_and_record_shape(task_dir: Path) -> None:
         "arith-easy.jsonl",
         "arith-medium.jsonl",
         "arith-hard.jsonl",
+        "arith-id.jsonl",
         "manifest.json",
     }
     assert {p.name for p in task_dir.iterdir()} == names  # no leftover .tmp files
@@ -92,7 +93,7 @@ def test_files_and_record_shape(task_dir: Path) -> None:
     assert manifest["seed"] == 3 and manifest["template"] == ar.EMBEDDED_TEMPLATE
     assert manifest["files"]["train.jsonl"]["count"] == SMALL["pool_size"]
     assert manifest["files"]["sft.jsonl"]["count"] == SMALL["sft_size"]
-    for split in ar.SPLITS:
+    for split in ar.ALL_SPLITS:
         assert manifest["files"][f"{split}.jsonl"]["count"] == SMALL["eval_size"]
     assert set(manifest["levels"]) == {str(lv) for lv in ar.LEVELS}
 
@@ -104,17 +105,22 @@ def test_answers_are_correct(task_dir: Path) -> None:
 
 
 def test_ids_unique_and_splits_by_level(task_dir: Path) -> None:
-    for stem in ["train", "sft", *ar.SPLITS]:
+    for stem in ["train", "sft", *ar.ALL_SPLITS]:
         ids = [r["id"] for r in read(task_dir / f"{stem}.jsonl")]
         assert len(ids) == len(set(ids))
     for split, levels in ar.SPLITS.items():
         got = {r["level"] for r in read(task_dir / f"{split}.jsonl")}
         assert got == set(levels)
+    # The in-distribution split follows the pool's level mix.
+    per_level = json.loads((task_dir / "manifest.json").read_text())["files"]
+    pool, held = per_level["train.jsonl"]["per_level"], per_level["arith-id.jsonl"]["per_level"]
+    assert ar.split_counts(SMALL["eval_size"], ar.DEFAULT_LEVEL_WEIGHTS) == [held[str(lv)] for lv in ar.LEVELS]
+    assert ar.split_counts(SMALL["pool_size"], ar.DEFAULT_LEVEL_WEIGHTS) == [pool[str(lv)] for lv in ar.LEVELS]
 
 
 def test_files_pairwise_disjoint(task_dir: Path) -> None:
     texts = {
-        stem: [r["problem"] for r in read(task_dir / f"{stem}.jsonl")] for stem in ["train", "sft", *ar.SPLITS]
+        stem: [r["problem"] for r in read(task_dir / f"{stem}.jsonl")] for stem in ["train", "sft", *ar.ALL_SPLITS]
     }
     for stem, problems in texts.items():
         if stem != "sft":  # the SFT file repeats problems on purpose; the others do not
@@ -148,6 +154,40 @@ def test_level_definitions() -> None:
                 assert len(operands) == 3 and all(x <= 9 for x in operands)
     assert ar.split_counts(10, [1, 1, 1]) == [4, 3, 3]
     assert ar.split_counts(7, [0, 1, 0]) == [0, 7, 0]
+
+
+def mean_answer_digits(levels) -> float:
+    rng = __import__("random").Random(1)
+    values = [ar.LEVELS[lv].sample(rng)[1] for lv in levels for _ in range(2000)]
+    return sum(len(str(v)) for v in values) / len(values)
+
+
+def test_difficulty_splits_ordered_by_answer_length() -> None:
+    """The property that defines the splits: harder splits need more answer digits, on average and
+    for every level (the easiest level of a harder split needs more than the hardest of an easier one)."""
+    names = ["arith-easy", "arith-medium", "arith-hard"]
+    assert list(ar.SPLITS) == names
+    means = [mean_answer_digits(ar.SPLITS[n]) for n in names]
+    assert means[0] < means[1] < means[2], means
+    for easier, harder in zip(names, names[1:]):
+        assert max(mean_answer_digits([lv]) for lv in ar.SPLITS[easier]) < min(
+            mean_answer_digits([lv]) for lv in ar.SPLITS[harder]
+        )
+
+
+def test_shipped_base_model_accuracy_falls_with_difficulty() -> None:
+    """The measured side: in the shipped reference results, the base model's Pass@1 falls from easy
+    to hard (skipped when the checkout has no results/table1.csv or it predates these splits)."""
+    import csv
+
+    table = Path(__file__).resolve().parents[1] / "results" / "table1.csv"
+    if not table.exists():
+        pytest.skip("no shipped results/table1.csv")
+    rows = {r["method"]: r for r in csv.DictReader(table.open())}
+    if "base" not in rows or "arith-id/pass@1" not in rows["base"]:
+        pytest.skip("results/table1.csv predates the current splits")
+    base = [float(rows["base"][f"{n}/pass@1"]) for n in ("arith-easy", "arith-medium", "arith-hard")]
+    assert base[0] > base[1] > base[2], base
 
 
 def test_level_weights_shape_the_pool() -> None:

@@ -24,7 +24,11 @@ BAD_CONFIGS = [
     ("top_p_above_1", "train: {top_p: 1.5}", "config.train.top_p must be <= 1"),
     ("lr_not_a_number", "train: {lr: fast}", "config.train.lr must be of type float"),
     ("unknown_field", "train: {stepz: 3}", "unknown field config.train.stepz"),
-    ("eps_low_above_1", "method_overrides: {dynamo: {loss: {eps_low: 1.5}}}", "method dynamo: loss.eps_low must be"),
+    (
+        "eps_low_above_1",
+        "method_overrides: {dynamo: {loss: {eps_low: 1.5}}}",
+        "method dynamo: loss.eps_low must be",
+    ),
     ("eps_low_neg", "method_overrides: {grpo: {loss: {eps_low: -0.1}}}", "method grpo: loss.eps_low"),
     ("dual_clip_neg", "method_overrides: {grpo: {loss: {dual_clip: -3}}}", "method grpo: loss.dual_clip"),
     ("dual_clip_lt_1", "method_overrides: {grpo: {loss: {dual_clip: 0.5}}}", "loss.dual_clip must be"),

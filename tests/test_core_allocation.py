@@ -262,3 +262,19 @@ def test_rollout_counts_for_method_specs():
     assert all(dyn[i] >= dyn[j] for i in range(6) for j in range(6) if w[i] > w[j])
     cold = rollout_counts(get_method("dynamo").allocation, np.zeros(6, int), np.zeros(6, int), 8)
     assert cold.tolist() == [8] * 6  # nothing known yet: uniform, as the released code's first epoch
+
+
+def test_released_cold_start_gives_unseen_prompts_the_fewest_rollouts():
+    k, G = np.array([0, 4, 2, 0]), np.array([0, 8, 8, 2])  # unseen, P > 0, P > 0, cold
+    explore = allocation_weights(k, G, weight="p", min_history=4)
+    released = allocation_weights(k, G, weight="p", min_history=4, cold_start="n_low", weight_floor=0.01)
+    assert explore[0] == explore[3] == 0.25
+    assert released[0] == released[3] == 0.01
+    np.testing.assert_allclose(released[1:3], explore[1:3])
+    counts = allocate_rollouts(released, 4 * 8, 4, 12)
+    assert counts[0] == counts[3] == 4 and counts.sum() == 32
+    # Every prompt unseen (the first step): zero weights everywhere, so uniform, as released.
+    none = allocation_weights(np.zeros(3, np.int64), np.zeros(3, np.int64), cold_start="n_low")
+    np.testing.assert_array_equal(allocate_rollouts(none, 24, 4, 12), uniform_allocation(3, 24))
+    with pytest.raises(ValueError, match="cold_start"):
+        allocation_weights(k, G, cold_start="later")

@@ -52,3 +52,20 @@ def test_paper_settings():
     assert m["dynamo-nostab"].modulation.compensation and not m["dynamo-nostab"].modulation.stabilization
     # GRPO and dynamo share the loss: the comparison isolates allocation and modulation.
     assert m["grpo"].loss == d.loss and m["grpo"].advantage == d.advantage
+
+
+def test_released_code_switches_differ_from_dynamo_in_one_field():
+    m = all_methods()
+    d = m["dynamo"]
+    expected = {
+        "dynamo-sqrtp": ("allocation", {"weight": "sqrt_p"}),
+        "dynamo-released-floors": ("allocation", {"mastery_threshold": 0.85, "weight_floor": 0.01}),
+        "dynamo-coldstart": ("allocation", {"cold_start": "n_low"}),
+        "dynamo-minibatch": ("modulation", {"norm_set": "mini_batch"}),
+        "dynamo-eps028": ("loss", {"eps_high": 0.28}),
+    }
+    for name, (part, changes) in expected.items():
+        variant = m[name]
+        assert dataclasses.replace(getattr(d, part), **changes) == getattr(variant, part), name
+        back = dataclasses.replace(variant, name="dynamo", description=d.description, **{part: getattr(d, part)})
+        assert back == d, name

@@ -80,6 +80,7 @@ def allocation_weights(
     min_history: int = 4,
     mastery_threshold: float | None = None,
     weight_floor: float = 0.0,
+    cold_start: Literal["explore", "n_low"] = "explore",
 ) -> np.ndarray:
     """Allocation weights w_i from the history (k_i successes, G_i attempts).
 
@@ -89,7 +90,11 @@ def allocation_weights(
         w_i = max(COLD_WEIGHT[weight], weight_floor)   if G_i < min_history  (cold start)
 
     Cold start wins over mastery: too little history to trust either P_i or the accuracy.
+    cold_start="n_low" (released code) gives cold prompts `weight_floor` instead, so they get
+    the fewest rollouts while warm prompts have weight.
     """
+    if cold_start not in ("explore", "n_low"):
+        raise ValueError(f"cold_start must be 'explore' or 'n_low', got {cold_start!r}")
     if weight not in COLD_WEIGHT:
         raise ValueError(f"weight must be one of {sorted(COLD_WEIGHT)}, got {weight!r}")
     if not (np.isfinite(weight_floor) and weight_floor >= 0):
@@ -104,7 +109,8 @@ def allocation_weights(
         accuracy = np.divide(np.asarray(k, dtype=np.float64), G, out=np.zeros_like(w), where=G > 0)
         w = np.where((G > 0) & (accuracy >= mastery_threshold), weight_floor, w)
     w = np.maximum(w, weight_floor)
-    return np.where(G < min_history, max(COLD_WEIGHT[weight], weight_floor), w)
+    cold = max(COLD_WEIGHT[weight], weight_floor) if cold_start == "explore" else weight_floor
+    return np.where(G < min_history, cold, w)
 
 
 def uniform_allocation(num_prompts: int, budget: int) -> np.ndarray:
@@ -305,6 +311,7 @@ def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -
         min_history=spec.min_history,
         mastery_threshold=spec.mastery_threshold,
         weight_floor=spec.weight_floor,
+        cold_start=spec.cold_start,
     )
     n_low, n_high = spec.bounds(n)
     return allocate_rollouts(weights, budget, n_low, n_high)

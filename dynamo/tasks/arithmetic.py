@@ -18,8 +18,9 @@ Levels (each a few "forms" with operand ranges; all answers are non-negative int
 Files written by `dynamo make-task --out DIR`:
 - DIR/train.jsonl: the RL prompt pool (unique problems, level mix `--level-weights`);
 - DIR/sft.jsonl: warm-start examples from the same mix, drawn with replacement;
-- DIR/arith-easy.jsonl (levels 1-2), arith-medium.jsonl (3-4), arith-hard.jsonl (5-6):
-  held-out benchmarks, uniform over their levels.
+- DIR/arith-easy.jsonl (levels 1, 5), arith-medium.jsonl (2, 3), arith-hard.jsonl (4, 6):
+  held-out benchmarks, uniform over their levels, ordered by answer length (see SPLITS);
+- DIR/arith-id.jsonl: held-out problems with the pool's level mix (in-distribution);
   The pool, the SFT file and the held-out splits share no problem text: as with a real
   base model and a real RL prompt set, the warm start has not seen the RL prompts, so the
   warm-started model's pool accuracy is an accuracy on unseen problems, like the splits'.
@@ -50,7 +51,17 @@ from dynamo.io import write_text_atomic
 EMBEDDED_TEMPLATE = "{problem}="
 
 FORMAT_VERSION = 1
-SPLITS: dict[str, tuple[int, ...]] = {"arith-easy": (1, 2), "arith-medium": (3, 4), "arith-hard": (5, 6)}
+# Difficulty splits. Levels number the generator's forms, not their difficulty for the model:
+# a character-level model writes the answer digit by digit, so what makes a problem hard is
+# mainly how many digits it must get right. Splits therefore group levels by mean answer length
+# (digits): 5 (1.5) and 1 (1.6) easy, 2 (2.0) and 3 (2.2) medium, 4 (2.9) and 6 (3.2) hard;
+# tests/test_arithmetic.py checks that order, and the base model's Pass@1 in the shipped
+# results/table1.csv falls from easy to hard.
+SPLITS: dict[str, tuple[int, ...]] = {"arith-easy": (1, 5), "arith-medium": (2, 3), "arith-hard": (4, 6)}
+# Held-out problems with the training pool's level mix: where RL's gains on the pool should
+# carry over when they are more than memorised answers.
+IN_DISTRIBUTION = "arith-id"
+ALL_SPLITS = (*SPLITS, IN_DISTRIBUTION)
 # Share of each level in the pool and in the SFT file (normalised). Calibrated so that the
 # tiny model after the default warm start solves ~40 % of pool samples at temperature 1,
 # with per-prompt success counts spread over 0..8 of 8 (level 1 mostly solved, 4 and 6
@@ -170,6 +181,14 @@ def level_definitions() -> dict[str, Any]:
     }
 
 
+def held_out_levels(level_weights: Sequence[float]) -> dict[str, dict[int, float]]:
+    """Every held-out split -> {level: share}: the difficulty splits (uniform over their levels)
+    and the in-distribution split (the pool's level mix)."""
+    out = {name: {lv: 1.0 for lv in levels} for name, levels in SPLITS.items()}
+    out[IN_DISTRIBUTION] = {lv: float(w) for lv, w in zip(LEVELS, level_weights) if w > 0}
+    return out
+
+
 def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     """Integer counts proportional to `weights` summing to `total` (largest remainder, ties to lower index)."""
     s = float(sum(weights))
@@ -221,9 +240,9 @@ def generate_task(
     taken: set[str] = set()
     files: dict[str, list[dict[str, Any]]] = {}
     # Held-out splits claim their texts first, so that nothing else can use them.
-    for split, levels in SPLITS.items():
+    for split, levels in held_out_levels(level_weights).items():
         records = []
-        for level, n in zip(levels, split_counts(eval_size, [1.0] * len(levels))):
+        for level, n in zip(levels, split_counts(eval_size, [levels[lv] for lv in levels])):
             records += [(t, v, level) for t, v in _unique_problems(rng, level, n, taken, split)]
         rng.shuffle(records)
         files[split] = [_record(f"{split}-{i:04d}", t, v, lv) for i, (t, v, lv) in enumerate(records)]
@@ -261,8 +280,8 @@ def validate_sizes(pool_size: int, eval_size: int, sft_size: int, level_weights:
         raise ValueError(f"level_weights must be non-negative with a positive sum, got {list(level_weights)}")
     # Disjointness needs room: held-out problems plus the pool's share of a level must fit.
     need = {lv: 0 for lv in LEVELS}
-    for levels in SPLITS.values():
-        for lv, n in zip(levels, split_counts(eval_size, [1.0] * len(levels))):
+    for levels in held_out_levels(level_weights).values():
+        for lv, n in zip(levels, split_counts(eval_size, [levels[lv] for lv in levels])):
             need[lv] += n
     for lv, n in zip(LEVELS, split_counts(pool_size, level_weights)):
         need[lv] += n
@@ -303,7 +322,7 @@ def write_task(
         "sft_size": sft_size,
         "level_weights": list(level_weights),
         "template": EMBEDDED_TEMPLATE,
-        "splits": {name: list(levels) for name, levels in SPLITS.items()},
+        "splits": {name: sorted(levels) for name, levels in held_out_levels(level_weights).items()},
         "levels": level_definitions(),
         "files": {
             f"{stem}.jsonl": {

@@ -101,7 +101,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 require_id=True,
                 description=f"embedded arithmetic task, held-out {level} split (JSONL from `dynamo make-task`)",
             )
-            for level in ("easy", "medium", "hard")
+            for level in ("easy", "medium", "hard", "id")
         ),
     ]
 }

@@ -26,14 +26,17 @@ RESOLVED_CONFIG = {k: v for k, v in dataclasses.asdict(CFG).items() if k != "fre
 EXP = CFG.experiment
 RUN = f"runs/{EXP}/{{method}}/seed{{seed}}"
 TASK = CFG.task_dir
-ARITH_SPLITS = ["arith-easy", "arith-medium", "arith-hard"]
+ARITH_SPLITS = ["arith-easy", "arith-medium", "arith-hard", "arith-id"]
 # "base" is the model every run starts from, evaluated like a method as the table's reference row.
-ALL_METHODS = sorted({*CFG.methods, *CFG.ablation_methods})
+# The mechanism probes (table 3) compare the probed method's entropy trajectory with this one's.
+STAB_OFF = "dynamo-nostab"
+ALL_METHODS = sorted({*CFG.methods, *CFG.ablation_methods, CFG.probe.method, STAB_OFF})
 
 
 wildcard_constraints:
     method="|".join(["base", *ALL_METHODS]),
     seed=r"\d+",
+    step=r"\d+",
     bench=r"[A-Za-z0-9_.-]+",
 
 

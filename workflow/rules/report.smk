@@ -11,6 +11,7 @@ PAPER_REFERENCE = f"--paper-reference {CFG.report.paper_reference}" if CFG.repor
 
 rule scores:
     input:
+        config=f"runs/{EXP}/config.yaml",
         scores=scores(["base", *CFG.methods]),
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
@@ -31,6 +32,7 @@ rule scores:
 
 rule scores_ablations:
     input:
+        config=f"runs/{EXP}/config.yaml",
         scores=scores(CFG.ablation_methods),
         summaries=expand(
             f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.ablation_methods, seed=CFG.seeds
@@ -53,10 +55,12 @@ rule scores_ablations:
 
 rule table1:
     input:
-        "results/scores.csv",
+        scores="results/scores.csv",
+        config=f"runs/{EXP}/config.yaml",
     output:
         csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
         md="results/table1.md",
+        provenance="results/table1.provenance.json",
     log:
         f"logs/{EXP}/table1.log",
     params:
@@ -66,16 +70,19 @@ rule table1:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo report --scores {input} --methods {params.methods} --benchmarks {params.benchmarks} "
-        "--baseline grpo {params.reference} --out results/table1 > {log} 2>&1"
+        "(dynamo report --scores {input.scores} --methods {params.methods} --benchmarks {params.benchmarks} "
+        "--baseline grpo {params.reference} --out results/table1 && python -m dynamo.reporting.provenance --config {input.config} "
+        "--outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
 
 
 rule table2:
     input:
-        "results/scores_ablations.csv",
+        scores="results/scores_ablations.csv",
+        config=f"runs/{EXP}/config.yaml",
     output:
         csv=report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
         md="results/table2.md",
+        provenance="results/table2.provenance.json",
     log:
         f"logs/{EXP}/table2.log",
     params:
@@ -84,15 +91,18 @@ rule table2:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo report --scores {input} --methods {params.methods} --benchmarks {params.benchmarks} "
-        "--baseline dynamo --out results/table2 > {log} 2>&1"
+        "(dynamo report --scores {input.scores} --methods {params.methods} --benchmarks {params.benchmarks} "
+        "--baseline dynamo --out results/table2 && python -m dynamo.reporting.provenance --config {input.config} "
+        "--outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
 
 
 rule figures:
     input:
+        config=f"runs/{EXP}/config.yaml",
         summaries=expand(f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.methods, seed=CFG.seeds),
     output:
-        report(FIGURES, caption="../report/figures.rst", category="Figures"),
+        figures=report(FIGURES, caption="../report/figures.rst", category="Figures"),
+        provenance="paper_figures/figures.provenance.json",
     log:
         f"logs/{EXP}/figures.log",
     params:
@@ -102,5 +112,6 @@ rule figures:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--out paper_figures > {log} 2>&1"
+        "(dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
+        "--out paper_figures && python -m dynamo.reporting.provenance --config {input.config} "
+        "--outputs {output.figures} --out {output.provenance}) > {log} 2>&1"

@@ -349,6 +349,7 @@ class LocalTrainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
+        self.save_snapshot()  # step 0: the start policy, when configured
         tracker = open_tracker(
             self.cfg.logger.wandb,
             self.run_dir,
@@ -377,6 +378,7 @@ class LocalTrainer:
                 bar.set_postfix(reward=f"{info[M.REWARD_MEAN]:.3f}", n=f"{info[M.N_MIN]:.0f}-{info[M.N_MAX]:.0f}")
                 if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
                     self.save_checkpoint()
+                self.save_snapshot()
         bar.close()
         writer.close()
         if tracker:
@@ -416,6 +418,21 @@ class LocalTrainer:
         tmp.rename(final)
         shutil.rmtree(self.run_dir / "checkpoint.old", ignore_errors=True)  # older versions' swap name
         checkpoint.fsync_dir(self.run_dir)
+
+    def save_snapshot(self) -> None:
+        """At a step listed in `train.snapshot_steps`, in a run of the probed method (`probe.method`),
+        keep a copy of the whole trainer state in snapshots/step<k>/ (the checkpoint layout) for
+        the mechanism probes (`dynamo probe`)."""
+        if self.step not in self.t.snapshot_steps or self.method.name != self.cfg.probe.method:
+            return
+        target = self.run_dir / "snapshots" / f"step{self.step}"
+        if (target / "state.json").exists():  # a resumed run already wrote it
+            return
+        self.save_checkpoint()
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.run_dir / "checkpoint", tmp)
+        tmp.rename(target)
 
     def load_checkpoint(self) -> bool:
         """Resume from the newest intact checkpoint (manifest verified), or start at step 0.

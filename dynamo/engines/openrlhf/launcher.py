@@ -65,6 +65,7 @@ SUPPORTED_FIELDS = {
     "allocation.min_history",
     "allocation.mastery_threshold",
     "allocation.weight_floor",
+    "allocation.cold_start",
     "advantage.estimator",
     "advantage.eps",
     "group_filter.kind",

@@ -1,0 +1,321 @@
+"""Mechanism probes at saved policy snapshots: does each DynaMO mechanism do what it claims?
+
+A snapshot (`<run>/snapshots/step<k>/`, written when `train.snapshot_steps` lists k) is the
+local engine's whole trainer state: weights, AdamW moments, scheduler, prompt history. Each
+probe restores it into a real `LocalTrainer` and measures with the engine's own code paths
+(generation, grading, `dynamo.core` advantages / allocation / modulation / loss, and
+`LocalTrainer.update` for an optimiser step); nothing of the method is reimplemented here.
+
+Allocation (sequence level). For a prompt set of N pool prompts, M = batches * n_high samples
+per prompt are drawn once; each prompt's P_i is estimated from its M samples (the quantity the
+run's history estimates, here nearly exact, so this is the allocation rule at its best). For
+each scheme (uniform n; w = P_i; w = sqrt(P_i); bounds and budget B = N n as the method's),
+batch b takes samples b*n_high .. b*n_high + n_i - 1 of every prompt, so the B batches of a
+scheme are independent and batch b of different schemes shares draws (a paired comparison).
+The policy gradient of a batch is that of the engine's loss (group advantages, PPO-clip loss
+at ratio 1 with the method's aggregation, the whole batch as one mini-batch, no modulation).
+
+One step (token level). For a fresh uniform batch, entropies H0 and log-probs before the
+update and the first-order entropy change dH (`dynamo.core.modulation.entropy_change`) are
+computed; then one optimiser step is taken with `LocalTrainer.update` (mini-batch = the whole
+batch) for each arm, always from the same restored state:
+    none  = the probed method with beta_comp = beta_stab = 1
+    stab  = beta_stab only;  comp = beta_comp only
+and entropies / log-probs at the same positions are measured again.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dynamo.config import ExperimentConfig
+from dynamo.core.advantages import group_advantages
+from dynamo.core.allocation import allocate_rollouts, allocation_weights, uniform_allocation
+from dynamo.core.losses import policy_loss
+from dynamo.core.modulation import entropy_change
+from dynamo.methods import MethodSpec
+from dynamo.probes.stats import gradient_measures, jackknife_log_ratio, spearman
+
+SCHEMES = ("uniform", "p", "sqrt_p")
+MEASURES = ("trace", "mean_norm", "relative_noise", "cosine")
+ARMS = ("none", "stab", "comp")
+
+
+def find_snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every complete snapshot of a run, by step."""
+    root = Path(run_dir) / "snapshots"
+    found = []
+    for d in root.glob("step*"):
+        if d.name[4:].isdigit() and (d / "state.json").exists():
+            found.append((int(d.name[4:]), d))
+    return sorted(found)
+
+
+def arm_specs(method: MethodSpec) -> dict[str, MethodSpec]:
+    mod = method.modulation
+    return {
+        "none": dataclasses.replace(
+            method, modulation=dataclasses.replace(mod, compensation=False, stabilization=False)
+        ),
+        "stab": dataclasses.replace(
+            method, modulation=dataclasses.replace(mod, compensation=False, stabilization=True)
+        ),
+        "comp": dataclasses.replace(
+            method, modulation=dataclasses.replace(mod, compensation=True, stabilization=False)
+        ),
+    }
+
+
+class SnapshotProber:
+    """A LocalTrainer whose state is restored from a snapshot before every measurement."""
+
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: str | Path, seed: int, *, threads: int | None = None, problems=None
+    ):
+        from transformers import AutoTokenizer
+
+        from dynamo.engines.local.trainer import LocalTrainer, load_problems
+
+        snapshots = find_snapshots(run_dir)
+        if not snapshots:
+            raise SystemExit(
+                f"dynamo probe: no snapshots in {run_dir}/snapshots/ (set train.snapshot_steps and probe.method "
+                "to this run's method, then rerun its training; the local engine writes them)"
+            )
+        self.snapshots = snapshots
+        # One optimiser step per update: the whole rollout batch is one mini-batch.
+        t = dataclasses.replace(cfg.train, mini_batch_prompts=cfg.train.prompts_per_step, snapshot_steps=[])
+        self.cfg = dataclasses.replace(cfg, train=t)
+        self.method = cfg.method(cfg.probe.method)
+        self.seed = seed
+        model_dir = snapshots[0][1] / "model"
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if problems is None:
+            problems = load_problems(cfg.train_pool_path, cfg.data.template, tokenizer, cfg.data.use_chat_template)
+        self._tmp = tempfile.TemporaryDirectory(prefix="dynamo-probe-")
+        self.trainer = LocalTrainer(
+            self.cfg,
+            self.method,
+            seed,
+            self._tmp.name,
+            str(model_dir),
+            problems,
+            threads=threads,
+            show_progress=False,
+        )
+        self._state: dict[str, Any] = {}
+
+    def load(self, snapshot_dir: Path) -> None:
+        """Restore the trainer from a snapshot (through the engine's own checkpoint loader)."""
+        link = Path(self._tmp.name) / "checkpoint"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(snapshot_dir.resolve(), target_is_directory=True)
+        if not self.trainer.load_checkpoint():
+            raise RuntimeError(f"could not load snapshot {snapshot_dir}")
+        self._state = {
+            "model": copy.deepcopy(self.trainer.model.state_dict()),
+            "optimizer": copy.deepcopy(self.trainer.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.trainer.scheduler.state_dict()),
+        }
+
+    def restore(self) -> None:
+        tr = self.trainer
+        tr.model.load_state_dict(self._state["model"])
+        tr.optimizer.load_state_dict(copy.deepcopy(self._state["optimizer"]))
+        tr.scheduler.load_state_dict(self._state["scheduler"])
+
+    def prompt_set(self, index: int) -> list[int]:
+        """The same N pool prompts for every snapshot of a probe seed."""
+        rng = np.random.default_rng([self.seed, 7919, index])
+        return [
+            int(i) for i in rng.choice(len(self.trainer.problems), self.cfg.train.prompts_per_step, replace=False)
+        ]
+
+    def generate(self, indices: list[int], per_prompt: int, seed: int):
+        torch.manual_seed(seed)
+        return self.trainer._generate(indices, np.full(len(indices), per_prompt), group_offset=0)
+
+    def logprobs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        from dynamo.engines.local.policy import token_logprobs
+
+        with torch.no_grad():
+            return token_logprobs(
+                self.trainer.model, batch.input_ids, batch.attention_mask, temperature=self.cfg.train.temperature
+            )
+
+    def gradient(self, batch) -> torch.Tensor:
+        """Flattened gradient of the engine's policy loss on one batch (ratio 1, no modulation)."""
+        from dynamo.engines.local.policy import token_logprobs
+
+        model, spec = self.trainer.model, self.method
+        adv = group_advantages(
+            batch.rewards, batch.group_ids, estimator=spec.advantage.estimator, eps=spec.advantage.eps
+        )
+        model.zero_grad(set_to_none=True)
+        logp, _ = token_logprobs(
+            model, batch.input_ids, batch.attention_mask, temperature=self.cfg.train.temperature
+        )
+        m = batch.response_mask
+        loss, _ = policy_loss(
+            logp,
+            logp.detach(),
+            adv.unsqueeze(1) * m,
+            m,
+            eps_low=spec.loss.eps_low,
+            eps_high=spec.loss.eps_high,
+            dual_clip=spec.loss.dual_clip,
+            aggregation=spec.loss.aggregation,
+        )
+        loss.backward()
+        grads = [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        return torch.cat(grads).detach().to(torch.float64)
+
+    # -- allocation -------------------------------------------------------------------------
+
+    def allocation_cell(self, step: int, set_index: int) -> dict[str, Any]:
+        t, alloc = self.cfg.train, self.method.allocation
+        n, batches = t.rollouts_per_prompt, self.cfg.probe.batches
+        n_low, n_high = alloc.bounds(n)
+        indices = self.prompt_set(set_index)
+        N = len(indices)
+        M = batches * n_high
+        pool = self.generate(indices, M, seed=self.seed * 1_000_003 + step * 101 + set_index)
+        correct = pool.correct.numpy().reshape(N, M)
+        k = correct.sum(1).astype(np.int64)
+        G = np.full(N, M, dtype=np.int64)
+        counts = {"uniform": uniform_allocation(N, N * n)}
+        for weight in ("p", "sqrt_p"):
+            w = allocation_weights(k, G, weight=weight, min_history=alloc.min_history)
+            counts[weight] = allocate_rollouts(w, N * n, n_low, n_high)
+        grams: dict[str, np.ndarray] = {}
+        for scheme, n_i in counts.items():
+            rows = []
+            for b in range(batches):
+                keep = torch.zeros(N * M, dtype=torch.bool)
+                for i in range(N):
+                    start = i * M + b * n_high
+                    keep[start : start + int(n_i[i])] = True
+                rows.append(self.gradient(pool.select(keep)))
+            g = torch.stack(rows)
+            grams[scheme] = (g @ g.T).numpy()
+        out: dict[str, Any] = {
+            "step": step,
+            "prompt_set": set_index,
+            "accuracy": correct.mean(1).tolist(),
+            "counts": {s: c.tolist() for s, c in counts.items()},
+            "measures": {s: gradient_measures(K) for s, K in grams.items()},
+            "log_ratios": {},
+        }
+        for scheme in ("p", "sqrt_p"):
+            out["log_ratios"][scheme] = {
+                m: list(jackknife_log_ratio(grams[scheme], grams["uniform"], m)) for m in MEASURES
+            }
+        return out
+
+    # -- one optimiser step -----------------------------------------------------------------
+
+    def step_cell(self, step: int, batch_index: int) -> dict[str, Any]:
+        t, spec = self.cfg.train, self.method
+        indices = self.prompt_set(1000 + batch_index)
+        batch = self.generate(
+            indices, t.rollouts_per_prompt, seed=self.seed * 1_000_003 + step * 101 + 50 + batch_index
+        )
+        self.restore()
+        logp0, h0 = self.logprobs(batch)
+        m = batch.response_mask
+        adv = group_advantages(
+            batch.rewards, batch.group_ids, estimator=spec.advantage.estimator, eps=spec.advantage.eps
+        )
+        A = adv.unsqueeze(1) * m
+        dh_pred = entropy_change(logp0, logp0, A, h0, m, eps_low=spec.loss.eps_low, eps_high=spec.loss.eps_high)
+        valid = m.bool()
+        active = valid & (A != 0)
+        positive = valid & (A > 0)
+        out: dict[str, Any] = {
+            "step": step,
+            "batch": batch_index,
+            "tokens": int(valid.sum()),
+            "active": int(active.sum()),
+        }
+        if positive.any():
+            cut = torch.quantile(h0[positive], self.cfg.probe.confident_quantile)
+            confident = positive & (h0 <= cut)
+        else:
+            confident = positive
+        out["confident_tokens"] = int(confident.sum())
+        for arm, arm_spec in arm_specs(spec).items():
+            self.restore()
+            self.trainer.method = arm_spec
+            self.trainer.update(batch, defaultdict(float))
+            logp1, h1 = self.logprobs(batch)
+            dh = (h1 - h0)[valid].abs()
+            out[arm] = {
+                "max_abs_dH": float(dh.max()),
+                "p99_abs_dH": float(torch.quantile(dh, 0.99)),
+                "mean_abs_dH": float(dh.mean()),
+                "confident_dlogp": float((logp1 - logp0)[confident].mean()) if confident.any() else math.nan,
+            }
+            if arm == "none":
+                out["indicator_spearman"] = spearman(dh_pred[active].numpy(), (h1 - h0)[active].numpy())
+                # A few thousand (predicted, realised) pairs for the figure.
+                sel = torch.nonzero(active.flatten()).squeeze(1)[:4000]
+                out["indicator_points"] = {
+                    "predicted": dh_pred.flatten()[sel].tolist(),
+                    "realised": (h1 - h0).flatten()[sel].tolist(),
+                }
+        self.trainer.method = spec
+        self.restore()
+        return out
+
+
+def run_probes(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    seed: int,
+    *,
+    threads: int | None = None,
+    problems=None,
+    snapshot_steps: list[int] | None = None,
+) -> dict[str, Any]:
+    """Every probe at the snapshots of one run (all, or those in `snapshot_steps`); `problems`
+    defaults to the config's prompt pool. Snapshots are independent, so they can be separate jobs."""
+    started = time.perf_counter()
+    prober = SnapshotProber(cfg, run_dir, seed, threads=threads, problems=problems)
+    if snapshot_steps is not None:
+        missing = sorted(set(snapshot_steps) - {s for s, _ in prober.snapshots})
+        if missing:
+            raise SystemExit(f"dynamo probe: {run_dir} has no snapshot for step(s) {missing}")
+        prober.snapshots = [(s, p) for s, p in prober.snapshots if s in snapshot_steps]
+    allocation, steps = [], []
+    for step, path in prober.snapshots:
+        prober.load(path)
+        for s in range(cfg.probe.prompt_sets):
+            prober.restore()
+            allocation.append(prober.allocation_cell(step, s))
+            print(f"[dynamo probe] allocation: snapshot step {step}, prompt set {s} done", flush=True)
+        for b in range(cfg.probe.step_batches):
+            steps.append(prober.step_cell(step, b))
+        print(f"[dynamo probe] one-step probes: snapshot step {step} done", flush=True)
+    return {
+        "format": "dynamo.probes/1",
+        "run_dir": str(run_dir),
+        "method": prober.method.name,
+        "seed": seed,
+        "snapshots": [s for s, _ in prober.snapshots],
+        "probe": dataclasses.asdict(cfg.probe),
+        "allocation": allocation,
+        "one_step": steps,
+        "seconds": time.perf_counter() - started,
+    }
