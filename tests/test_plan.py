@@ -82,6 +82,12 @@ def test_gpu_configs_use_what_the_plan_picks(name):
     assert budget == AUTHORS_TOKENS
     assert cfg.openrlhf["dynamic_batch"] is True
     assert cfg.openrlhf["max_tokens_per_gpu"] == cfg.openrlhf["rollout_max_tokens_per_gpu"] == budget
+    from dynamo.engines.openrlhf.launcher import build_command
+
+    cmd = build_command(cfg, "dynamo", 1, "/tmp/run")
+    assert "--train.dynamic_batch_enable" in cmd
+    assert cmd[cmd.index("--train.max_tokens_per_gpu") + 1] == cmd[cmd.index("--rollout.max_tokens_per_gpu") + 1]
+    assert cmd[cmd.index("--train.max_tokens_per_gpu") + 1] == str(budget)
 
 
 def test_pick_shrinks_the_budget_on_a_small_card():

@@ -87,9 +87,10 @@ def ray_cluster(
     srun_args: list[str] | None = None,
     timeout_s: float = 600,
     poll_s: float = 5,
-    count_nodes=alive_nodes,
+    count_nodes=None,
 ) -> Iterator[str]:
     """Start Ray on `nodes` (this process runs on nodes[0]), yield the head address, stop Ray after."""
+    count_nodes = count_nodes or alive_nodes
     srun_args = list(srun_args or [])
     address = f"{socket.gethostbyname(nodes[0]) if nodes[0] != 'localhost' else '127.0.0.1'}:{port}"
     subprocess.run(head_command(port, gpus_per_node), check=True)
