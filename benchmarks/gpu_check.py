@@ -30,6 +30,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,7 @@ def step_seconds(model, method_name: str, cfg, batch, repeats: int, device: str)
     """Times of LocalTrainer.update (the local engine's optimisation step) on `batch`."""
     import torch
 
+    from dynamo.engines.common import objective_generator
     from dynamo.engines.local.trainer import LocalTrainer
 
     trainer = object.__new__(LocalTrainer)  # the step only: no tokenizer, no generation, no run directory
@@ -115,11 +117,12 @@ def step_seconds(model, method_name: str, cfg, batch, repeats: int, device: str)
         0,
     )
     trainer.model = model
+    trainer.generator = objective_generator(0)  # the token objective's random picks (Clip-Cov)
     trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=cfg.train.weight_decay)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: 1.0)
     times = []
     for i in range(repeats + 1):
-        timer = {"old_logp": 0.0, "update": 0.0}
+        timer = defaultdict(float)  # the trainer adds its phases (experience, train, ...)
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()

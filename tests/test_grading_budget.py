@@ -40,7 +40,8 @@ def test_budget_covers_every_phase_in_process():
         start = time.monotonic()
         assert grader.grade(NESTED, ("12345",)) == (False, None, "timeout")
         assert grader.grade_answer(NESTED[7:-1], ("12345",)) == (False, None, "timeout")
-        assert time.monotonic() - start < 4.0
+        # Two 1 s budgets; unbounded, NESTED alone takes over 10 s. The slack absorbs a loaded machine.
+        assert time.monotonic() - start < 8.0
         assert grader.grade("so \\boxed{12345}", ("12345",))[0]
         assert grader.grade("so \\boxed{\\frac{1}{2}}", ("0.5",))[0]
     finally:

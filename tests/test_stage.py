@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import yaml
 from repo_copy import copy_repo
 
 from dynamo.config import load_config
@@ -71,7 +72,9 @@ def test_slurm_dag_stages_first_and_compute_jobs_stay_offline(tmp_path):
     assert listed[0][0] == "stage_inputs"
     assert "--model Qwen/Qwen2.5-Math-7B" in listed[0][1]
     compute = [(rule, c) for rule, c in listed if rule in ("train", "evaluate")]
-    assert len(compute) == 15 + 18
+    exp = yaml.safe_load((repo / "config/experiments/qwen2.5-math-7b.yaml").read_text())
+    runs = len(exp["methods"]) * len(exp["seeds"])
+    assert len(compute) == runs + runs + len(exp["seeds"])  # train each run; evaluate each run and the base
     for rule, command in compute:
         assert command.startswith("HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1"), (rule, command)
         assert not any(h in command for h in HUB_IDS), (rule, command)

@@ -7,6 +7,9 @@
   micro-batch is its own window (spec `window: micro_batch`): all valid tokens, or the k tokens
   Fork Tokens keeps. Known from the mask alone, so an engine can normalise a token-mean loss over
   the optimiser step before any forward pass (mini_batch windows: `WindowStats.loss_tokens`).
+- `needs_step_micro_batches(spec)`: does the step see the optimiser step's micro-batches together
+  (mini_batch window statistics, or Fork Tokens' token count)? OpenRLHF's token-budgeted (dynamic)
+  batching regroups them, so its launcher gives such methods fixed micro-batches instead.
 - `OBJECTIVE_METRICS`: `objective_loss`'s metric keys -> the metrics contract's names, and which
   of them are means over valid tokens (the rest are means over the loss's tokens).
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from dynamo import metrics_names as M
-from dynamo.core.window import fork_k
+from dynamo.core.window import fork_k, needs_window
 from dynamo.spec import MethodSpec
 
 _SEED_STRIDE = 1_000_003  # distinct streams for (seed, rank) pairs of any realistic size
@@ -25,6 +28,11 @@ _SEED_STRIDE = 1_000_003  # distinct streams for (seed, rank) pairs of any reali
 def objective_generator(seed: int, rank: int = 0) -> torch.Generator:
     """CPU generator for the token objective's random choices, from the run seed and the DP rank."""
     return torch.Generator().manual_seed(int(seed) * _SEED_STRIDE + int(rank) + 1)
+
+
+def needs_step_micro_batches(spec: MethodSpec) -> bool:
+    """Does the step need the optimizer step's micro-batches (window stats or Fork's token count)?"""
+    return (spec.window == "mini_batch" and needs_window(spec)) or spec.fork_tokens.top_fraction > 0
 
 
 def micro_loss_tokens(spec: MethodSpec, mask: torch.Tensor) -> int:

@@ -144,7 +144,9 @@ class SnapshotProber:
 
     def generate(self, indices: list[int], per_prompt: int, seed: int):
         torch.manual_seed(seed)
-        return self.trainer._generate(indices, np.full(len(indices), per_prompt), group_offset=0)
+        return self.trainer._generate(
+            indices, np.full(len(indices), per_prompt), group_offset=0, timer=defaultdict(float)
+        )
 
     def logprobs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         from dynamo.engines.local.policy import token_logprobs

@@ -40,7 +40,12 @@ from openrlhf.utils.vlm_utils import merge_mm_train_inputs
 from dynamo.core.modulation import token_entropy
 from dynamo.core.objective import TokenBatch, objective_loss
 from dynamo.core.window import LOCAL, DistributedReducer, WindowStats, needs_window, window_stats
-from dynamo.engines.common import OBJECTIVE_METRICS, micro_loss_tokens, objective_generator
+from dynamo.engines.common import (
+    OBJECTIVE_METRICS,
+    micro_loss_tokens,
+    needs_step_micro_batches,
+    objective_generator,
+)
 from dynamo.spec import MethodSpec
 
 WINDOW_KEY = "_dynamo_window"  # loss_batch_info entry: the micro-batches of this optimizer step
@@ -83,10 +88,7 @@ class DynamoActorTrainer(ActorPPOTrainer):
         self.dynamo_spec = spec
         self.generator = objective_generator(seed, rank)
 
-    @staticmethod
-    def _uses_window(spec: MethodSpec) -> bool:
-        """Does the step need the optimizer step's micro-batches (window stats or Fork's token count)?"""
-        return (spec.window == "mini_batch" and needs_window(spec)) or spec.fork_tokens.top_fraction > 0
+    _uses_window = staticmethod(needs_step_micro_batches)
 
     def training_step(self, experience, kl_ctl: float, step: int, loss_batch_info: dict | None = None):
         self.actor.train()

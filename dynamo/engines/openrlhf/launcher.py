@@ -132,6 +132,25 @@ def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() and abs(x) >= 1 else repr(float(x))
 
 
+def batch_layout(spec, o: OpenRLHFConfig, max_new_tokens: int) -> tuple[bool, int, int]:
+    """(dynamic batching?, train and rollout micro-batch sequences) for one method.
+
+    A method that needs the optimiser step's micro-batches together (Fork Tokens, mini_batch
+    window statistics) cannot run under OpenRLHF's token-budgeted batching, which regroups them;
+    with `dynamic_batch` on it gets fixed micro-batches of as many whole sequences as the token
+    budget holds (at least one), so its memory stays within the same budget."""
+    from dynamo.engines.common import needs_step_micro_batches
+
+    if not o.dynamic_batch:
+        return False, o.micro_train_batch_size, o.micro_rollout_batch_size
+    if not needs_step_micro_batches(spec):
+        return True, o.micro_train_batch_size, o.micro_rollout_batch_size
+    seq_len = o.prompt_max_len + max_new_tokens
+    train = max(1, o.max_tokens_per_gpu // seq_len)
+    rollout = max(1, (o.rollout_max_tokens_per_gpu or o.max_tokens_per_gpu) // seq_len)
+    return False, train, rollout
+
+
 def build_command(
     cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, base_model: str | None = None
 ) -> list[str]:
@@ -147,10 +166,11 @@ def build_command(
     n, prompts = t.rollouts_per_prompt, t.prompts_per_step
     train_batch = t.mini_batch_prompts * n
     world = o.actor_gpus
-    if not o.dynamic_batch and train_batch % (o.micro_train_batch_size * world):
+    dynamic, micro_train, micro_rollout = batch_layout(spec, o, t.max_new_tokens)
+    if not dynamic and train_batch % (micro_train * world):
         raise ValueError(
             f"train.mini_batch_prompts * n = {train_batch} samples must split into micro-batches of "
-            f"openrlhf.micro_train_batch_size ({o.micro_train_batch_size}) on {world} GPUs"
+            f"{micro_train} sequences (openrlhf.micro_train_batch_size) on {world} GPUs"
         )
     if (prompts * n) % train_batch:
         raise ValueError(f"budget N*n = {prompts * n} is not a whole number of mini-batches of {train_batch}")
@@ -204,9 +224,9 @@ def build_command(
         "--train.num_episodes",
         str(EPISODES),
         "--rollout.micro_batch_size",
-        str(o.micro_rollout_batch_size),
+        str(micro_rollout),
         "--train.micro_batch_size",
-        str(o.micro_train_batch_size),
+        str(micro_train),
         "--rollout.temperature",
         _num(t.temperature),
         "--rollout.top_p",
@@ -277,7 +297,7 @@ def build_command(
                 "--rollout.max_tokens_per_gpu",
                 str(o.rollout_max_tokens_per_gpu or o.max_tokens_per_gpu),
             ]
-            if o.dynamic_batch
+            if dynamic
             else []
         ),
         *(["--actor.gradient_checkpointing_enable"] if o.gradient_checkpointing else []),
@@ -385,7 +405,7 @@ def write_prompts(cfg: ExperimentConfig, path: Path) -> int:
     return count
 
 
-def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str]) -> int:
+def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str] | None = None) -> int:
     """Run the entry point; for a multi-node layout, inside a Ray cluster over the Slurm allocation."""
     if o.actor_num_nodes == 1 or o.ray_address:
         return subprocess.call(cmd, env=env)
