@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -121,6 +122,11 @@ class SnapshotProber:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(snapshot_dir.resolve(), target_is_directory=True)
+        # The loader trusts a checkpoint only as far as the run's metrics.jsonl reaches: give it the
+        # log of the run the snapshot came from (<run>/snapshots/step<k>/), fresh for every load.
+        metrics = snapshot_dir.resolve().parent.parent / "metrics.jsonl"
+        if metrics.exists():
+            shutil.copyfile(metrics, Path(self._tmp.name) / "metrics.jsonl")
         if not self.trainer.load_checkpoint():
             raise RuntimeError(f"could not load snapshot {snapshot_dir}")
         self._state = {
