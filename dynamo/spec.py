@@ -353,3 +353,14 @@ def _checked(where: str, hint: Any, value: Any) -> Any:
     if not ok:
         raise ValueError(f"{where} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
     return value
+
+
+def flat_fields(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict (e.g. `dataclasses.asdict(spec)`) as {"dotted.name": value}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynamo.spec import flat_fields
+
 MAX_SEED = 2**32 - 1
 # Generated tokens per run above which --check warns that the local engine (one process) is the
 # wrong tool; ~6k tokens/s was measured for the tiny CPU model, a 1.5B model is ~100x slower.
@@ -106,7 +108,7 @@ METHOD_RANGES: dict[str, Range] = {
 def method_problems(spec: Any, where: str) -> list[str]:
     """Range problems of a MethodSpec: every numeric field finite, the ones above in range."""
     problems = []
-    for name, value in _flat(dataclasses.asdict(spec)).items():
+    for name, value in flat_fields(dataclasses.asdict(spec)).items():
         rule = METHOD_RANGES.get(name)
         if rule is None:
             if isinstance(value, float) and not math.isfinite(value):
@@ -116,16 +118,6 @@ def method_problems(spec: Any, where: str) -> list[str]:
         if message:
             problems.append(f"{where}: {name} {message}")
     return problems
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 # ---------------------------------------------------------------------------------------

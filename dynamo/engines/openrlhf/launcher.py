@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
-from dynamo.spec import MethodSpec
+from dynamo.spec import MethodSpec, flat_fields
 
 if TYPE_CHECKING:  # annotations only: dynamo.config imports this module to validate a config
     from dynamo.config import ExperimentConfig
@@ -99,20 +99,10 @@ SUPPORTED_FIELDS = {
 }
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot express."""
-    default = _flat(dataclasses.asdict(MethodSpec(name=spec.name)))
-    values = _flat(dataclasses.asdict(spec))
+    default = flat_fields(dataclasses.asdict(MethodSpec(name=spec.name)))
+    values = flat_fields(dataclasses.asdict(spec))
     unsupported = [
         f"{key}={value!r}"
         for key, value in values.items()
