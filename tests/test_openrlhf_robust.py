@@ -23,9 +23,10 @@ except ImportError as err:  # pragma: no cover - CI installs it
 
 from test_openrlhf import GEN_KW, FakeRef, fake_ray, make_generator, make_trainer, ns, openrlhf_args  # noqa: E402,F401
 
+from dynamo.checkpoint import repair_metrics as truncate_metrics  # noqa: E402  (what the resume calls)
 from dynamo.engines.openrlhf import entry  # noqa: E402
 from dynamo.engines.openrlhf.resume import MARKER, DamagedCheckpointError, mark_complete, prepare_resume  # noqa: E402
-from dynamo.engines.openrlhf.trainer import seed_prompt_order, truncate_metrics  # noqa: E402
+from dynamo.engines.openrlhf.trainer import seed_prompt_order  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fake_ray")  # Ray calls faked (results out of order) in every test
 

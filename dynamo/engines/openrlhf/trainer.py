@@ -45,6 +45,7 @@ from openrlhf.trainer import ppo_trainer
 from openrlhf.trainer.ray import ppo_actor
 
 from dynamo import metrics_names as M
+from dynamo.checkpoint import repair_metrics
 from dynamo.core.allocation import rollout_counts
 from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.core.stats import PromptStats
@@ -159,7 +160,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             # fit() would raise KeyError): a fresh start, which is what the actors did too.
             states = {"episode": 0, "global_step": 0, "total_consumed_prompts": 0, "data_loader_state_dict": {}}
         if self.options.run_dir:
-            truncate_metrics(Path(self.options.run_dir) / "metrics.jsonl", int(states["global_step"]))
+            repair_metrics(Path(self.options.run_dir) / "metrics.jsonl", int(states["global_step"]))
         if STATS_KEY in states:
             self.stats = PromptStats.from_dict(states[STATS_KEY])
             self.samples_generator.steps_done = int(states.get(STEPS_KEY, states.get("global_step", 0)))
@@ -180,19 +181,6 @@ def seed_prompt_order(dataloader, seed: int) -> None:
             "(OpenRLHF 0.11.2 builds a torchdata StatefulDataLoader with shuffle=True)"
         )
     generator.manual_seed(int(seed))
-
-
-def truncate_metrics(path: Path, last_step: int) -> int:
-    """Keep the metrics rows with step <= last_step (a resume rewrites the later ones); rows dropped."""
-    if not path.exists():
-        return 0
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    keep = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
-    if len(keep) != len(lines):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, path)
-    return len(lines) - len(keep)
 
 
 class DynamoPolicyActor(_StockPolicyActor):
