@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dynamo.errors import UserError
 from dynamo.tasks import BENCHMARKS, BenchmarkFormatError, answer_text, load_benchmark, load_prompt_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,8 +44,15 @@ def test_registry_has_the_six_benchmarks_and_local_arith_sets():
 
 
 def test_unknown_benchmark_lists_known_names():
-    with pytest.raises(KeyError, match="math500"):
+    with pytest.raises(UserError, match="math500"):
         load_benchmark("math5000")
+
+
+def test_a_new_name_with_a_path_reads_the_users_own_file(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"question": "1+1", "answer": "2"}\n{"problem": "2*3", "ground_truth": "6"}\n')
+    problems = load_benchmark("my-set", path)
+    assert problems.name == "my-set" and [r["answers"] for r in problems] == [["2"], ["6"]]
 
 
 def test_local_only_benchmark_without_path_says_what_to_pass():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from repo_copy import ROOT, copy_repo
@@ -29,11 +33,22 @@ def test_dry_run_lists_every_method_and_seed():
         assert line.split()[1:2] == [str(count)], f"{rule}: {line!r}\n{text}"
 
 
-def test_smoke_pipeline_end_to_end(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    cmd = [*SNAKEMAKE, "results/table1.csv", "--cores", "2", "--configfile", "config/smoke.yaml"]
-    out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=900)
+SMOKE = [*SNAKEMAKE, "results/table1.csv", "--cores", "2", "--configfile", "config/smoke.yaml"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One uninterrupted smoke pipeline: its repo copy and how long it took."""
+    repo = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    start = time.monotonic()
+    out = subprocess.run(SMOKE, cwd=repo, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return repo, time.monotonic() - start
+
+
+def test_smoke_pipeline_end_to_end(smoke_run):
+    repo, _ = smoke_run
+    cmd = SMOKE
     with open(repo / "results/table1.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["method"] for r in rows] == ["base", "grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod"]
@@ -53,3 +68,24 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     # Running again has nothing to do.
     again = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_kill_at_a_random_moment_then_rerun_gives_a_byte_identical_table(smoke_run, tmp_path):
+    """kill -9 of the whole pipeline (Snakemake and its jobs) anywhere in its run, `--unlock`, rerun."""
+    reference, duration = smoke_run
+    repo = copy_repo(tmp_path / "repo")
+    delay = random.uniform(0.1, 0.9) * duration
+    print(f"killing after {delay:.1f} s of a {duration:.1f} s pipeline")  # shown when the test fails
+    proc = subprocess.Popen(SMOKE, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the session holds Snakemake and every job it started
+        proc.wait()
+    unlock = subprocess.run([*SMOKE, "--unlock"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    out = subprocess.run(SMOKE, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    # scores.csv also records wall-clock seconds, which differ run to run; the tables do not.
+    for name in ("results/table1.csv", "results/table1.md"):
+        assert (repo / name).read_bytes() == (reference / name).read_bytes(), name

@@ -31,6 +31,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from dynamo.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
@@ -340,7 +342,9 @@ def get_spec(name: str) -> BenchmarkSpec:
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+        raise UserError(
+            f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (or NAME=PATH for a local file)"
+        ) from None
 
 
 def _read_local(name: str, path: str | Path, split: str) -> list[tuple[str, list[tuple[int, Any]]]]:
@@ -351,8 +355,14 @@ def _read_local(name: str, path: str | Path, split: str) -> list[tuple[str, list
 
 
 def load_benchmark(name: str, path: str | Path | None = None, *, split: str | None = None) -> ProblemSet:
-    """Load benchmark `name` as normalised problem records (from `path` if given, else the hub)."""
-    spec = get_spec(name)
+    """Load benchmark `name` as normalised problem records (from `path` if given, else the hub).
+
+    A name that is not registered is allowed with a path: a user's own problem file, read with
+    the common field names (problem/question/prompt, answer/answers/final_answer/ground_truth)."""
+    if name not in BENCHMARKS and path is not None:
+        spec = BenchmarkSpec(name, None, problem_fields=PROMPT_POOL.problem_fields, answer_fields=PROMPT_POOL.answer_fields)
+    else:
+        spec = get_spec(name)
     split = split or spec.split
     if path is None:
         if spec.hub_id is None:
