@@ -76,7 +76,9 @@ def test_kill_at_a_random_moment_then_rerun_gives_a_byte_identical_table(smoke_r
     repo = copy_repo(tmp_path / "repo")
     delay = random.uniform(0.1, 0.9) * duration
     print(f"killing after {delay:.1f} s of a {duration:.1f} s pipeline")  # shown when the test fails
-    proc = subprocess.Popen(SMOKE, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        SMOKE, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:

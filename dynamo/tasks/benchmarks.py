@@ -360,7 +360,9 @@ def load_benchmark(name: str, path: str | Path | None = None, *, split: str | No
     A name that is not registered is allowed with a path: a user's own problem file, read with
     the common field names (problem/question/prompt, answer/answers/final_answer/ground_truth)."""
     if name not in BENCHMARKS and path is not None:
-        spec = BenchmarkSpec(name, None, problem_fields=PROMPT_POOL.problem_fields, answer_fields=PROMPT_POOL.answer_fields)
+        spec = BenchmarkSpec(
+            name, None, problem_fields=PROMPT_POOL.problem_fields, answer_fields=PROMPT_POOL.answer_fields
+        )
     else:
         spec = get_spec(name)
     split = split or spec.split
