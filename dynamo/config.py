@@ -73,7 +73,7 @@ class DataConfig:
         0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0, maximum=2**32 - 1
     )
     pool_size: int = _f(
-        256,
+        1024,
         "Arithmetic task: problems in the training pool (small enough that prompts recur).",
         minimum=1,
         maximum=10**7,
@@ -86,11 +86,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = _f(100, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
-    prompts_per_step: int = _f(16, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
+    prompts_per_step: int = _f(32, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
     rollouts_per_prompt: int = _f(
-        8, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
+        4, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
     )
-    mini_batch_prompts: int = _f(8, "Prompts per optimiser mini-batch (paper: 32).", minimum=1, maximum=65536)
+    mini_batch_prompts: int = _f(16, "Prompts per optimiser mini-batch (paper: 32).", minimum=1, maximum=65536)
     micro_batch_sequences: int = _f(
         128,
         "Sequences per forward/backward micro-batch (memory only, gradients accumulate).",
@@ -98,7 +98,7 @@ class TrainConfig:
         maximum=10**6,
     )
     ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1, maximum=100)
-    lr: float = _f(2e-4, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
+    lr: float = _f(5e-5, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
     warmup_steps: int = _f(
         0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0, maximum=10**6
     )

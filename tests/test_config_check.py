@@ -67,7 +67,7 @@ BAD_CONFIGS = [
     ("model_missing", "model: {build_tiny: false, path: /nonexistent/model}", "/nonexistent/model does not exist"),
     ("prompt_file_missing", "data: {task: prompts, train_path: missing.jsonl}", "missing.jsonl does not exist"),
     ("prompt_file_required", "data: {task: prompts}", "config.data.train_path is required"),
-    ("mini_batch_gt_batch", "train: {mini_batch_prompts: 32}", "config.train.mini_batch_prompts (32) >"),
+    ("mini_batch_gt_batch", "train: {mini_batch_prompts: 64}", "config.train.mini_batch_prompts (64) >"),
     ("engine_unknown", "engine: verl", "config.engine must be one of"),
     ("experiment_name", "experiment: 'a b'", "config.experiment must match"),
     ("warmstart_lr_neg", "warmstart: {lr: -1.0}", "config.warmstart.lr must be > 0"),

@@ -27,3 +27,19 @@ def test_results_and_figures_are_not_ignored():
 
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
     assert "/results/" not in ignored and "/paper_figures/" not in ignored
+
+
+def test_shipped_results_match_their_provenance():
+    """Every shipped table and figure is the file its pipeline run hashed: none edited by hand, none stale."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    records = sorted([*root.glob("results/*.provenance.json"), *root.glob("paper_figures/*.provenance.json")])
+    assert records, "no shipped results: regenerate them with the README's 'Reference results' commands"
+    for record in records:
+        prov = json.loads(record.read_text())
+        assert prov["commit"] != "unknown" and not prov["commit"].endswith("-dirty"), record
+        for name, digest in prov["outputs"].items():
+            path = root / name
+            assert path.exists(), f"{record.name} lists {name}, which is not shipped"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} differs from {record.name}"
