@@ -150,7 +150,7 @@ class ProbeConfig:
     step_batches: int = _f(4, "One-step probes: rollout batches per snapshot.", minimum=2)
     confident_quantile: float = _f(
         0.2,
-        "Compensation probe: lowest-entropy share of the A > 0 tokens called confident.",
+        "Compensation probe: lowest-entropy share of the A > 0 tokens (entropy > 1e-3) called confident.",
         exclusiveMinimum=0,
         maximum=1,
     )

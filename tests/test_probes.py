@@ -16,7 +16,7 @@ from dynamo.engines.local.trainer import LocalTrainer, Problem
 from dynamo.generation import Generation
 from dynamo.models.tiny import write_tiny_model
 from dynamo.probes import stats
-from dynamo.probes.measure import find_snapshots, run_probes
+from dynamo.probes.measure import CERTAIN_ENTROPY, confident_tokens, find_snapshots, run_probes
 
 
 def test_gradient_measures_match_direct_computation():
@@ -168,3 +168,14 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     for name in ("probe_allocation", "probe_indicator", "probe_stabilization", "probe_compensation"):
         assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / "figs" / f"{name}.pdf").exists()
+
+
+def test_confident_tokens_leave_out_the_already_certain_ones():
+    """Format tokens (entropy ~0) cannot move in one step; the compensation probe must not pick only them."""
+    entropy = torch.tensor([[0.0, 1e-6, 0.01, 0.02, 0.5, 0.9], [0.0, 0.03, 0.04, 0.6, 0.0, 0.0]])
+    A = torch.tensor([[1.0] * 6, [-1.0, 1.0, 1.0, 1.0, 1.0, 0.0]])
+    valid = torch.ones_like(A, dtype=torch.bool)
+    picked = confident_tokens(entropy, A, valid, 0.5)
+    assert picked.any() and (entropy[picked] > CERTAIN_ENTROPY).all() and (A[picked] > 0).all()
+    assert sorted(entropy[picked].tolist()) == pytest.approx([0.01, 0.02, 0.03, 0.04])
+    assert not confident_tokens(torch.zeros(2, 3), torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), 0.2).any()

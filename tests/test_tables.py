@@ -214,6 +214,21 @@ def test_verdicts_pairing_and_unpaired_fallback(tmp_path):
     assert "not estimable" in tables.to_markdown(table, info)
 
 
+def test_every_trained_method_is_also_compared_with_the_start_model(tmp_path):
+    data = {"base": [0.30, 0.31, 0.29], "grpo": [0.36, 0.36, 0.35], "noisy": [0.20, 0.45, 0.33]}
+    for method, values in data.items():
+        for seed, v in zip([1, 2, 3], values):
+            write_run(tmp_path, method, seed, {"a": v, "b": v})
+    table, info = tables.derive_table(
+        collect_scores(tmp_path, list(data), [1, 2, 3], ["a", "b"]), list(data), ["a", "b"], "grpo"
+    )
+    by = table.set_index("method")
+    assert by.loc["grpo", "vs_base"] == "higher" and by.loc["noisy", "vs_base"] == "within seed spread"
+    assert by.loc["grpo", "delta_avg_pass@1_vs_base"] == pytest.approx((0.36 + 0.36 + 0.35) / 3 - 0.30)
+    assert by.loc["base", "vs_base"] == "-"
+    assert "| vs base (avg P@1) |" in tables.to_markdown(table, info)
+
+
 def test_missing_and_inconsistent_scores_fail_clearly(tmp_path):
     write_run(tmp_path, "grpo", 1, {"a": 0.1})
     with pytest.raises(FileNotFoundError, match="seed2"):

@@ -50,6 +50,10 @@ from dynamo.probes.stats import gradient_measures, jackknife_log_ratio, spearman
 SCHEMES = ("uniform", "p", "sqrt_p")
 MEASURES = ("trace", "mean_norm", "relative_noise", "cosine")
 ARMS = ("none", "stab", "comp")
+# Tokens whose next-token distribution is already this certain (nats) cannot move in one step,
+# under any factor: on the tiny model these are the answer format ("\\boxed{", "}"), most of a
+# response. The compensation probe leaves them out, else its lowest-entropy quantile is only them.
+CERTAIN_ENTROPY = 1e-3
 
 
 def find_snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -250,18 +254,13 @@ class SnapshotProber:
         dh_pred = entropy_change(logp0, logp0, A, h0, m, eps_low=spec.loss.eps_low, eps_high=spec.loss.eps_high)
         valid = m.bool()
         active = valid & (A != 0)
-        positive = valid & (A > 0)
+        confident = confident_tokens(h0, A, valid, self.cfg.probe.confident_quantile)
         out: dict[str, Any] = {
             "step": step,
             "batch": batch_index,
             "tokens": int(valid.sum()),
             "active": int(active.sum()),
         }
-        if positive.any():
-            cut = torch.quantile(h0[positive], self.cfg.probe.confident_quantile)
-            confident = positive & (h0 <= cut)
-        else:
-            confident = positive
         out["confident_tokens"] = int(confident.sum())
         for arm, arm_spec in arm_specs(spec).items():
             self.restore()
@@ -286,6 +285,14 @@ class SnapshotProber:
         self.trainer.method = spec
         self.restore()
         return out
+
+
+def confident_tokens(entropy: torch.Tensor, A: torch.Tensor, valid: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Mask of the confident correct tokens: A > 0, not yet certain, entropy in the lowest `quantile`."""
+    movable = valid & (A > 0) & (entropy > CERTAIN_ENTROPY)
+    if not movable.any():
+        return movable
+    return movable & (entropy <= torch.quantile(entropy[movable], quantile))
 
 
 def run_probes(

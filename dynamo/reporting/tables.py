@@ -79,6 +79,8 @@ def derive_table(
     costs = run_costs(df)
     baseline = baseline if baseline in methods else None
     rows, paired_diffs, unpaired = [], [], False
+    # RL methods are also compared with the model they all start from: did training help at all?
+    start = "base" if "base" in methods and baseline else None
     for method in methods:
         row: dict = {"method": method, "seeds": len(p1.loc[method])}
         for bench in cols:
@@ -92,22 +94,22 @@ def derive_table(
             elif method == baseline:
                 word = "baseline"
             else:
-                mine, theirs = p1.loc[method, "avg"], p1.loc[baseline, "avg"]
-                if len(mine) < 2 or len(theirs) < 2:
-                    diff = float(mine.mean() - theirs.mean())  # no spread to test against
-                elif set(mine.index) == set(theirs.index):  # same seeds: pair them
-                    a, c = list(mine.sort_index()), list(theirs.sort_index())
-                    diff, half = stats.paired_difference_ci(a, c)
-                    test = f"paired, {len(a)} seeds"
-                    paired_diffs.append([x - y for x, y in zip(a, c)])
-                else:
-                    diff, half = stats.welch_difference_ci(list(mine), list(theirs))
-                    test, unpaired = "Welch, unpaired", True
+                diff, half, test, pairs = _difference(p1, method, baseline)
+                unpaired |= test.startswith("Welch")
+                if pairs:
+                    paired_diffs.append(pairs)
                 word = stats.verdict(diff, half)
             row[f"delta_avg_pass@1_vs_{baseline}"] = diff
             row[f"delta_ci95_vs_{baseline}"] = half
             row[f"vs_{baseline}"] = word
             row[f"delta_test_vs_{baseline}"] = test
+        if start:
+            diff, half, word = math.nan, math.nan, "-"
+            if method != start:
+                diff, half, test, _ = _difference(p1, method, start)
+                unpaired |= test.startswith("Welch")
+                word = stats.verdict(diff, half)
+            row["delta_avg_pass@1_vs_base"], row["delta_ci95_vs_base"], row["vs_base"] = diff, half, word
         tokens = costs.loc[method, "cost_tokens_generated"] if "cost_tokens_generated" in costs else None
         row["tokens_generated"] = float(tokens.mean()) if tokens is not None else math.nan
         rows.append(row)
@@ -120,6 +122,22 @@ def derive_table(
     info["provenance"] = _provenance(df)
     info["means"] = _means_long(p1, pk, k)
     return table, info
+
+
+def _difference(p1: pd.DataFrame, method: str, other: str) -> tuple[float, float, str, list[float]]:
+    """(difference, 95% half-width, test, per-seed paired differences) in average Pass@1.
+
+    Paired by seed when both ran the same seeds (same start model, prompt order and evaluation
+    sampling), else Welch's unpaired interval; no interval with fewer than 2 seeds on a side."""
+    mine, theirs = p1.loc[method, "avg"], p1.loc[other, "avg"]
+    if len(mine) < 2 or len(theirs) < 2:
+        return float(mine.mean() - theirs.mean()), math.nan, "", []
+    if set(mine.index) == set(theirs.index):
+        a, c = list(mine.sort_index()), list(theirs.sort_index())
+        diff, half = stats.paired_difference_ci(a, c)
+        return diff, half, f"paired, {len(a)} seeds", [x - y for x, y in zip(a, c)]
+    diff, half = stats.welch_difference_ci(list(mine), list(theirs))
+    return diff, half, "Welch, unpaired", []
 
 
 def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired_diffs: list) -> dict:
@@ -172,8 +190,13 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
     k, benchmarks, baseline = info["k"], info["benchmarks"], info["baseline"]
     cols = [*benchmarks, "avg"]
     head = ["method"] + [f"{b} P@1 / P@{k}" for b in cols]
+    start = "vs_base" in table.columns
     if baseline:
-        head += [f"vs {baseline} (avg P@1)", f"gen. tokens (x {baseline})"]
+        head += (
+            [f"vs {baseline} (avg P@1)"]
+            + (["vs base (avg P@1)"] if start else [])
+            + [f"gen. tokens (x {baseline})"]
+        )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [row["method"]]
@@ -189,6 +212,9 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 row[f"vs_{baseline}"],
             )
             cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
+            if start:
+                diff, half, word = row["delta_avg_pass@1_vs_base"], row["delta_ci95_vs_base"], row["vs_base"]
+                cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
             ratio = row[f"tokens_generated_vs_{baseline}"]
             cells.append("-" if math.isnan(ratio) else f"{ratio:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -207,7 +233,13 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
         )
         note += (
             f" The difference to {baseline} in average Pass@1 uses {pairing}; 'within seed spread' means its "
-            f"95% interval includes zero: no winner is claimed. Gen. tokens: tokens generated in training "
+            f"95% interval includes zero: no winner is claimed."
+            + (
+                " 'vs base' compares each trained model with the start model in the same way (did RL help?)."
+                if start
+                else ""
+            )
+            + f" Gen. tokens: tokens generated in training "
             f"(DAPO's refills included) relative to {baseline}, mean over seeds; '-' where a run did not "
             f"record it."
         )
