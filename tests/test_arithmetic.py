@@ -177,15 +177,11 @@ def test_difficulty_splits_ordered_by_answer_length() -> None:
 
 def test_shipped_base_model_accuracy_falls_with_difficulty() -> None:
     """The measured side: in the shipped reference results, the base model's Pass@1 falls from easy
-    to hard (skipped when the checkout has no results/table1.csv or it predates these splits)."""
+    to hard."""
     import csv
 
-    table = Path(__file__).resolve().parents[1] / "results" / "table1.csv"
-    if not table.exists():
-        pytest.skip("no shipped results/table1.csv")
+    table = Path(__file__).resolve().parents[1] / "reference" / "results" / "table1.csv"
     rows = {r["method"]: r for r in csv.DictReader(table.open())}
-    if "base" not in rows or "arith-id/pass@1" not in rows["base"]:
-        pytest.skip("results/table1.csv predates the current splits")
     base = [float(rows["base"][f"{n}/pass@1"]) for n in ("arith-easy", "arith-medium", "arith-hard")]
     assert base[0] > base[1] > base[2], base
 

@@ -3,9 +3,11 @@
     python -m dynamo.reporting.provenance --config runs/embedded/config.yaml \\
         --outputs results/table1.csv results/table1.md --out results/table1.provenance.json
 
-The reference results in the repository (results/, paper_figures/) each come with such a file:
-the resolved experiment config, the commit (with "-dirty" when the checkout had uncommitted
-changes), the time and the sha256 of every output, so `git diff` after a rerun shows what changed.
+The reference results in the repository (reference/results/, reference/paper_figures/: copies of
+the pipeline's results/ and paper_figures/) each come with such a file: the resolved experiment
+config, the commit (with "-dirty" when the checkout had uncommitted changes), the time and the
+sha256 of every output. They live outside results/ because Snakemake takes an output that exists
+as done: shipped in results/, they would make the main job of a fresh clone a no-op.
 """
 
 from __future__ import annotations

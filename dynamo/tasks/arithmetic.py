@@ -55,7 +55,7 @@ FORMAT_VERSION = 1
 # a character-level model writes the answer digit by digit, so what makes a problem hard is
 # mainly how many digits it must get right. Splits therefore group levels by mean answer length
 # (digits): 5 (1.5) and 1 (1.6) easy, 2 (2.0) and 3 (2.2) medium, 4 (2.9) and 6 (3.2) hard;
-# tests/test_arithmetic.py checks that order, and the base model's Pass@1 in the shipped
+# tests/test_arithmetic.py checks that order, and the base model's Pass@1 in the shipped reference/
 # results/table1.csv falls from easy to hard.
 SPLITS: dict[str, tuple[int, ...]] = {"arith-easy": (1, 5), "arith-medium": (2, 3), "arith-hard": (4, 6)}
 # Held-out problems with the training pool's level mix: where RL's gains on the pool should
