@@ -17,7 +17,8 @@ def test_schema_file_is_generated_from_dataclasses():
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["config/smoke.yaml"]]
+    [[]]
+    + [[str(p.relative_to(ROOT))] for p in sorted((ROOT / "config").glob("*.yaml")) if p.name != "config.yaml"]
     + [[str(p.relative_to(ROOT))] for p in sorted((ROOT / "config/experiments").glob("*.yaml"))],
 )
 def test_shipped_configs_validate(extra):
