@@ -16,15 +16,19 @@ class UserError(Exception):
     """An error the user can fix; its message is the whole story (it names the file or field)."""
 
 
-def read_json_file(path: str | Path) -> Any:
-    """json.load of `path`; a damaged or missing file raises UserError naming it."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file (damaged?)") from None
+
+
+def read_json_file(path: str | Path) -> Any:
+    """json.load of `path`; a damaged or missing file raises UserError naming it."""
+    path = Path(path)
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -34,12 +38,7 @@ def read_json_file(path: str | Path) -> Any:
 def read_jsonl_file(path: str | Path) -> list[dict[str, Any]]:
     """The records of a JSON Lines file; a damaged line or missing file raises UserError naming both."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (damaged?)") from None
+    text = _read_text(path)
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -33,7 +33,7 @@ try:
 except ImportError as err:  # pragma: no cover - CI installs it
     pytest.skip(f"openrlhf 0.11.2 is not importable ({err})", allow_module_level=True)
 
-from test_openrlhf import ns, openrlhf_args  # noqa: E402
+from test_openrlhf import ns, openrlhf_args, tiny_qwen2  # noqa: E402
 
 from dynamo import metrics_names as M  # noqa: E402
 from dynamo.core.shaping import overlong_buffer_tokens  # noqa: E402
@@ -75,21 +75,7 @@ def cases():
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=40,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-    )
-    m = Qwen2ForCausalLM(config).double()
-    m.config._attn_implementation = "eager"
-    return m
+    return tiny_qwen2(torch.float64)
 
 
 def generations() -> tuple[list[Generation], list[float]]:

@@ -372,8 +372,8 @@ def test_stock_reshape_would_mix_unequal_groups():
 # (c) the patched training step equals the local engine's core computation
 
 
-@pytest.fixture(scope="module")
-def tiny_lm():
+def tiny_qwen2(dtype: torch.dtype) -> torch.nn.Module:
+    """A seeded 2-layer Qwen2 with eager attention (the same numerics in both engines' tests)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -386,9 +386,14 @@ def tiny_lm():
         num_key_value_heads=1,
         max_position_embeddings=64,
     )
-    model = Qwen2ForCausalLM(config).float()
+    model = Qwen2ForCausalLM(config).to(dtype)
     model.config._attn_implementation = "eager"
     return model
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    return tiny_qwen2(torch.float32)
 
 
 def rollout_batch(model, num_seqs: int = 6, seed: int = 1):

@@ -224,11 +224,8 @@ def test_modulation_changes_the_update(tmp_path, tiny_model):
     assert any(not torch.equal(grpo[1][k], mod[1][k]) for k in grpo[1])
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model, monkeypatch):
-    cfg = make_cfg(steps=4, checkpoint_every=2)
-    method = get_method("dynamo")
-    uninterrupted = run(tmp_path, tiny_model, method, cfg=cfg, name="full")
-
+def run_killed_in_step_four(tmp_path, tiny_model, method, cfg, monkeypatch) -> None:
+    """Run `killed` until its update of step 4 raises, as a kill would; the trainer is restored after."""
     original = LocalTrainer.update
 
     def crash_on_step_four(self, batch, timer):
@@ -236,13 +233,20 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model, monkeypatch
             raise KeyboardInterrupt("simulated kill")
         return original(self, batch, timer)
 
-    monkeypatch.setattr(LocalTrainer, "update", crash_on_step_four)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, tiny_model, method, cfg=cfg, name="killed")
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalTrainer, "update", crash_on_step_four)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path, tiny_model, method, cfg=cfg, name="killed")
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model, monkeypatch):
+    cfg = make_cfg(steps=4, checkpoint_every=2)
+    method = get_method("dynamo")
+    uninterrupted = run(tmp_path, tiny_model, method, cfg=cfg, name="full")
+    run_killed_in_step_four(tmp_path, tiny_model, method, cfg, monkeypatch)
     lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3  # steps 1-3 logged; the checkpoint holds step 2
     assert json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())["step"] == 2
-    monkeypatch.setattr(LocalTrainer, "update", original)
     resumed = run(tmp_path, tiny_model, method, cfg=cfg, name="killed")
     assert_same_trajectory(uninterrupted, resumed)
 
@@ -324,15 +328,5 @@ def test_killed_clip_cov_run_resumes_to_the_same_random_picks(tmp_path, tiny_mod
     method = get_method("clip-cov", {"covariance": {"ratio": 0.2, "clip_lb": -1e9, "clip_ub": 1e9}})
     uninterrupted = run(tmp_path, tiny_model, method, cfg=cfg, name="full")
     assert all(r["objective/clip_cov_share"] > 0 for r in uninterrupted[0])
-    original = LocalTrainer.update
-
-    def crash_on_step_four(self, batch, timer):
-        if self.step == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, batch, timer)
-
-    monkeypatch.setattr(LocalTrainer, "update", crash_on_step_four)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, tiny_model, method, cfg=cfg, name="killed")
-    monkeypatch.setattr(LocalTrainer, "update", original)
+    run_killed_in_step_four(tmp_path, tiny_model, method, cfg, monkeypatch)
     assert_same_trajectory(uninterrupted, run(tmp_path, tiny_model, method, cfg=cfg, name="killed"))

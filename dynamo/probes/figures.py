@@ -27,6 +27,18 @@ def _snapshot_axis(ax, snaps):
     ax.set_xlabel("policy snapshot (RL step)")
 
 
+def _estimate_panel(ax, rows, claim: str, ylabel: str, title: str) -> None:
+    """The claim's estimate per snapshot with its 95% interval; dashed: no effect (0)."""
+    sel = [r for r in rows if r["claim"] == claim]
+    est, err = _err(sel)
+    ax.errorbar(range(len(sel)), est, yerr=err, fmt="o", capsize=3)
+    ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
+    _snapshot_axis(ax, [r["snapshot"] for r in sel])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
 def allocation_figure(rows, out: Path, source: str) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
@@ -78,14 +90,7 @@ def indicator_figure(rows, probe_files: list[dict[str, Any]], out: Path, source:
     a.set_ylabel("realised entropy change after one step (nats)")
     a.set_title(f"tokens with A != 0, snapshot step {last}")
     a.grid(alpha=0.3)
-    sel = [r for r in rows if r["claim"] == "indicator"]
-    est, err = _err(sel)
-    b.errorbar(range(len(sel)), est, yerr=err, fmt="o", capsize=3)
-    b.axhline(0, color="0.3", lw=0.8, ls="--")
-    _snapshot_axis(b, [r["snapshot"] for r in sel])
-    b.set_ylabel("Spearman rank correlation")
-    b.set_title("prediction vs realisation")
-    b.grid(alpha=0.3)
+    _estimate_panel(b, rows, "indicator", "Spearman rank correlation", "prediction vs realisation")
     finish(
         fig,
         out,
@@ -163,14 +168,7 @@ def compensation_figure(rows, probe_files, out: Path, source: str) -> None:
     a.set_title("confident correct tokens, one step")
     a.grid(alpha=0.3, axis="y")
     a.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=2, frameon=False)
-    sel = [r for r in rows if r["claim"] == "compensation"]
-    est, err = _err(sel)
-    b.errorbar(range(len(sel)), est, yerr=err, fmt="o", capsize=3)
-    b.axhline(0.0, color="0.3", lw=0.8, ls="--")
-    _snapshot_axis(b, [r["snapshot"] for r in sel])
-    b.set_ylabel("with - without beta_comp (nats)")
-    b.set_title("paired difference")
-    b.grid(alpha=0.3)
+    _estimate_panel(b, rows, "compensation", "with - without beta_comp (nats)", "paired difference")
     finish(
         fig,
         out,

@@ -60,6 +60,13 @@ def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit) -> dict[st
     }
 
 
+def _ratio_below_one(quantity: str, snapshot, logs: list[float]) -> dict[str, Any]:
+    """A stabilization row: the t-interval of per-sample log ratios, reported as a ratio (claim: < 1)."""
+    m, lo, hi = mean_interval(logs)
+    ratio = [math.exp(x) if math.isfinite(x) else x for x in (m, lo, hi)]
+    return _row("stabilization", quantity, snapshot, *ratio, 1.0, "below", len(logs), "ratio")
+
+
 def allocation_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     steps = sorted({c["step"] for c in cells})
@@ -113,19 +120,9 @@ def one_step_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
             logs = [
                 math.log(s["stab"][key] / s["none"][key]) for s in sel if s["none"][key] > 0 and s["stab"][key] > 0
             ]
-            m, lo, hi = mean_interval(logs)
             rows.append(
-                _row(
-                    "stabilization",
-                    f"{label} per-token |entropy change| in one step: with / without beta_stab",
-                    snap,
-                    math.exp(m),
-                    math.exp(lo) if math.isfinite(lo) else lo,
-                    math.exp(hi) if math.isfinite(hi) else hi,
-                    1.0,
-                    "below",
-                    len(logs),
-                    "ratio",
+                _ratio_below_one(
+                    f"{label} per-token |entropy change| in one step: with / without beta_stab", snap, logs
                 )
             )
     for snap, sel in _by_snapshot(steps_data):
@@ -161,18 +158,10 @@ def trajectory_row(runs_root: Path, with_stab: str, without_stab: str, seeds: li
         b = entropy_roughness(runs_root / without_stab / f"seed{seed}" / "metrics.jsonl")
         if a > 0 and b > 0:
             logs.append(math.log(a / b))
-    m, lo, hi = mean_interval(logs)
-    return _row(
-        "stabilization",
+    return _ratio_below_one(
         f"entropy trajectory roughness mean|H(t+1)-H(t)|: {with_stab} / {without_stab} (paired by seed)",
         "training",
-        math.exp(m),
-        math.exp(lo) if math.isfinite(lo) else lo,
-        math.exp(hi) if math.isfinite(hi) else hi,
-        1.0,
-        "below",
-        len(logs),
-        "ratio",
+        logs,
     )
 
 

@@ -67,7 +67,7 @@ ALL_SPLITS = (*SPLITS, IN_DISTRIBUTION)
 # pool samples at temperature 1, with per-prompt success counts spread over 0..8 of 8. Levels 4
 # and 6 (multi-digit products, ~5 % and ~0 % solved when trained on) are left out of the pool
 # and the SFT file: in the calibration sweep, GRPO on the mix with them (3,2,2,1,2,1) moved
-# held-out Pass@1 by -0.4..+0.1 points, on this mix by +0.8..+3.0 (3 seeds each). arith-hard
+# held-out Pass@1 by -0.8..+0.7 points (mean +0.1), on this mix by +0.8..+3.0 (3 seeds each). arith-hard
 # (levels 4, 6) thus measures transfer to forms the model was never trained on.
 DEFAULT_LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 2.0, 0.0, 2.0, 0.0)
 DEFAULT_POOL_SIZE = 1024
