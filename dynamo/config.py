@@ -85,7 +85,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(100, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
+    steps: int = _f(200, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
     prompts_per_step: int = _f(32, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
     rollouts_per_prompt: int = _f(
         4, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
@@ -114,7 +114,7 @@ class TrainConfig:
         1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1, maximum=4096
     )
     snapshot_steps: list[int] = _f(
-        [0, 50, 100],
+        [0, 100, 200],
         "Local engine, runs of probe.method only: steps after which the whole trainer state is also "
         "copied to <run>/snapshots/step<k>/ (0 = before the first update; steps past train.steps are "
         "ignored); the mechanism probes read them.",
@@ -209,9 +209,7 @@ class ExperimentConfig:
     engine: Literal["local", "openrlhf"] = _f(
         "local", "Training engine: local (one process, transformers) or openrlhf (Ray cluster)."
     )
-    methods: list[str] = _f(
-        ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod"], "Methods for table 1, by registered name."
-    )
+    methods: list[str] = _f(["grpo", "dapo", "dynamo"], "Methods for table 1, by registered name.")
     ablation_methods: list[str] = _f(
         [
             "dynamo",

@@ -26,6 +26,9 @@ rule train:
         fresh=lambda w, input: "--fresh" if CFG.fresh_runs else "",
         offline=OFFLINE_ENV,
     threads: CFG.resources.train.threads
+    # Longest jobs first: the short evaluations then fill the cores at the end, instead of a
+    # last training job running alone on one core while the other idles.
+    priority: 1
     resources:
         **resources_of("train"),
         **train_nodes(),
