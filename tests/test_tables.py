@@ -90,6 +90,18 @@ def test_sampling_mde_matches_simulated_evaluation_noise():
     assert z * diffs.std() <= bound <= 1.6 * z * diffs.std()  # an upper bound, and not a loose one
 
 
+def test_mde_leaves_out_methods_identical_to_the_baseline(tmp_path):
+    """A method whose runs equal the baseline's in every seed adds zeros, not spread, to the MDE."""
+    make_runs(tmp_path)
+    df = collect_scores(tmp_path, METHODS, SEEDS, BENCHMARKS)
+    _, info = tables.derive_table(df, METHODS, BENCHMARKS, "grpo")
+    twin = df[df.method == "grpo"].assign(method="grpo-twin")
+    _, with_twin = tables.derive_table(pd.concat([df, twin]), [*METHODS, "grpo-twin"], BENCHMARKS, "grpo")
+    assert with_twin["mde"] == pytest.approx(info["mde"], rel=1e-12) and info["mde"] > 0
+    _, only_twin = tables.derive_table(pd.concat([df, twin]), ["grpo", "grpo-twin"], BENCHMARKS, "grpo")
+    assert only_twin["mde"] == 0.0  # nothing but identical runs: no spread seen at all
+
+
 # -- the long scores file ------------------------------------------------------------------
 
 

@@ -146,7 +146,10 @@ def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired
         return {"mde": math.nan, "mde_sampling": math.nan, "mde_seeds": 0}
     seeds = len(p1.loc[baseline])
     if paired_diffs:  # pooled spread of the per-seed differences over every compared method
-        sd = math.sqrt(sum(pd.Series(d).var() for d in paired_diffs) / len(paired_diffs))
+        # A method equal to the baseline in every seed (a switch that changes nothing in this
+        # config) has no spread to contribute: pooling its zeros would understate the MDE.
+        informative = [d for d in paired_diffs if any(x != 0 for x in d)] or paired_diffs
+        sd = math.sqrt(sum(pd.Series(d).var() for d in informative) / len(informative))
         mde = stats.minimum_detectable_effect(sd, seeds, paired=True)
     else:
         mde = stats.minimum_detectable_effect(p1.loc[baseline, "avg"].std(), seeds, paired=False)
