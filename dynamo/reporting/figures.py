@@ -53,6 +53,9 @@ def _run_metrics(run: Path) -> list[dict]:
     return require_complete_metrics(run / "metrics.jsonl", steps)
 
 
+DASHES = ["-", "--", ":", "-."]
+
+
 def _plot_grid(
     runs_root: Path,
     methods: list[str],
@@ -72,7 +75,9 @@ def _plot_grid(
             if curve is None:
                 continue
             steps, values = curve
-            line = ax.plot(steps, values.mean(0), color=f"C{i}", lw=1.4)[0]
+            # A dash pattern per method as well as a colour: methods whose curves coincide (every
+            # uniform allocation, every factor fixed at 1) stay visible on top of each other.
+            line = ax.plot(steps, values.mean(0), color=f"C{i}", ls=DASHES[i % len(DASHES)], lw=1.4)[0]
             handles[method] = line
             if len(seeds) > 1:
                 ax.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15, lw=0)
