@@ -29,4 +29,5 @@ rule all:
         "results/table2.csv",
         "results/table3.csv",
         FIGURES,
+        PROBE_FIGURES,  # named too, so that deleted figures are made again
     default_target: True
