@@ -52,11 +52,11 @@ def test_gpu_experiment_dry_run_trains_every_paper_method(experiment):
         assert {int(seed) for m, seed in jobs if m == method} == set(cfg.seeds), method
 
 
-def test_paper_embedded_config_adds_the_nine_and_the_default_keeps_five():
+def test_paper_embedded_config_adds_the_nine_and_the_default_keeps_three():
     default = load_config(ROOT / "config" / "config.yaml")
     paper = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "paper-embedded.yaml")
     assert paper.methods == PAPER_METHODS and paper.engine == "local"
-    assert default.methods == ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod"]
+    assert default.methods == ["grpo", "dapo", "dynamo"]
     assert paper.train == default.train  # same budget as the main job, more methods
 
 
