@@ -189,6 +189,12 @@ def _pct(mean: float, half: float) -> str:
     return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
 
 
+def _delta_cell(row: pd.Series, other: str) -> str:
+    """The difference to `other` in average Pass@1 with its interval and verdict, in points."""
+    diff, half, word = row[f"delta_avg_pass@1_vs_{other}"], row[f"delta_ci95_vs_{other}"], row[f"vs_{other}"]
+    return word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}"
+
+
 def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
     k, benchmarks, baseline = info["k"], info["benchmarks"], info["baseline"]
     cols = [*benchmarks, "avg"]
@@ -209,15 +215,9 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 f"{_pct(row[f'{b}/pass@{k}'], row[f'{b}/pass@{k}_ci95'])}"
             )
         if baseline:
-            diff, half, word = (
-                row[f"delta_avg_pass@1_vs_{baseline}"],
-                row[f"delta_ci95_vs_{baseline}"],
-                row[f"vs_{baseline}"],
-            )
-            cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
+            cells.append(_delta_cell(row, baseline))
             if start:
-                diff, half, word = row["delta_avg_pass@1_vs_base"], row["delta_ci95_vs_base"], row["vs_base"]
-                cells.append(word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}")
+                cells.append(_delta_cell(row, "base"))
             ratio = row[f"tokens_generated_vs_{baseline}"]
             cells.append("-" if math.isnan(ratio) else f"{ratio:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
