@@ -3,17 +3,90 @@
 `dynamo` subcommands raise `UserError` (or let an ordinary missing-file / bad-format error
 through); `dynamo.cli.main` prints it as one line and exits non-zero, with the traceback only
 under `dynamo --debug`. A bug in our code is not a UserError and keeps its traceback.
+
+A failed write (disk full, no permission, read-only file system) is a `WriteError`: every writer
+of a run (atomic writes, checkpoints, metrics.jsonl, TensorBoard, model directories) wraps its
+writes in `writing(path)`, so the line names what failed and where, e.g. "no space left on device
+while writing runs/x/checkpoint.tmp/trainer_state.pt". torch and safetensors wrap the OS error in
+their own exception types; `writing` finds the errno in those too.
 """
 
 from __future__ import annotations
 
+import errno as errno_codes
 import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
 class UserError(Exception):
     """An error the user can fix; its message is the whole story (it names the file or field)."""
+
+
+class WriteError(UserError):
+    """Writing `path` failed for an OS reason (`errno`, None when the library hid it)."""
+
+    def __init__(self, path: str | Path, errno: int | None, detail: str = ""):
+        self.path, self.errno = Path(path), errno
+        reason = os.strerror(errno).lower() if errno else f"write failed ({detail})"
+        super().__init__(f"{reason} while writing {path}")
+
+
+# safetensors (Rust) reports "... os error 28" / "code: 28"; torch.save to a path reports only
+# "unexpected pos" or "file write failed" (so the writers here hand torch.save an open file).
+_RUST_ERRNO = re.compile(r"(?:os error|code:) (\d+)")
+
+
+def failed_write_errno(err: BaseException) -> tuple[bool, int | None]:
+    """(is this an OS-level write failure?, its errno if known), looking through library wrappers."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return True, seen.errno
+        seen = seen.__cause__ or seen.__context__
+    match = _RUST_ERRNO.search(str(err))
+    if match and type(err).__name__ == "SafetensorError":
+        return True, int(match.group(1))
+    return False, None
+
+
+@contextmanager
+def writing(path: str | Path, *, remove_on_failure: str | Path | None = None) -> Iterator[None]:
+    """Turn an OS-level failure of the writes inside into one WriteError naming `path`.
+
+    `remove_on_failure`: a temporary file or folder to delete when the write fails (a partial
+    file must not be left behind, and deleting it gives back the space it took)."""
+    try:
+        yield
+    except WriteError:
+        _remove(remove_on_failure)
+        raise
+    except Exception as err:
+        _remove(remove_on_failure)
+        is_write, code = failed_write_errno(err)
+        if not is_write:
+            raise
+        if code == errno_codes.ENOENT and isinstance(err, OSError) and err.filename:
+            path = err.filename  # a missing parent folder: name what is missing
+        raise WriteError(path, code, " ".join(str(err).split())[:120]) from err
+
+
+def _remove(path: str | Path | None) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the write error is the one to report
 
 
 def _read_text(path: Path) -> str:

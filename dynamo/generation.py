@@ -228,8 +228,12 @@ class HFBackend:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # Checkpoint dtype (bf16 for Qwen) on GPU; float32 on CPU where bf16 matmuls are slow.
         dtype = "auto" if device.startswith("cuda") else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-        return cls(model, AutoTokenizer.from_pretrained(path), batch_size)
+        from dynamo.models import named_load_errors
+
+        with named_load_errors(path):  # a damaged local model file is named in one line
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(model, tokenizer, batch_size)
 
     def generate(self, prompts, counts, *, max_new_tokens, temperature, top_p, seed, progress=None):
         import torch

@@ -5,16 +5,27 @@ line's "step" as the W&B step (`LocalTrainer.train`). The OpenRLHF engine uses O
 W&B logging, switched on by the launcher's flags (`launcher.wandb_flags`). wandb is imported
 only when enabled; `mode: offline` writes the run below the run directory (`<run>/wandb/`)
 without network, for `wandb sync` later.
+
+When a write fails (disk full), the run stops with one line naming the file
+(`dynamo.errors.writing`). TensorBoard writes from a thread of its own, whose failure would
+print a traceback of its own: `quiet_writer_threads` keeps such threads quiet (the same error
+reaches the training loop at the writer's next call, which names the path) and `close_quietly`
+shuts the writers down on the way out without adding tracebacks.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dynamo.config import WandbConfig
+from dynamo.errors import failed_write_errno
 
 ID_FILE = "wandb_run_id.txt"  # a resumed run continues the same W&B run
 
@@ -74,3 +85,36 @@ def open_tracker(
         config=config,
     )
     return WandbTracker(run)
+
+
+@contextmanager
+def quiet_writer_threads() -> Iterator[None]:
+    """While inside: a background thread that dies of a failed write prints no traceback (others still do)."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and failed_write_errno(args.exc_value)[0]:
+            return  # the writer re-raises it in the main thread, where it is named
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def close_quietly(*writers: Any) -> None:
+    """Close TensorBoard writers / trackers after another error: their own failures are not reported
+    (the error already on its way out is the one that matters). W&B's finish gets exit code 1."""
+    for writer in writers:
+        if writer is None:
+            continue
+        try:
+            if isinstance(writer, WandbTracker):
+                writer.run.finish(exit_code=1)
+            else:
+                writer.close()
+        except Exception as err:  # best effort on the way out
+            if not failed_write_errno(err)[0]:
+                print(f"[dynamo] closing {type(writer).__name__} failed: {err}", file=sys.stderr)

@@ -124,6 +124,13 @@ def method_problems(spec: Any, where: str) -> list[str]:
 # Paths
 
 
+def seed_problem(flag: str, seed: int) -> str | None:
+    """A seed given on the command line outside numpy's seed range (checked before anything is written)."""
+    if not 0 <= seed <= MAX_SEED:
+        return f"{flag} {seed}: a seed must be an integer in [0, {MAX_SEED}]"
+    return None
+
+
 def looks_local(path: str) -> bool:
     """True when `path` can only mean a local file or directory (not a hub id such as org/name)."""
     return (

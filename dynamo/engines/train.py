@@ -44,33 +44,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dynamo.errors import UserError
+    from dynamo.runlock import hold
+    from dynamo.validation import seed_problem
+
+    if problem := seed_problem("--seed", args.seed):
+        raise UserError(problem)
     cfg = load_config(*args.config)
     method = cfg.method(args.method)  # fails with the list of known methods before any compute
     engine = args.engine or cfg.engine
     if args.dry_run and engine != "openrlhf":
         raise SystemExit("--dry-run applies to the openrlhf engine only")
-    fresh = args.fresh or cfg.fresh_runs
-    if not args.dry_run:
-        # Before any compute: a checkpoint made with another setup is refused (or cleared with --fresh).
-        from dynamo.fingerprint import compute, prepare_run
+    if args.dry_run:  # prints the launch command; writes nothing in the run directory
+        from dynamo.engines.openrlhf.launcher import launch
 
-        base_model = args.base_model or cfg.base_model_path
-        command = shlex.join(
-            ["dynamo", "train", "--config", *args.config, "--method", args.method, "--seed", str(args.seed)]
-            + ["--out", args.out, *(["--base-model", args.base_model] if args.base_model else [])]
-            + (["--engine", args.engine] if args.engine else [])
-        )
-        fingerprint = compute(cfg, args.method, args.seed, base_model, engine)
-        if engine == "openrlhf":
-            _check_openrlhf_ckpt(Path(args.out), fresh=fresh)
-        status = prepare_run(args.out, fingerprint, fresh=fresh, command=command)
-        if status == "restarted":
-            print(f"[dynamo train] {args.out}: setup changed, --fresh: retraining from step 0", file=sys.stderr)
+        return launch(cfg, args.method, args.seed, args.out, dry_run=True, base_model=args.base_model)
+    # One writer per run directory: a second `dynamo train --out` the same stops here, naming the first.
+    with hold(args.out, what="dynamo train"):
+        return _train_locked(args, cfg, method, engine)
+
+
+def _train_locked(args: argparse.Namespace, cfg, method, engine: str) -> int:
+    fresh = args.fresh or cfg.fresh_runs
+    # Before any compute: a checkpoint made with another setup is refused (or cleared with --fresh).
+    from dynamo.fingerprint import compute, prepare_run
+
+    base_model = args.base_model or cfg.base_model_path
+    command = shlex.join(
+        ["dynamo", "train", "--config", *args.config, "--method", args.method, "--seed", str(args.seed)]
+        + ["--out", args.out, *(["--base-model", args.base_model] if args.base_model else [])]
+        + (["--engine", args.engine] if args.engine else [])
+    )
+    fingerprint = compute(cfg, args.method, args.seed, base_model, engine)
+    if engine == "openrlhf":
+        _check_openrlhf_ckpt(Path(args.out), fresh=fresh)
+    status = prepare_run(args.out, fingerprint, fresh=fresh, command=command)
+    if status == "restarted":
+        print(f"[dynamo train] {args.out}: setup changed, --fresh: retraining from step 0", file=sys.stderr)
     if engine == "openrlhf":
         from dynamo.engines.openrlhf.launcher import launch
 
-        if args.dry_run:
-            return launch(cfg, args.method, args.seed, args.out, dry_run=True, base_model=args.base_model)
         rc = launch(cfg, args.method, args.seed, args.out, dry_run=False, base_model=args.base_model)
         if rc == 0 and (Path(args.out) / "ckpt").is_dir():
             from dynamo.checkpoint import write_manifest
@@ -127,7 +140,10 @@ def train_local(
 
     started = time.perf_counter()
     method = cfg.method(method_name)
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    from dynamo.models import named_load_errors
+
+    with named_load_errors(base_model):
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
     problems = load_problems(cfg.train_pool_path, cfg.data.template, tokenizer, cfg.data.use_chat_template)
     trainer = LocalTrainer(
         cfg, method, seed, out, base_model, problems, threads=threads, show_progress=show_progress

@@ -14,7 +14,8 @@ parquet file or directory in any layout the loader knows). For each one this wri
 
 Each benchmark is sampled with the same seed (torch.manual_seed(seed) for the HF backend,
 per-prompt seeds seed + i for vLLM), so results do not depend on which others are evaluated.
-The Python entry point is `evaluate(...)`.
+The Python entry point is `evaluate(...)`. While `dynamo evaluate` runs, DIR is locked
+(dynamo/runlock.py): a second one with the same --out stops at once with one line naming the first.
 """
 
 from __future__ import annotations
@@ -168,15 +169,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmarks",
         required=True,
         action="append",
-        help="comma-separated NAME or NAME=PATH items (NAME: aime24, aime25, amc23, math500, minerva, "
-        "olympiadbench, arith-easy|medium|hard); may be repeated",
+        help="comma-separated NAME or NAME=PATH items; may be repeated. Hub benchmarks by NAME: aime24, "
+        "aime25, amc23, math500, minerva, olympiadbench. The embedded arithmetic splits have no hub copy and "
+        "need their file from `dynamo make-task`: arith-easy=data/EXP/arith-easy.jsonl (likewise arith-medium, "
+        "arith-hard, arith-id; EXP is the config's experiment, e.g. embedded). Any NAME=PATH loads a local "
+        "JSON, JSONL or parquet file",
     )
     parser.add_argument("--samples", type=int, default=32, help="samples per problem (n of Pass@k)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--limit", type=int, default=0, help="evaluate only the first N problems of each set (0 = all)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed, in [0, 2^32 - 1]")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: per model family")
@@ -204,12 +208,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dynamo.errors import UserError
-    from dynamo.validation import path_problem
+    from dynamo.runlock import hold
+    from dynamo.validation import path_problem, seed_problem
 
     # Before any download or compute: a local model path that does not exist (else HF calls it a bad repo id).
     problem = path_problem("--model", str(args.model), hub_allowed=True, what="model directory")
-    if problem:
+    if problem or (problem := seed_problem("--seed", args.seed)):
         raise UserError(problem)
+    with hold(args.out, what="dynamo evaluate"):  # one writer per output directory
+        _evaluate_args(args)
+    return 0
+
+
+def _evaluate_args(args: argparse.Namespace) -> None:
     evaluate(
         args.model,
         parse_benchmark_items(args.benchmarks),
@@ -227,4 +238,3 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         grading_workers=args.grading_workers,
     )
-    return 0

@@ -370,7 +370,8 @@ def load_benchmark(name: str, path: str | Path | None = None, *, split: str | No
         if spec.hub_id is None:
             raise ValueError(
                 f"benchmark {name!r} has no hub copy: pass the path of its JSONL file "
-                f"(written by `dynamo make-task`), e.g. load_benchmark({name!r}, path=...)"
+                f"(written by `dynamo make-task`) as NAME=PATH, e.g. "
+                f"--benchmarks {name}=data/embedded/{name}.jsonl"
             )
         import datasets
 

@@ -63,14 +63,14 @@ from dynamo.core.window import needs_window, window_stats
 from dynamo.engines.common import OBJECTIVE_METRICS, VALID_TOKEN_MEANS, micro_loss_tokens, objective_generator
 from dynamo.engines.local.policy import token_logprobs
 from dynamo.engines.local.rollouts import RolloutBatch, build_batch, concat_batches
-from dynamo.errors import UserError
+from dynamo.errors import UserError, writing
 from dynamo.generation import hf_generate
 from dynamo.grading import grade_many
 from dynamo.io import write_json_atomic
 from dynamo.methods import MethodSpec
 from dynamo.models import load_model_and_tokenizer, save_pretrained_atomic
 from dynamo.tasks.prompts import build_prompt
-from dynamo.tracking import open_tracker
+from dynamo.tracking import close_quietly, open_tracker, quiet_writer_threads
 
 
 @dataclass
@@ -338,9 +338,10 @@ class LocalTrainer:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.load_checkpoint()
-        metrics_path = self.run_dir / "metrics.jsonl"
+        metrics_path, tb_dir = self.run_dir / "metrics.jsonl", self.run_dir / "tb"
         _truncate_metrics(metrics_path, self.step)
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if resumed else None)
+        with writing(tb_dir):
+            writer = SummaryWriter(str(tb_dir), purge_step=self.step + 1 if resumed else None)
         bar = tqdm(
             total=self.t.steps,
             initial=self.step,
@@ -357,32 +358,26 @@ class LocalTrainer:
             group=self.cfg.experiment,
             config={"method": self.method.to_dict(), "seed": self.seed, **dataclasses.asdict(self.cfg)},
         )
-        with open(metrics_path, "a") as log:
-            while self.step < self.t.steps:
-                timer: dict[str, float] = defaultdict(float)
-                t0 = time.perf_counter()
-                batch, info = self.collect(timer)
-                info.update(self.update(batch, timer))
-                self.scheduler.step()
-                self.step += 1
-                timer["step"] = time.perf_counter() - t0  # -> M.TIME_STEP
-                record = {M.STEP: self.step, **info, **{M.TIME_PREFIX + k: v for k, v in timer.items()}}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                for key, value in record.items():
-                    if key != "step":
-                        writer.add_scalar(key, value, self.step)
-                if tracker:  # optional W&B: the same names as metrics.jsonl
-                    tracker.log(record)
-                bar.update(1)
-                bar.set_postfix(reward=f"{info[M.REWARD_MEAN]:.3f}", n=f"{info[M.N_MIN]:.0f}-{info[M.N_MAX]:.0f}")
-                if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
-                    self.save_checkpoint()
-                self.save_snapshot()
-        bar.close()
-        writer.close()
+        # A failed write (disk full) stops the run with one line naming the file; the background
+        # writers are closed quietly then, so no thread prints its own traceback over that line.
+        with quiet_writer_threads(), writing(metrics_path):
+            log = open(metrics_path, "a")
+        try:
+            with quiet_writer_threads():
+                self._loop(log, metrics_path, writer, tb_dir, tracker, bar)
+        except BaseException:
+            with quiet_writer_threads():
+                close_quietly(writer, tracker)
+            raise
+        finally:
+            log.close()
+            bar.close()
+        with quiet_writer_threads(), writing(tb_dir):
+            writer.flush()  # raises what the writer thread hit; close() alone would drop it
+            writer.close()
         if tracker:
-            tracker.close()
+            with writing(self.run_dir / "wandb"):
+                tracker.close()
         return {
             "steps": self.step,
             "resumed_from_checkpoint": resumed,
@@ -390,28 +385,62 @@ class LocalTrainer:
             "seconds_this_process": time.perf_counter() - started,
         }
 
+    def _loop(self, log, metrics_path: Path, writer, tb_dir: Path, tracker, bar) -> None:
+        """The steps from the current one to `train.steps`: train, log, checkpoint."""
+        while self.step < self.t.steps:
+            timer: dict[str, float] = defaultdict(float)
+            t0 = time.perf_counter()
+            batch, info = self.collect(timer)
+            info.update(self.update(batch, timer))
+            self.scheduler.step()
+            self.step += 1
+            timer["step"] = time.perf_counter() - t0  # -> M.TIME_STEP
+            record = {M.STEP: self.step, **info, **{M.TIME_PREFIX + k: v for k, v in timer.items()}}
+            with writing(metrics_path):
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            with writing(tb_dir):
+                for key, value in record.items():
+                    if key != "step":
+                        writer.add_scalar(key, value, self.step)
+            if tracker:  # optional W&B: the same names as metrics.jsonl
+                with writing(self.run_dir / "wandb"):
+                    tracker.log(record)
+            bar.update(1)
+            bar.set_postfix(reward=f"{info[M.REWARD_MEAN]:.3f}", n=f"{info[M.N_MIN]:.0f}-{info[M.N_MAX]:.0f}")
+            if self.step % self.t.checkpoint_every == 0 or self.step == self.t.steps:
+                self.save_checkpoint()
+            self.save_snapshot()
+
     def save_checkpoint(self) -> None:
         """Write checkpoint.tmp/ completely, its manifest last, then rotate with renames:
         checkpoint/ -> checkpoint.prev/, checkpoint.tmp/ -> checkpoint/ (two kept; a kill leaves a valid one)."""
         final, tmp, prev = (self.run_dir / name for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp / "model", safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp / "model")
-        torch.save(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(),
-                "objective_rng": self.generator.get_state(),
-            },
-            tmp / "trainer_state.pt",
-        )
-        write_json_atomic(
-            tmp / "state.json", {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()}
-        )
-        checkpoint.write_manifest(tmp, self.step)
+        # A failed write (disk full) names the file and removes checkpoint.tmp/; the previous
+        # checkpoints stay, so a rerun resumes from them.
+        with writing(tmp / "model", remove_on_failure=tmp):
+            self.model.save_pretrained(tmp / "model", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "model")
+        with writing(tmp / "trainer_state.pt", remove_on_failure=tmp), open(tmp / "trainer_state.pt", "wb") as fh:
+            # An open file, not a path: torch then reports a failed write as an OSError with its errno.
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                    "objective_rng": self.generator.get_state(),
+                },
+                fh,
+            )
+        with writing(tmp / checkpoint.MANIFEST, remove_on_failure=tmp):
+            write_json_atomic(
+                tmp / "state.json",
+                {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()},
+            )
+            checkpoint.write_manifest(tmp, self.step)
         if final.exists():  # else (resumed from prev after damage) prev stays the second good one
             shutil.rmtree(prev, ignore_errors=True)
             final.rename(prev)
@@ -431,7 +460,8 @@ class LocalTrainer:
         self.save_checkpoint()
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(self.run_dir / "checkpoint", tmp)
+        with writing(target, remove_on_failure=tmp):
+            shutil.copytree(self.run_dir / "checkpoint", tmp)
         tmp.rename(target)
 
     def load_checkpoint(self) -> bool:
