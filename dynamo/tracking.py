@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.config import WandbConfig
-from dynamo.errors import failed_write_errno
+from dynamo.errors import failed_write_errno, writing
 
 ID_FILE = "wandb_run_id.txt"  # a resumed run continues the same W&B run
 
@@ -71,7 +71,8 @@ def open_tracker(
         run_id = id_file.read_text().strip()
     else:
         run_id = uuid.uuid4().hex[:16]
-        id_file.write_text(run_id + "\n")
+        with writing(id_file):
+            id_file.write_text(run_id + "\n")
     os.environ.setdefault("WANDB_SILENT", "true")  # keep the training log line-oriented
     run = wandb.init(
         project=cfg.project,

@@ -226,6 +226,26 @@ def test_verdicts_pairing_and_unpaired_fallback(tmp_path):
     assert "not estimable" in tables.to_markdown(table, info)
 
 
+def test_single_seed_cells_show_no_interval_and_say_n_1(tmp_path):
+    for method, v in {"grpo": 0.30, "better": 0.50}.items():
+        write_run(tmp_path, method, 1, {"a": v, "b": v / 2})
+    single = collect_scores(tmp_path, ["grpo", "better"], [1], ["a", "b"])
+    md = tables.to_markdown(*tables.derive_table(single, ["grpo", "better"], ["a", "b"], "grpo"))
+    assert "nan" not in md
+    assert "| better | 50.0 / " in md and "+15.0: single seed: no spread" in md and "(n = 1)" in md
+
+
+def test_report_without_out_prints_the_table_and_an_unknown_baseline_is_refused(tmp_path, capsys):
+    make_runs(tmp_path / "runs")
+    common = dict(methods=",".join(METHODS), benchmarks=",".join(BENCHMARKS), runs_root=str(tmp_path / "runs"))
+    assert report(seeds="1,2,3", baseline="grpo", **common) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| method |") and "| dynamo |" in printed and "vs grpo" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # printed only, nothing written
+    with pytest.raises(ValueError, match=r"--baseline 'gpro' is not one of the table's methods: base, grpo, dapo"):
+        report(seeds="1,2,3", baseline="gpro", **common)
+
+
 def test_every_trained_method_is_also_compared_with_the_start_model(tmp_path):
     data = {"base": [0.30, 0.31, 0.29], "grpo": [0.36, 0.36, 0.35], "noisy": [0.20, 0.45, 0.33]}
     for method, values in data.items():

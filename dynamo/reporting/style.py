@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from dynamo.errors import writing
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,8 +53,9 @@ def finish(fig, path: Path, *, caption: str, source: str, right: float = 1.0) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("pdf", "png"):
         tmp = path.with_name(f".{path.name}.tmp.{ext}")
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(path.with_suffix(f".{ext}"))
+        with writing(path.with_suffix(f".{ext}"), remove_on_failure=tmp):  # disk full: one line, no tmp left
+            fig.savefig(tmp, dpi=150, format=ext)
+            tmp.replace(path.with_suffix(f".{ext}"))
     import matplotlib.pyplot as plt
 
     plt.close(fig)

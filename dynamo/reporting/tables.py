@@ -12,7 +12,8 @@ baseline's average Pass@1 is paired by seed when both methods ran the same seeds
 model, prompt order and evaluation sampling), else Welch's unpaired interval; a method is only
 called higher or lower when that 95% interval excludes zero. Under the table: the minimum
 detectable effect of this design, and, with --paper-reference, the published numbers beside
-ours. docs/STATISTICS.md explains the formulas.
+ours. docs/STATISTICS.md explains the formulas. Without --out (and without --write-scores) the
+table is only printed; a --baseline that is not one of --methods is refused.
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ def derive_table(
     experiment: str | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """The wide results table (one row per method) and what the notes under it need."""
+    check_baseline(baseline, methods)
     df, k = _select(scores, methods, benchmarks, experiment)
     cols = [*benchmarks, "avg"]
     p1, pk = per_seed(df, benchmarks, 1), per_seed(df, benchmarks, k)
     costs = run_costs(df)
-    baseline = baseline if baseline in methods else None
     rows, paired_diffs, unpaired = [], [], False
     # RL methods are also compared with the model they all start from: did training help at all?
     start = "base" if "base" in methods and baseline else None
@@ -122,6 +123,12 @@ def derive_table(
     info["provenance"] = _provenance(df)
     info["means"] = _means_long(p1, pk, k)
     return table, info
+
+
+def check_baseline(baseline: str | None, methods: list[str]) -> None:
+    """A baseline outside the table's methods would silently drop the comparison columns: refuse it."""
+    if baseline is not None and baseline not in methods:
+        raise ValueError(f"--baseline {baseline!r} is not one of the table's methods: {', '.join(methods)}")
 
 
 def _difference(p1: pd.DataFrame, method: str, other: str) -> tuple[float, float, str, list[float]]:
@@ -192,7 +199,9 @@ def _pct(mean: float, half: float) -> str:
 def _delta_cell(row: pd.Series, other: str) -> str:
     """The difference to `other` in average Pass@1 with its interval and verdict, in points."""
     diff, half, word = row[f"delta_avg_pass@1_vs_{other}"], row[f"delta_ci95_vs_{other}"], row[f"vs_{other}"]
-    return word if math.isnan(diff) else f"{100 * diff:+.1f} ± {100 * half:.1f}: {word}"
+    if math.isnan(diff):
+        return word
+    return f"{100 * diff:+.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}") + f": {word}"
 
 
 def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
@@ -226,6 +235,8 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
         f"\nPercent; mean over {seeds} seed(s) ± half-width of the 95% t-interval. Pass@{k} uses the "
         f"unbiased estimator with n = {k} samples per problem."
     )
+    if int(table["seeds"].min()) < 2:
+        note += " A value without ± comes from a single seed (n = 1): it has no interval."
     if baseline:
         pairing = (
             "per-seed paired differences (runs with the same seed share the start model, prompt order "
@@ -268,17 +279,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help="comma-separated (default with --scores: every seed in the file)")
     p.add_argument("--benchmarks", required=True, help="comma-separated benchmark labels")
     p.add_argument("--experiment", help="with --scores holding several experiments: which one")
-    p.add_argument("--baseline", help="method to compare every other method against (e.g. grpo)")
+    p.add_argument("--baseline", help="method to compare every other method against (e.g. grpo); one of --methods")
     p.add_argument(
         "--paper-reference",
         help="paper model row (Qwen2.5-Math-1.5B or Qwen2.5-Math-7B) to print beside the reproduced cells",
     )
-    p.add_argument("--out", help="table output prefix: writes PREFIX.csv and PREFIX.md")
+    p.add_argument(
+        "--out",
+        help="table output prefix: writes PREFIX.csv and PREFIX.md (without it, and without --write-scores, "
+        "the table is printed only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     methods = args.methods.split(",")
     benchmarks = args.benchmarks.split(",")
+    check_baseline(args.baseline, methods)  # before reading any scores
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     if bool(args.runs_root) == bool(args.scores):
         raise SystemExit("dynamo report: give exactly one of --runs-root and --scores")
@@ -293,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
     if args.write_scores:
         write_scores(scores, args.write_scores)
         print(f"[dynamo report] {len(scores)} score rows -> {args.write_scores}")
-    if not args.out:
-        return 0
+        if not args.out:
+            return 0
     table, info = derive_table(scores, methods, benchmarks, args.baseline, experiment=args.experiment)
     reference = ""
     if args.paper_reference:
@@ -303,7 +319,8 @@ def run(args: argparse.Namespace) -> int:
         comparison = compare_with_reference(info["means"], args.paper_reference)
         reference = reference_markdown(comparison, args.paper_reference)
     md = to_markdown(table, info, reference)
-    write_text_atomic(f"{args.out}.csv", to_csv(table))
-    write_text_atomic(f"{args.out}.md", md)
-    print(md)
+    if args.out:
+        write_text_atomic(f"{args.out}.csv", to_csv(table))
+        write_text_atomic(f"{args.out}.md", md)
+    print(md)  # without --out (and --write-scores) this is the only output
     return 0

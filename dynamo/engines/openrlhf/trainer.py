@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,8 @@ from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
 from dynamo.engines.openrlhf.launcher import check_supported
 from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
+from dynamo.errors import writing
+from dynamo.io import write_text_atomic
 
 STATS_KEY = "dynamo_prompt_stats"
 GENERATOR_KEY = "dynamo_objective_rng"  # per-rank states of the token objective's generator
@@ -133,7 +134,8 @@ class DynamoPPOTrainer(_StockPPOTrainer):
     def _write_metrics(self, step: int, status: dict[str, Any]) -> None:
         if self.options.run_dir:
             row = metrics_row(step, status)
-            with open(Path(self.options.run_dir) / "metrics.jsonl", "a") as fh:
+            path = Path(self.options.run_dir) / "metrics.jsonl"
+            with writing(path), open(path, "a") as fh:  # disk full: one line naming the file
                 fh.write(json.dumps(row) + "\n")
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -148,10 +150,10 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             # The stock call returned after every rank's save_checkpoint: mark the tag complete (resume.py).
             mark_complete(Path(self.args.ckpt.path) / "_actor", f"global_step{global_step}", global_step)
         if self.options.run_dir and global_step % self.args.ckpt.save_steps == 0:
-            path = Path(self.options.run_dir) / "prompt_stats.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"step": global_step, **self.stats.to_dict()}))
-            os.replace(tmp, path)
+            write_text_atomic(
+                Path(self.options.run_dir) / "prompt_stats.json",
+                json.dumps({"step": global_step, **self.stats.to_dict()}),
+            )
 
     def init_checkpoint_states(self) -> dict:
         states = super().init_checkpoint_states()
