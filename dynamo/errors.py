@@ -38,20 +38,21 @@ class WriteError(UserError):
 
 
 # safetensors (Rust) reports "... os error 28" / "code: 28"; torch.save to a path reports only
-# "unexpected pos" or "file write failed" (so the writers here hand torch.save an open file).
+# "unexpected pos" or "file write failed" (so the writers here hand torch.save an open file,
+# which makes torch raise the OSError itself).
 _RUST_ERRNO = re.compile(r"(?:os error|code:) (\d+)")
+_TORCH_WRITE_FAILED = ("inline_container", "file write failed")
 
 
 def failed_write_errno(err: BaseException) -> tuple[bool, int | None]:
-    """(is this an OS-level write failure?, its errno if known), looking through library wrappers."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, OSError):
-            return True, seen.errno
-        seen = seen.__cause__ or seen.__context__
-    match = _RUST_ERRNO.search(str(err))
-    if match and type(err).__name__ == "SafetensorError":
+    """(is this an OS-level write failure?, its errno if known), for OSError and the wrappers of
+    safetensors and torch; any other exception is not (a bug keeps its traceback)."""
+    if isinstance(err, OSError):
+        return True, err.errno
+    if type(err).__name__ == "SafetensorError" and (match := _RUST_ERRNO.search(str(err))):
         return True, int(match.group(1))
+    if isinstance(err, RuntimeError) and any(mark in str(err) for mark in _TORCH_WRITE_FAILED):
+        return True, None
     return False, None
 
 

@@ -185,6 +185,23 @@ def test_failed_atomic_write_removes_its_temporary_file(tmp_path, monkeypatch):
         io.write_text_atomic(target, "new\n")
 
 
+def test_wrapped_os_errors_of_safetensors_and_torch_are_named(tmp_path):
+    """safetensors and torch wrap the OS error in their own types: the errno is still found."""
+    import torch
+    from safetensors.torch import save_file
+
+    from dynamo.errors import writing
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(WriteError, match=f"^not a directory while writing {not_a_dir}/model.safetensors$"):
+        with writing(not_a_dir / "model.safetensors"):  # a real SafetensorError (os error 20)
+            save_file({"w": torch.zeros(2)}, str(not_a_dir / "model.safetensors"))
+    with pytest.raises(KeyError):  # anything else is not a write failure and keeps its traceback
+        with writing(tmp_path / "x"):
+            raise KeyError("a bug")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model, setup):
     run_dir = tmp_path_factory.mktemp("ref") / "run"
