@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import textwrap
 
 from dynamo.errors import UserError
 
@@ -45,6 +47,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, wrapped without breaking at hyphens: names such as arith-easy=data/x/arith-easy.jsonl
+    stay whole, so they can be copied from --help."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(re.sub(r"\s+", " ", text).strip(), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynamo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -65,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help / the error for an unknown command
         return 2
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    sub = argparse.ArgumentParser(prog=f"dynamo {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
+    sub = argparse.ArgumentParser(
+        prog=f"dynamo {argv[0]}", description=SUBCOMMANDS[argv[0]][1], formatter_class=HelpFormatter
+    )
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
     try:

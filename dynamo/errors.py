@@ -52,7 +52,9 @@ def failed_write_errno(err: BaseException) -> tuple[bool, int | None]:
     if type(err).__name__ == "SafetensorError" and (match := _RUST_ERRNO.search(str(err))):
         return True, int(match.group(1))
     if isinstance(err, RuntimeError) and any(mark in str(err) for mark in _TORCH_WRITE_FAILED):
-        return True, None
+        # torch.save into an open file: the file's OSError is often the context of torch's own error.
+        context = err.__cause__ or err.__context__
+        return True, context.errno if isinstance(context, OSError) else None
     return False, None
 
 

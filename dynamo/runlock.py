@@ -35,7 +35,7 @@ def hold(directory: str | Path, *, what: str) -> Iterator[None]:
     path = directory / LOCK_FILE
     with writing(path):
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (PEP 446)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,6 +43,11 @@ def hold(directory: str | Path, *, what: str) -> Iterator[None]:
             raise UserError(
                 f"{directory} is in use by {_holder(path)}; wait for it to end, or stop it and rerun"
             ) from None
+        except OSError as err:  # a file system without locks (some FUSE mounts): run, but say so
+            print(
+                f"[dynamo] warning: {path}: no file locks here ({err.strerror}); a second writer is not stopped",
+                file=sys.stderr,
+            )
         holder = {
             "what": what,
             "pid": os.getpid(),

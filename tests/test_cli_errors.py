@@ -47,6 +47,22 @@ CASES = {
         ["figures", "--methods", "grpo", "--seeds", "1", "--runs-root", "{d}/no"],
         "metrics.jsonl",
     ),
+    "evaluate_bare_arith_split": (
+        ["evaluate", "--model", "{d}", "--benchmarks", "arith-easy", "--out", "{d}/e"],
+        "--benchmarks arith-easy=data/embedded/arith-easy.jsonl",
+    ),
+    "evaluate_negative_seed": (
+        ["evaluate", "--model", "{d}", "--benchmarks", "a", "--seed", "-1", "--out", "{d}/e"],
+        "--seed -1: a seed must be an integer in [0, 4294967295]",
+    ),
+    "train_negative_seed": (
+        ["train", "--method", "grpo", "--seed", "-1", "--out", "{d}/r", "--config", "{d}/bad.yaml"],
+        "--seed -1: a seed must be an integer in [0, 4294967295]",
+    ),
+    "report_unknown_baseline": (
+        [*REPORT, "{d}/runs", "--baseline", "gpro"],
+        "--baseline 'gpro' is not one of the table's methods: grpo",
+    ),
     "build_model_bad_heads": (["build-model", "--out", "{d}/tiny", "--hidden", "30", "--heads", "4"], "head"),
 }
 
@@ -68,3 +84,8 @@ def test_user_errors_are_one_line_without_traceback(files, name):
 def test_debug_shows_the_traceback(files):
     out = dynamo("grade", "--input", f"{files}/nope.jsonl", "--out", f"{files}/o.jsonl", "--debug")
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_evaluate_help_shows_the_name_path_form_of_the_arithmetic_splits():
+    out = dynamo("evaluate", "--help")
+    assert out.returncode == 0 and "arith-easy=data/EXP/arith-easy.jsonl" in out.stdout

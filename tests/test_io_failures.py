@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -34,6 +35,9 @@ from dynamo.runlock import LOCK_FILE
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 NO_SPACE = "no space left on device while writing"
+# The kernel's always-full device, where it exists (checked to be the device, not a stray file).
+FULL_DEVICE = os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+needs_full_device = pytest.mark.skipif(not FULL_DEVICE, reason="no /dev/full device here")
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +161,8 @@ def test_seed_out_of_range_is_refused_before_anything_is_written(tmp_path, tiny_
 # -- failed writes ----------------------------------------------------------------------------
 
 
+@needs_full_device
 def test_atomic_write_on_a_full_device_names_the_file(tmp_path, monkeypatch):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
     # The kernel's ENOSPC, for real: the writer's temporary file is /dev/full.
     monkeypatch.setattr(io, "_open_tmp", lambda tmp: open("/dev/full", "w"))
     target = tmp_path / "scores.json"
@@ -197,6 +200,10 @@ def test_wrapped_os_errors_of_safetensors_and_torch_are_named(tmp_path):
     with pytest.raises(WriteError, match=f"^not a directory while writing {not_a_dir}/model.safetensors$"):
         with writing(not_a_dir / "model.safetensors"):  # a real SafetensorError (os error 20)
             save_file({"w": torch.zeros(2)}, str(not_a_dir / "model.safetensors"))
+    if FULL_DEVICE:  # torch.save into an open file on a full device (how the trainer saves its state)
+        with pytest.raises(WriteError, match=f"^{NO_SPACE} {tmp_path}/state.pt$"):
+            with writing(tmp_path / "state.pt"), open("/dev/full", "wb") as fh:
+                torch.save({"w": torch.zeros(100_000)}, fh)
     with pytest.raises(KeyError):  # anything else is not a write failure and keeps its traceback
         with writing(tmp_path / "x"):
             raise KeyError("a bug")
@@ -296,9 +303,8 @@ def test_disk_full_during_training_is_one_line_and_the_rerun_matches(
     assert result_of(run_dir) == reference
 
 
+@needs_full_device
 def test_disk_full_during_evaluation_is_one_line_and_the_rerun_matches(tmp_path, tiny_model, setup, capfd):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
     _, pool = setup
 
     def evaluate(out: Path) -> int:

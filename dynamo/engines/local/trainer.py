@@ -360,7 +360,7 @@ class LocalTrainer:
         )
         # A failed write (disk full) stops the run with one line naming the file; the background
         # writers are closed quietly then, so no thread prints its own traceback over that line.
-        with quiet_writer_threads(), writing(metrics_path):
+        with writing(metrics_path):
             log = open(metrics_path, "a")
         try:
             with quiet_writer_threads():
@@ -435,11 +435,10 @@ class LocalTrainer:
                 },
                 fh,
             )
+        state = {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()}
+        with writing(tmp / "state.json", remove_on_failure=tmp):
+            write_json_atomic(tmp / "state.json", state)
         with writing(tmp / checkpoint.MANIFEST, remove_on_failure=tmp):
-            write_json_atomic(
-                tmp / "state.json",
-                {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()},
-            )
             checkpoint.write_manifest(tmp, self.step)
         if final.exists():  # else (resumed from prev after damage) prev stays the second good one
             shutil.rmtree(prev, ignore_errors=True)
