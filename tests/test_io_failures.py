@@ -332,3 +332,22 @@ def test_disk_full_during_evaluation_is_one_line_and_the_rerun_matches(tmp_path,
     assert [{k: v for k, v in s.items() if k != "seconds"} for s in scores][0] == {
         k: v for k, v in scores[1].items() if k != "seconds"
     }
+
+
+@pytest.mark.parametrize("damage", ["config_wrong_type", "truncated_weights"])
+def test_a_damaged_model_file_is_named_at_load(tmp_path, tiny_model, damage):
+    import shutil
+
+    from dynamo.errors import UserError
+    from dynamo.models import load_model_and_tokenizer
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    if damage == "config_wrong_type":
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, "hidden_size": "32"}))
+        named = model / "config.json"
+    else:
+        named = model / "model.safetensors"
+        named.write_bytes(named.read_bytes()[: named.stat().st_size // 2])
+    with pytest.raises(UserError, match=f"^{named}: cannot be loaded \\("):
+        load_model_and_tokenizer(model)
