@@ -95,7 +95,9 @@ def write_evaluated_run(root: Path, method: str, seed: int, verdicts: dict[str, 
         d = root / method / f"seed{seed}" / "eval" / bench
         d.mkdir(parents=True, exist_ok=True)
         lines = [
-            json.dumps({"id": f"p{i}", "sample": j, "response": f"\\boxed{{{int(ok)}}}", "gold": ["1"], "correct": ok})
+            json.dumps(
+                {"id": f"p{i}", "sample": j, "response": f"\\boxed{{{int(ok)}}}", "gold": ["1"], "correct": ok}
+            )
             for i, row in enumerate(correct)
             for j, ok in enumerate(row)
         ]

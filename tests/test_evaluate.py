@@ -271,6 +271,33 @@ def test_scores_from_known_verdicts(tmp_path):
     assert lines[8]["correct"]  # gold "016" vs "016"
 
 
+def test_evaluate_output_verifies_and_regrading_finds_a_changed_verdict(tmp_path):
+    from dynamo.evaluation.verify import check_score_file
+
+    evaluate(
+        "canned", ["aime25=" + str(FIXTURES / "aime25.jsonl")], tmp_path, samples=4, max_new_tokens=5,
+        backend=CannedBackend(["70", "588", "016", "468"]), progress=False, grading_workers=1,
+    )  # fmt: skip
+    path = tmp_path / "aime25" / "scores.json"
+    assert check_score_file(path, regrade=True) == []
+    # A stored verdict flipped, with scores and hash rewritten to match it (as a changed grader would):
+    # consistent on its face, so only grading the responses again finds it.
+    samples = path.with_name("samples.jsonl")
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    lines[0]["correct"] = not lines[0]["correct"]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    samples.write_text(text)
+    correct = [[r["correct"] for r in lines if r["id"] == pid] for pid in dict.fromkeys(r["id"] for r in lines)]
+    scores = json.loads(path.read_text())
+    scores["pass_at_1"] = mean_pass_at_1(correct)
+    scores["pass_at_k"] = {str(k): v for k, v in mean_pass_at_k(correct).items()}
+    scores["samples_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    path.write_text(json.dumps(scores))
+    assert check_score_file(path) == []
+    (problem,) = check_score_file(path, regrade=True)
+    assert "1 stored verdict(s) differ from a fresh grade" in problem and str(samples) in problem
+
+
 def build_short_context_model(path: Path, positions: int = 256) -> None:
     build_tiny_model(path)
     config = json.loads((path / "config.json").read_text())

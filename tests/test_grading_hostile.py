@@ -26,7 +26,9 @@ def test_redundant_braces_grade_correct_within_the_time_bound(depth):
 
 
 def test_fullwidth_digits_match_their_ascii_gold():
-    results = grade_details(["\\boxed{\uff14\uff12}", "The answer is \uff14\uff12.", "\\boxed{\uff14\uff13}"], ["42"] * 3)
+    results = grade_details(
+        ["\\boxed{\uff14\uff12}", "The answer is \uff14\uff12.", "\\boxed{\uff14\uff13}"], ["42"] * 3
+    )
     assert [r.correct for r in results] == [True, True, False]
 
 

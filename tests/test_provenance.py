@@ -51,4 +51,6 @@ def test_shipped_results_match_their_provenance():
         for name, digest in prov.get("inputs", {}).items():
             path = root / name
             if path.exists():
-                assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} differs from {record.name}"
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, (
+                    f"{name} differs from {record.name}"
+                )

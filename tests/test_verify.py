@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from reporting_fixture import write_evaluated_run
 
 from dynamo.cli import main as dynamo_main
 from dynamo.evaluation.verify import check_score_file
-from reporting_fixture import write_evaluated_run
 
 METHODS, SEEDS, BENCHES = ["base", "grpo"], [1, 2], ["a", "b"]
 
@@ -28,7 +28,16 @@ def runs(tmp_path, monkeypatch):
                 root, method, seed, {b: (rng.random((6, 4)) < 0.3 + 0.2 * m).tolist() for b in BENCHES}
             )
     common = ["--methods", ",".join(METHODS), "--benchmarks", ",".join(BENCHES)]
-    scores = ["report", "--runs-root", str(root), "--seeds", "1,2", *common, "--write-scores", "results/scores.csv"]
+    scores = [
+        "report",
+        "--runs-root",
+        str(root),
+        "--seeds",
+        "1,2",
+        *common,
+        "--write-scores",
+        "results/scores.csv",
+    ]
     assert dynamo_main(scores) == 0
     table = ["report", "--scores", "results/scores.csv", *common, "--baseline", "grpo", "--out", "results/table1"]
     assert dynamo_main(table) == 0

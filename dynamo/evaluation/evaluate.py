@@ -92,7 +92,9 @@ def fit_to_context(
         return records, prompts, []
     budget = context - max_new_tokens
     if budget < 1:
-        raise UserError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in a {context}-position model")
+        raise UserError(
+            f"max_new_tokens {max_new_tokens} leaves no room for a prompt in a {context}-position model"
+        )
     # Same tokenization as the backends (no special tokens added: templates carry their own).
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     over = [i for i, n in enumerate(lengths) if n > budget]

@@ -21,9 +21,11 @@ recorded `scores_sha256`, Pass@k, problem and sample counts. Rows whose run dire
 (a scores file copied away from its runs) cannot be checked and are counted as such.
 
 A provenance record (`*.provenance.json`) is checked against the files it lists (inputs and
-outputs). The scores and table steps of `dynamo report` run the same checks and refuse to go on
-(one line naming the file) instead of recomputing: a mismatch means a file was edited or mixed
-up, and which side is right is for a person to decide.
+outputs; absent inputs, such as the run files of a shipped copy, are counted as not checked).
+
+The scores and table steps of `dynamo report` run the same checks and refuse to go on (one line
+naming the file) instead of recomputing: a mismatch means a file was edited or mixed up, and
+which side is right is for a person to decide.
 """
 
 from __future__ import annotations
@@ -183,24 +185,33 @@ def check_scores_table(df: Any, source: str | Path) -> tuple[list[str], int]:
                 break
             for column in ("num_problems", "samples_per_problem"):
                 if column in rows.columns and int(getattr(row, column)) != int(scores[column]):
-                    problems.append(f"{source}: row {row.method} seed {row.seed} {bench} {column} differs from {path}")
+                    problems.append(
+                        f"{source}: row {row.method} seed {row.seed} {bench} {column} differs from {path}"
+                    )
                     break
     return problems, unchecked
 
 
-def check_provenance(path: str | Path) -> list[str]:
-    """Files a provenance record lists (inputs and outputs) whose sha256 differs or that are gone."""
+def check_provenance(path: str | Path) -> tuple[list[str], int]:
+    """Listed files whose sha256 differs (or outputs that are gone), and the number of inputs
+    that could not be checked because they are absent (e.g. run files of a shipped reference copy).
+
+    Paths are relative to the directory the pipeline ran in: the working directory, or the
+    directory above the record's (a copy such as reference/results/ keeps that layout)."""
     path = Path(path)
     record = read_json_file(path)
-    problems = []
+    problems, unchecked = [], 0
     for kind in ("inputs", "outputs"):
         for name, digest in (record.get(kind) or {}).items():
-            target = Path(name)
-            if not target.exists():
-                problems.append(f"{path}: {kind[:-1]} {name} is missing")
+            target = next((p for p in (Path(name), path.parent.parent / name) if p.is_file()), None)
+            if target is None:
+                if kind == "outputs":
+                    problems.append(f"{path}: output {name} is missing")
+                else:
+                    unchecked += 1
             elif file_sha256(target) != digest:
                 problems.append(f"{path}: {kind[:-1]} {name} differs from the recorded sha256")
-    return problems
+    return problems, unchecked
 
 
 def require_verified(problems: list[str]) -> None:
@@ -214,7 +225,13 @@ def verify_paths(paths: list[Path], *, regrade: bool = False) -> tuple[list[str]
     """Every problem under `paths` (directories are searched) and counts of what was checked."""
     from dynamo.reporting.scores import load_scores
 
-    counts = {"score_files": 0, "scores_tables": 0, "rows_unchecked": 0, "provenance_files": 0}
+    counts = {
+        "score_files": 0,
+        "scores_tables": 0,
+        "rows_unchecked": 0,
+        "provenance_files": 0,
+        "inputs_unchecked": 0,
+    }
     problems: list[str] = []
     for root in paths:
         if not root.exists():
@@ -231,7 +248,9 @@ def verify_paths(paths: list[Path], *, regrade: bool = False) -> tuple[list[str]
                 counts["rows_unchecked"] += unchecked
             elif path.name.endswith(".provenance.json"):
                 counts["provenance_files"] += 1
-                problems += check_provenance(path)
+                found, unchecked = check_provenance(path)
+                problems += found
+                counts["inputs_unchecked"] += unchecked
     return problems, counts
 
 
@@ -252,11 +271,15 @@ def run(args: argparse.Namespace) -> int:
     problems, counts = verify_paths(paths, regrade=args.regrade)
     for problem in problems:
         print(f"DIFFERENCE {problem}")
-    unchecked = counts["rows_unchecked"]
+    absent = [
+        f"{counts['rows_unchecked']} scores rows without their run directory" * bool(counts["rows_unchecked"]),
+        f"{counts['inputs_unchecked']} absent provenance inputs" * bool(counts["inputs_unchecked"]),
+    ]
+    absent_text = " and ".join(a for a in absent if a)
     print(
         f"[dynamo verify] {counts['score_files']} score files, {counts['scores_tables']} scores tables, "
         f"{counts['provenance_files']} provenance records checked"
-        + (f" ({unchecked} scores rows without their run directory not checked)" if unchecked else "")
+        + (f" ({absent_text} not checked)" if absent_text else "")
         + (f": {len(problems)} difference(s)" if problems else ": no differences")
     )
     return 1 if problems else 0

@@ -7,8 +7,9 @@ The reference results in the repository (reference/results/, reference/paper_fig
 the pipeline's results/ and paper_figures/) each come with such a file: the resolved experiment
 config, the commit (with "-dirty" when the checkout had uncommitted changes), the time, and the
 sha256 of every input it was derived from and of every output (`dynamo verify` checks both; records
-written before inputs were listed have no "inputs" key). They live outside results/ because Snakemake takes an output that exists
-as done: shipped in results/, they would make the main job of a fresh clone a no-op.
+written before inputs were listed have no "inputs" key). They live outside results/ because
+Snakemake takes an output that exists as done: shipped in results/, they would make the main job
+of a fresh clone a no-op.
 """
 
 from __future__ import annotations

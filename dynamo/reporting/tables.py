@@ -293,7 +293,9 @@ def run(args: argparse.Namespace) -> int:
         problems, unchecked = check_scores_table(scores, args.scores)
         require_verified(problems)
         if unchecked:
-            print(f"[dynamo report] {unchecked} rows of {args.scores} not checked: their run directories are absent")
+            print(
+                f"[dynamo report] {unchecked} rows of {args.scores} not checked: their run directories are absent"
+            )
         if seeds is not None:
             scores = scores[scores["seed"].isin(seeds)]
     else:
