@@ -71,3 +71,11 @@ def test_bad_bytes_name_their_own_row(tmp_path):
     path.write_bytes(b"\n".join(rows) + b'\n{"problem": "caf\xe9", "answer": "1", "unique_id": "x"}\n')
     with pytest.raises(BenchmarkFormatError, match=r"latin1\.jsonl, row 5001: not UTF-8"):
         load_benchmark("math500", path)
+
+
+def test_bad_bytes_in_a_json_file_name_their_line(tmp_path):
+    path = tmp_path / "latin1.json"
+    rows = ",\n".join(json.dumps({**GOOD, "unique_id": str(i)}) for i in range(3))
+    path.write_bytes(b"[\n" + rows.encode() + b',\n{"problem": "caf\xe9", "answer": "1", "unique_id": "x"}\n]')
+    with pytest.raises(BenchmarkFormatError, match=r"latin1\.json: not UTF-8 \(.* on line 5\)"):
+        load_benchmark("math500", path)

@@ -105,7 +105,8 @@ def fit_to_context(
             f"allows ({context} positions - {max_new_tokens} new tokens); {len(over)} such problem(s) "
             "(--over-long skip leaves them out)"
         )
-    keep = [i for i in range(len(records)) if i not in set(over)]
+    over_set = set(over)
+    keep = [i for i in range(len(records)) if i not in over_set]
     return [records[i] for i in keep], [prompts[i] for i in keep], [records[i]["id"] for i in over]
 
 

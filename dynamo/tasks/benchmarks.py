@@ -178,7 +178,8 @@ def answer_list(value: Any) -> list[str]:
 # is read with a bounded readline (an over-long row is refused after reading at most
 # MAX_ROW_BYTES + 1 bytes of it, never decoded or parsed), a whole-file JSON document is refused
 # above MAX_JSON_FILE_BYTES, and every problem text longer than MAX_ROW_BYTES is refused.
-# Peak memory is then a small multiple of the largest allowed row (or JSON file).
+# Memory is then the records kept (a few KB each for real benchmarks) plus at most one row's
+# 1 MiB (or one JSON file's 64 MiB, a few times over while it is parsed), whatever the file holds.
 MAX_ROW_BYTES = 1 << 20  # 1 MiB per row; benchmark problems are a few KB
 MAX_JSON_FILE_BYTES = 64 << 20  # a .json list of records; larger sets belong in JSON Lines
 
@@ -190,7 +191,13 @@ def _read_json(path: Path) -> list[tuple[int, Any]]:
             str(path), None, None, f"{size} bytes, over the {MAX_JSON_FILE_BYTES}-byte limit of a .json file "
             "(write it as JSON Lines: one record per line)"
         )  # fmt: skip
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:  # a JSON document has no rows yet: name the line
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise BenchmarkFormatError(str(path), None, None, f"not UTF-8 ({err.reason} on line {line})") from None
+    del raw
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -207,18 +214,18 @@ def _read_json(path: Path) -> list[tuple[int, Any]]:
     return list(enumerate(data, start=1))
 
 
-def _read_jsonl(path: Path, max_row_bytes: int = MAX_ROW_BYTES) -> list[tuple[int, Any]]:
+def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     """Rows of a JSON Lines file, each read as bytes with a bounded readline, then decoded alone
     (so a bad byte is reported on its own line, not on the line a decoder chunk started at)."""
     rows = []
     with path.open("rb") as f:
         for lineno in itertools.count(1):
-            raw = f.readline(max_row_bytes + 1)
+            raw = f.readline(MAX_ROW_BYTES + 1)
             if not raw:
                 break
-            if len(raw) > max_row_bytes and not raw.endswith(b"\n"):
+            if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
                 raise BenchmarkFormatError(
-                    str(path), lineno, None, f"row longer than the {max_row_bytes}-byte limit per row"
+                    str(path), lineno, None, f"row longer than the {MAX_ROW_BYTES}-byte limit per row"
                 )
             try:
                 line = raw.decode("utf-8")
