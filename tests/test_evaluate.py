@@ -320,6 +320,15 @@ def test_over_long_problem_is_refused_or_skipped_before_sampling(tmp_path):
     scores = evaluate(model, [("mine", str(bench))], tmp_path / "skip", over_long="skip", **common)["mine"]
     assert scores["skipped_over_long"] == ["long"] and scores["num_problems"] == 1
     check_outputs(tmp_path / "skip", "mine", num_problems=1, samples=2)
+    # The score file names its model by hash: a changed model no longer verifies against it.
+    from dynamo.evaluation.verify import check_score_file, model_sha256
+
+    path = tmp_path / "skip" / "mine" / "scores.json"
+    assert check_score_file(path) == []
+    (model / "config.json").write_text((model / "config.json").read_text().replace("256", "255"))
+    model_sha256.cache_clear()
+    (problem,) = check_score_file(path)
+    assert f"the model at {model} has changed" in problem
 
 
 def teardown_module() -> None:

@@ -177,7 +177,7 @@ def evaluate(
         if not records:
             raise UserError(f"{source}: no problem fits the model's context (all {len(skipped)} skipped)")
         prepared[name] = (records, variant, prompts, skipped)
-    model_sha256 = hashlib.sha256(json.dumps(model_identity(str(model)), sort_keys=True).encode()).hexdigest()
+    model_hash = hashlib.sha256(json.dumps(model_identity(str(model)), sort_keys=True).encode()).hexdigest()
 
     all_scores: dict[str, dict[str, Any]] = {}
     for name, (records, variant, prompts, skipped) in prepared.items():
@@ -229,7 +229,7 @@ def evaluate(
             "seconds": round(time.perf_counter() - start, 3),
             "model": str(model),
             "samples_sha256": hashlib.sha256(samples_text.encode()).hexdigest(),
-            "model_sha256": model_sha256,
+            "model_sha256": model_hash,
             "skipped_over_long": skipped,
         }
         write_text_atomic(out_dir / name / "samples.jsonl", samples_text)

@@ -10,6 +10,8 @@ checked against itself and its samples (`check_score_file`):
 - the samples file next to it: its sha256 equals the recorded `samples_sha256`; it holds exactly
   num_problems x samples_per_problem lines, samples 0..n-1 of each problem; Pass@k recomputed
   from the stored verdicts ("correct") equals the recorded values;
+- the model: where `model` is a local directory, its identity (config.json and weight files,
+  `dynamo.fingerprint.model_identity`) still hashes to the recorded `model_sha256`;
 - with `--regrade`, every response is graded again and the verdicts compared with the stored ones.
 
 Score files written before they recorded `samples_sha256` (or without their samples.jsonl) get the
@@ -31,6 +33,7 @@ which side is right is for a person to decide.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +52,16 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def model_sha256(model: str) -> str | None:
+    """sha256 of a local model directory's identity (as `dynamo evaluate` records it), None if absent."""
+    from dynamo.fingerprint import model_identity
+
+    if not Path(model).is_dir():
+        return None
+    return hashlib.sha256(json.dumps(model_identity(model), sort_keys=True).encode()).hexdigest()
 
 
 def _close(a: float, b: float) -> bool:
@@ -111,6 +124,8 @@ def check_score_file(path: str | Path, *, regrade: bool = False) -> list[str]:
     problems = [f"{path}: {p}" for p in _curve_problems(scores)]
     if problems:
         return problems
+    if scores.get("model_sha256") and model_sha256(str(scores.get("model"))) not in (None, scores["model_sha256"]):
+        problems.append(f"{path}: the model at {scores['model']} has changed since these scores were computed")
     samples = path.with_name("samples.jsonl")
     recorded = scores.get("samples_sha256")
     if not samples.exists():
