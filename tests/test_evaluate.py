@@ -310,15 +310,18 @@ def test_over_long_problem_is_refused_or_skipped_before_sampling(tmp_path):
     rows = [
         {"id": "short", "problem": "What is 2+2?", "answer": "4"},
         {"id": "long", "problem": "What is " + "1+" * 299 + "1?", "answer": "300"},  # 607 characters
+        {"id": "huge", "problem": "1+" * 500_000 + "1?", "answer": "1"},  # over without tokenizing
     ]
     bench = tmp_path / "b.jsonl"
     bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
     common = dict(samples=2, max_new_tokens=16, progress=False, grading_workers=1)
-    with pytest.raises(UserError, match=r"b\.jsonl, problem 'long': prompt of \d+ tokens, over the 240"):
+    with pytest.raises(
+        UserError, match=r"b\.jsonl, problem 'long': prompt of \d+ (tokens|characters), over the 240"
+    ):
         evaluate(model, [("mine", str(bench))], tmp_path / "reject", **common)
     assert not (tmp_path / "reject").exists()  # refused before anything was sampled or written
     scores = evaluate(model, [("mine", str(bench))], tmp_path / "skip", over_long="skip", **common)["mine"]
-    assert scores["skipped_over_long"] == ["long"] and scores["num_problems"] == 1
+    assert scores["skipped_over_long"] == ["long", "huge"] and scores["num_problems"] == 1
     check_outputs(tmp_path / "skip", "mine", num_problems=1, samples=2)
     # The score file names its model by hash: a changed model no longer verifies against it.
     from dynamo.evaluation.verify import check_score_file, model_sha256

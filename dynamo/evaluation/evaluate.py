@@ -95,13 +95,23 @@ def fit_to_context(
         raise UserError(
             f"max_new_tokens {max_new_tokens} leaves no room for a prompt in a {context}-position model"
         )
-    # Same tokenization as the backends (no special tokens added: templates carry their own).
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    over = [i for i, n in enumerate(lengths) if n > budget]
+    # No token covers more characters than its vocabulary string has, so a prompt longer than
+    # budget x the longest token string is over budget without tokenizing it (tokenizing a 1 MB
+    # prompt costs seconds and hundreds of MB); x2 as a tokenizer's normaliser may merge characters.
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None
+    char_bound = 2 * budget * max(map(len, vocab)) if vocab else None
+    lengths: list[int | None] = [None] * len(prompts)
+    to_count = [i for i, p in enumerate(prompts) if char_bound is None or len(p) <= char_bound]
+    if to_count:  # same tokenization as the backends (no special tokens added: templates carry their own)
+        encoded = tokenizer([prompts[i] for i in to_count], add_special_tokens=False)["input_ids"]
+        for i, ids in zip(to_count, encoded):
+            lengths[i] = len(ids)
+    over = [i for i, n in enumerate(lengths) if n is None or n > budget]
     if over and over_long == "reject":
         i = over[0]
+        size = f"{lengths[i]} tokens" if lengths[i] is not None else f"{len(prompts[i])} characters"
         raise UserError(
-            f"{source}, problem {records[i]['id']!r}: prompt of {lengths[i]} tokens, over the {budget} the model "
+            f"{source}, problem {records[i]['id']!r}: prompt of {size}, over the {budget} tokens the model "
             f"allows ({context} positions - {max_new_tokens} new tokens); {len(over)} such problem(s) "
             "(--over-long skip leaves them out)"
         )
