@@ -47,6 +47,7 @@ CASES = {
         ["figures", "--methods", "grpo", "--seeds", "1", "--runs-root", "{d}/no"],
         "metrics.jsonl",
     ),
+    "verify_missing": (["verify", "{d}/nothing"], "nothing: no such file or directory"),
     "build_model_bad_heads": (["build-model", "--out", "{d}/tiny", "--hidden", "30", "--heads", "4"], "head"),
 }
 
