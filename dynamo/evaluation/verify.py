@@ -90,12 +90,21 @@ def _curve_problems(scores: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _read_verdicts(path: Path) -> tuple[dict[str, dict[int, bool]], list[dict[str, Any]], list[str]]:
-    """{problem id: {sample index: correct}}, the sample records, and problems found reading them."""
+def _read_verdicts(
+    path: Path, keep_records: bool
+) -> tuple[dict[str, dict[int, bool]], list[dict[str, Any]], list[str]]:
+    """{problem id: {sample index: correct}}, the sample records (if kept: they hold the responses),
+    and problems found reading them."""
     verdicts: dict[str, dict[int, bool]] = {}
-    records, problems = [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"{path}, line {lineno}: not UTF-8")
+                continue
             try:
                 rec = json.loads(line)
                 pid, sample, correct = str(rec["id"]), int(rec["sample"]), rec["correct"]
@@ -108,7 +117,8 @@ def _read_verdicts(path: Path) -> tuple[dict[str, dict[int, bool]], list[dict[st
             if sample in verdicts.setdefault(pid, {}):
                 problems.append(f"{path}, line {lineno}: problem {pid!r} sample {sample} appears twice")
             verdicts[pid][sample] = correct
-            records.append(rec)
+            if keep_records:
+                records.append(rec)
     return verdicts, records, problems
 
 
@@ -133,7 +143,7 @@ def check_score_file(path: str | Path, *, regrade: bool = False) -> list[str]:
     if recorded is not None and file_sha256(samples) != recorded:
         problems.append(f"{path}: {samples.name} has changed since the scores were computed (sha256 differs)")
     n, num_problems = int(scores["samples_per_problem"]), int(scores["num_problems"])
-    verdicts, records, read_problems = _read_verdicts(samples)
+    verdicts, records, read_problems = _read_verdicts(samples, keep_records=regrade)
     problems += read_problems
     if len(verdicts) != num_problems:
         problems.append(f"{path}: num_problems is {num_problems}, {samples.name} holds {len(verdicts)} problems")
