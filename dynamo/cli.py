@@ -34,6 +34,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dynamo.engines.train", "RL-train a model with a registered method (local or openrlhf engine)"),
     "evaluate": ("dynamo.evaluation.evaluate", "sample k answers per benchmark problem, grade, Pass@1/Pass@k"),
     "grade": ("dynamo.grading.cli", "grade a JSONL of {response, answer} lines without any model"),
+    "verify": (
+        "dynamo.evaluation.verify",
+        "recompute every score from its samples (and scores tables from score files); non-zero on a difference",
+    ),
     "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),
     "figures": ("dynamo.reporting.figures", "draw training curves and allocation figures from runs"),
     "methods": ("dynamo.reporting.methods", "list the registered methods and their specs"),

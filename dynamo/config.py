@@ -139,6 +139,11 @@ class EvalConfig:
     limit: int = _f(
         0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0, maximum=10**7
     )
+    over_long: Literal["reject", "skip"] = _f(
+        "reject",
+        "A problem whose prompt does not fit the model's context (positions minus max_new_tokens): reject = "
+        "stop before sampling with one line naming it; skip = leave it out, listed in the log and scores.json.",
+    )
 
 
 @dataclass(frozen=True)

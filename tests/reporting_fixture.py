@@ -82,3 +82,34 @@ def make_runs(root: Path, *, n: int = 8, with_cost: bool = True, seed: int = 0) 
                 }
             write_run(root, method, s, scores, n=n, cost=cost)
     return values
+
+
+def write_evaluated_run(root: Path, method: str, seed: int, verdicts: dict[str, list[list[bool]]]) -> None:
+    """A run evaluated as `dynamo evaluate` writes it: samples.jsonl with per-sample verdicts and the
+    scores.json computed from them, recording the samples' sha256. verdicts[bench][problem][sample]."""
+    import hashlib
+
+    from dynamo.evaluation.metrics import mean_pass_at_1, mean_pass_at_k
+
+    for bench, correct in verdicts.items():
+        d = root / method / f"seed{seed}" / "eval" / bench
+        d.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps(
+                {"id": f"p{i}", "sample": j, "response": f"\\boxed{{{int(ok)}}}", "gold": ["1"], "correct": ok}
+            )
+            for i, row in enumerate(correct)
+            for j, ok in enumerate(row)
+        ]
+        samples = "".join(line + "\n" for line in lines)
+        (d / "samples.jsonl").write_text(samples)
+        scores = {
+            "benchmark": bench,
+            "variant": f"{bench}-{len(correct)}",
+            "num_problems": len(correct),
+            "samples_per_problem": len(correct[0]),
+            "pass_at_1": mean_pass_at_1(correct),
+            "pass_at_k": {str(k): v for k, v in mean_pass_at_k(correct).items()},
+            "samples_sha256": hashlib.sha256(samples.encode()).hexdigest(),
+        }
+        (d / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")

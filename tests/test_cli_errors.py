@@ -63,6 +63,7 @@ CASES = {
         [*REPORT, "{d}/runs", "--baseline", "gpro"],
         "--baseline 'gpro' is not one of the table's methods: grpo",
     ),
+    "verify_missing": (["verify", "{d}/nothing"], "nothing: no such file or directory"),
     "build_model_bad_heads": (["build-model", "--out", "{d}/tiny", "--hidden", "30", "--heads", "4"], "head"),
 }
 

@@ -3,6 +3,7 @@ built and saved by the test (no hub access)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from dynamo import grading
 from dynamo.cli import main as dynamo_main
+from dynamo.errors import UserError
 from dynamo.evaluation.evaluate import evaluate, parse_benchmark_items
 from dynamo.evaluation.metrics import mean_pass_at_1, mean_pass_at_k
 from dynamo.generation import Generation, hf_generate, sampling_kwargs
@@ -21,7 +23,7 @@ SHARED = REPO.parent / "shared" / "benchmarks"
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 SCORE_KEYS = {
     "benchmark", "variant", "num_problems", "samples_per_problem", "pass_at_1", "pass_at_k",
-    "grading_failures", "seconds", "model",
+    "grading_failures", "seconds", "model", "samples_sha256", "model_sha256", "skipped_over_long",
 }  # fmt: skip
 SAMPLE_KEYS = {"id", "sample", "response", "extracted", "gold", "correct", "truncated", "failure"}
 PAD, EOS = 0, 1
@@ -192,6 +194,7 @@ def check_outputs(out: Path, name: str, num_problems: int, samples: int) -> dict
     assert scores["pass_at_1"] == pytest.approx(mean_pass_at_1(correct))
     assert scores["pass_at_k"] == {str(k): pytest.approx(v) for k, v in mean_pass_at_k(correct).items()}
     assert not list((out / name).glob(".*tmp*")), "temporary files left behind"
+    assert scores["samples_sha256"] == hashlib.sha256((out / name / "samples.jsonl").read_bytes()).hexdigest()
     return scores
 
 
@@ -266,6 +269,69 @@ def test_scores_from_known_verdicts(tmp_path):
     lines, _ = read_outputs(tmp_path, "aime25")
     assert lines[4]["correct"] and lines[4]["extracted"] == "588" and lines[4]["gold"] == ["588"]
     assert lines[8]["correct"]  # gold "016" vs "016"
+
+
+def test_evaluate_output_verifies_and_regrading_finds_a_changed_verdict(tmp_path):
+    from dynamo.evaluation.verify import check_score_file
+
+    evaluate(
+        "canned", ["aime25=" + str(FIXTURES / "aime25.jsonl")], tmp_path, samples=4, max_new_tokens=5,
+        backend=CannedBackend(["70", "588", "016", "468"]), progress=False, grading_workers=1,
+    )  # fmt: skip
+    path = tmp_path / "aime25" / "scores.json"
+    assert check_score_file(path, regrade=True) == []
+    # A stored verdict flipped, with scores and hash rewritten to match it (as a changed grader would):
+    # consistent on its face, so only grading the responses again finds it.
+    samples = path.with_name("samples.jsonl")
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    lines[0]["correct"] = not lines[0]["correct"]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    samples.write_text(text)
+    correct = [[r["correct"] for r in lines if r["id"] == pid] for pid in dict.fromkeys(r["id"] for r in lines)]
+    scores = json.loads(path.read_text())
+    scores["pass_at_1"] = mean_pass_at_1(correct)
+    scores["pass_at_k"] = {str(k): v for k, v in mean_pass_at_k(correct).items()}
+    scores["samples_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    path.write_text(json.dumps(scores))
+    assert check_score_file(path) == []
+    (problem,) = check_score_file(path, regrade=True)
+    assert "1 stored verdict(s) differ from a fresh grade" in problem and str(samples) in problem
+
+
+def build_short_context_model(path: Path, positions: int = 256) -> None:
+    build_tiny_model(path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": positions}))
+
+
+def test_over_long_problem_is_refused_or_skipped_before_sampling(tmp_path):
+    model = tmp_path / "tiny-256"
+    build_short_context_model(model)
+    rows = [
+        {"id": "short", "problem": "What is 2+2?", "answer": "4"},
+        {"id": "long", "problem": "What is " + "1+" * 299 + "1?", "answer": "300"},  # 607 characters
+        {"id": "huge", "problem": "1+" * 500_000 + "1?", "answer": "1"},  # over without tokenizing
+    ]
+    bench = tmp_path / "b.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = dict(samples=2, max_new_tokens=16, progress=False, grading_workers=1)
+    with pytest.raises(
+        UserError, match=r"b\.jsonl, problem 'long': prompt of \d+ (tokens|characters), over the 240"
+    ):
+        evaluate(model, [("mine", str(bench))], tmp_path / "reject", **common)
+    assert not (tmp_path / "reject").exists()  # refused before anything was sampled or written
+    scores = evaluate(model, [("mine", str(bench))], tmp_path / "skip", over_long="skip", **common)["mine"]
+    assert scores["skipped_over_long"] == ["long", "huge"] and scores["num_problems"] == 1
+    check_outputs(tmp_path / "skip", "mine", num_problems=1, samples=2)
+    # The score file names its model by hash: a changed model no longer verifies against it.
+    from dynamo.evaluation.verify import check_score_file, model_sha256
+
+    path = tmp_path / "skip" / "mine" / "scores.json"
+    assert check_score_file(path) == []
+    (model / "config.json").write_text((model / "config.json").read_text().replace("256", "255"))
+    model_sha256.cache_clear()
+    (problem,) = check_score_file(path)
+    assert f"the model at {model} has changed" in problem
 
 
 def teardown_module() -> None:

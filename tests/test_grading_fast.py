@@ -14,7 +14,7 @@ import pytest
 
 from dynamo import grading
 from dynamo.grading import grade_details, grading_stats
-from dynamo.grading.text import boxed_answer, last_boxed, plain_integer
+from dynamo.grading.text import boxed_answer, last_boxed, normalize_response, plain_integer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "benchmarks"
@@ -273,7 +273,9 @@ def test_grade_details_equal_plain_math_verify(varied):
     assert [r.correct for r in results] == expected
     assert 0 < sum(expected) < len(expected)
     grader = Grader()  # the extracted answer is the one the full-response grade reports, too
-    assert [r.extracted for r in results] == [grader.grade(r, (g,))[1] for r, g in varied]
+    assert [r.extracted for r in results] == [
+        grader.grade(normalize_response(r), (normalize_response(g),))[1] for r, g in varied
+    ]
     for kind in ("exact", "answer_fallbacks"):
         assert after.get(kind, 0) > before.get(kind, 0), kind
 

@@ -19,6 +19,7 @@ def test_provenance_names_config_commit_and_hashes(tmp_path):
     assert prov["format"] == "dynamo.provenance/1"
     assert prov["config"] == {"experiment": "embedded", "train": {"steps": 100}}
     assert prov["outputs"] == {str(out_file): hashlib.sha256(out_file.read_bytes()).hexdigest()}
+    assert prov["inputs"] == {}  # none named here; tests/test_verify.py covers --inputs
     assert prov["commit"]  # a hash (possibly "-dirty") or "unknown" outside a git checkout
 
 
@@ -45,3 +46,11 @@ def test_shipped_results_match_their_provenance():
             path = root / name
             assert path.exists(), f"{record.name} lists {name}, which is not shipped"
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} differs from {record.name}"
+        # Inputs (records written since provenance lists them): the shipped ones (results/scores.csv)
+        # must be the files the tables were derived from; run files (runs/...) are not shipped.
+        for name, digest in prov.get("inputs", {}).items():
+            path = root / name
+            if path.exists():
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, (
+                    f"{name} differs from {record.name}"
+                )

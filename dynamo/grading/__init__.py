@@ -8,7 +8,10 @@
 
 A response is correct when math-verify finds it equal to the gold answer wrapped in \\boxed{}
 (several golds: any of them), with the prediction extracted by math-verify's LaTeX and plain
-expression extraction -- exactly `dynamo.grading.engine.reference_grade`.
+expression extraction -- exactly `dynamo.grading.engine.reference_grade`. Both sides are first
+normalised (`text.normalize_response`: the last 100,000 characters, Unicode compatibility forms
+such as fullwidth digits made plain, redundant nested braces "{{x}}" dropped), so a correct answer
+written in fullwidth digits or wrapped in thousands of braces is graded correct, and fast.
 
 Safety: model output is only ever handed to math-verify's regexes and LaTeX parser, never to
 eval/sympify by this package, and only inside worker processes (`dynamo.grading.pool`); the
@@ -39,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dynamo.grading.pool import Result, WorkerPool
-from dynamo.grading.text import boxed_answer, digest, may_extract, plain_integer
+from dynamo.grading.text import boxed_answer, digest, may_extract, normalize_response, plain_integer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -106,10 +109,11 @@ def default_workers() -> int:
 
 
 def _as_text(response: object) -> str | None:
+    """The normalised text to grade (`text.normalize_response`), None when it is not text."""
     if isinstance(response, str):
-        return response
+        return normalize_response(response)
     if isinstance(response, (bytes, bytearray)):
-        return bytes(response).decode("utf-8", errors="replace")
+        return normalize_response(bytes(response).decode("utf-8", errors="replace"))
     if response is None:
         return ""
     return None  # not text at all: graded incorrect, counted as an error
@@ -117,10 +121,10 @@ def _as_text(response: object) -> str | None:
 
 def _as_golds(gold: object) -> tuple[str, ...]:
     if isinstance(gold, str):
-        return (gold,)
+        return (normalize_response(gold),)
     if isinstance(gold, (list, tuple)):
-        return tuple(str(g) for g in gold)
-    return (str(gold),)
+        return tuple(normalize_response(str(g)) for g in gold)
+    return (normalize_response(str(gold)),)
 
 
 def _integer_verdict(answer: str, golds: tuple[str, ...]) -> GradeResult | None:

@@ -7,8 +7,9 @@ benchmark import it directly to compare against a plain math-verify call.
 
 Reference semantics (what "correct" means), for a response r and a gold answer g:
 
-    math_verify.verify(math_verify.parse("\\boxed{" + g + "}"), math_verify.parse(r))
+    math_verify.verify(math_verify.parse("\\boxed{" + N(g) + "}"), math_verify.parse(N(r)))
 
+where N is `text.normalize_response` (length cap, Unicode compatibility forms, redundant braces),
 with math-verify's default extraction (LaTeX + plain expressions) for both sides; several
 gold answers: correct if any of them is. `reference_grade` below is exactly that call.
 
@@ -51,7 +52,7 @@ from math_verify.parser import extract_match, get_extraction_regexes, parse_late
 from math_verify.utils import timeout as mv_timeout
 from sympy import Rational
 
-from dynamo.grading.text import may_extract
+from dynamo.grading.text import may_extract, normalize_response
 
 # math-verify's own defaults for parse() and verify(), kept so verdicts match the reference.
 SOFT_TIMEOUT_S = 5
@@ -70,8 +71,8 @@ def reference_grade(response: str, gold: str | list[str]) -> bool:
     a main thread, and never on untrusted text outside a killable process.
     """
     golds = [gold] if isinstance(gold, str) else list(gold)
-    pred = parse(response)
-    return any(verify(parse(boxed(g)), pred) for g in golds)
+    pred = parse(normalize_response(response))
+    return any(verify(parse(boxed(normalize_response(g))), pred) for g in golds)
 
 
 # Generic answer shapes (not benchmark data) graded once when a worker starts: the first parse of
@@ -340,7 +341,10 @@ class Grader:
 
     # ----------------------------------------------------------------- public
     def grade(self, response: str, golds: tuple[str, ...]) -> tuple[bool, str | None, str | None]:
-        """(correct, extracted answer, failure kind or None) for one response, within one time budget."""
+        """(correct, extracted answer, failure kind or None) for one response, within one time budget.
+
+        Grades the text as given: callers hand over `text.normalize_response` of the response and
+        golds (the parent does, in `dynamo.grading.grade_details`)."""
         return self._within_budget(lambda: self._grade(self.extract(response), golds))
 
     def _within_budget(self, work):

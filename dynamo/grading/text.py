@@ -42,8 +42,10 @@ which a shorter computation may not hit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import unicodedata
 
 # No math-verify pattern can match text without a digit, `$`, `\` or `[`: every LaTeX pattern
 # needs a math delimiter, \boxed or \frac, and every plain-expression pattern needs a digit.
@@ -119,3 +121,75 @@ def plain_integer(answer: str) -> int | None:
     """The value of an ASCII integer of at most 50 digits (after strip()), else None."""
     answer = answer.strip()
     return int(answer) if _PLAIN_INTEGER.fullmatch(answer) else None
+
+
+# ----------------------------------------------------------------- normalisation of what is graded
+# Responses are normalised before math-verify sees them (`normalize_response`); the verdict is
+# math-verify's on the normalised text. Each step is a linear scan and leaves ordinary ASCII LaTeX
+# without "{{" untouched, so normal responses grade exactly as before.
+#
+# - Length: only the last MAX_GRADED_CHARS characters are kept (the final answer is at the end;
+#   math-verify's regex scan is super-linear on some long inputs).
+# - Unicode compatibility forms (fullwidth digits and letters, mathematical alphanumerics,
+#   ligatures) become their plain forms (NFKC), except superscripts, subscripts and vulgar
+#   fractions, whose plain forms change the value ("10⁶" would read "106", "½" "1⁄2").
+# - Redundant brace groups: "{{x}}" is the group "{x}" in TeX; math-verify's LaTeX parser costs
+#   time exponential in the nesting depth of such groups (depth 15 passes its 5 s timeout), so a
+#   group that is the whole content of its enclosing group is dropped: "\boxed{{{7}}}" -> "\boxed{7}".
+MAX_GRADED_CHARS = 100_000
+_KEEP_TAGS = ("<super>", "<sub>", "<fraction>")
+
+
+def _plain_form(char: str) -> str:
+    if unicodedata.decomposition(char).startswith(_KEEP_TAGS):
+        return char
+    return unicodedata.normalize("NFKC", char)
+
+
+def _normalize_unicode(text: str) -> str:
+    if text.isascii():
+        return text
+    # Per character (bounded work per character, cached), then canonical composition of the whole.
+    plain = "".join(_plain_cached(ch) if ord(ch) > 127 else ch for ch in text)
+    return unicodedata.normalize("NFC", plain)
+
+
+_plain_cached = functools.lru_cache(maxsize=4096)(_plain_form)
+
+
+def _drop_redundant_braces(text: str) -> str:
+    """Remove every brace pair whose enclosing pair holds nothing else, in one linear pass.
+
+    Braces escaped by a backslash ("\\{", "\\}") are text, not groups; unmatched braces stay.
+    """
+    if "{{" not in text:
+        return text
+    stack: list[int] = []
+    close_of: dict[int, int] = {}
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # a control symbol: "\{" and "\\" are one token each
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            close_of[stack.pop()] = i
+        i += 1
+    drop = set()
+    for open_, close in close_of.items():
+        # (open_, close) is redundant when the pair right around it exists: open_-1 .. close+1.
+        if close_of.get(open_ - 1) == close + 1:
+            drop.add(open_)
+            drop.add(close)
+    if not drop:
+        return text
+    return "".join(ch for k, ch in enumerate(text) if k not in drop)
+
+
+def normalize_response(text: str) -> str:
+    """What is handed to math-verify for `text` (see the notes above); idempotent."""
+    if len(text) > MAX_GRADED_CHARS:
+        text = text[-MAX_GRADED_CHARS:]
+    return _drop_redundant_braces(_normalize_unicode(text))

@@ -8,6 +8,11 @@
 `eval/<benchmark>/scores.json` (the scores) and `summary.json` (code commit and the run's cost,
 key "cost"; a run without them, such as the untrained "base" row or a run of an older version,
 gets NaN costs). The tables in results/ are derived from this file (dynamo.reporting.tables).
+
+Every score file is verified first (`dynamo.evaluation.verify.check_score_file`: consistent
+Pass@k, samples hash, Pass@k recomputed from the stored verdicts); a difference stops the step with
+one line naming the file. Each row records the sha256 of its score file (`scores_sha256`), which
+the table step and `dynamo verify` check the row against.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamo.errors import read_json_file
+from dynamo.evaluation.verify import check_score_file, file_sha256, require_verified
 from dynamo.io import read_jsonl, write_text_atomic
 
 METRIC = "pass_at_k"  # Pass@k for every k = 1..n in scores.json; Pass@1 is the row with k = 1
@@ -31,6 +37,7 @@ SCORE_COLUMNS = [
     "num_problems",
     "samples_per_problem",
     "run_dir",
+    "scores_sha256",
     "code_commit",
     *(f"cost_{f}" for f in COST_FIELDS),
     "cost_seconds_total",
@@ -100,7 +107,9 @@ def collect_scores(
                 path = run / "eval" / bench / "scores.json"
                 if not path.exists():
                     raise FileNotFoundError(f"missing score file {path} (has this run been evaluated?)")
+                require_verified(check_score_file(path))
                 s = read_json_file(path)
+                digest = file_sha256(path)
                 n = int(s["samples_per_problem"])
                 for k, value in sorted(s["pass_at_k"].items(), key=lambda kv: int(kv[0])):
                     rows.append(
@@ -116,6 +125,7 @@ def collect_scores(
                             "num_problems": s.get("num_problems", math.nan),
                             "samples_per_problem": n,
                             "run_dir": str(run),
+                            "scores_sha256": digest,
                             "code_commit": commit,
                             **cost,
                         }

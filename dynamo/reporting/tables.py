@@ -14,6 +14,10 @@ called higher or lower when that 95% interval excludes zero. Under the table: th
 detectable effect of this design, and, with --paper-reference, the published numbers beside
 ours. docs/STATISTICS.md explains the formulas. Without --out (and without --write-scores) the
 table is only printed; a --baseline that is not one of --methods is refused.
+
+Both steps refuse unverified input, with one line naming the file: the scores step verifies every
+score file against its samples, the table step (--scores) every row against the score file of its
+run (see `dynamo.evaluation.verify`; rows whose run directory is absent are counted, not checked).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamo.evaluation.verify import check_scores_table, require_verified
 from dynamo.io import write_text_atomic
 from dynamo.reporting import stats
 from dynamo.reporting.scores import METRIC, collect_scores, load_scores, write_scores
@@ -300,6 +305,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("dynamo report: give exactly one of --runs-root and --scores")
     if args.scores:
         scores = load_scores(args.scores.split(","))
+        # Each row against the score file it was collected from (dynamo.evaluation.verify): refuse on a difference.
+        problems, unchecked = check_scores_table(scores, args.scores)
+        require_verified(problems)
+        if unchecked:
+            print(
+                f"[dynamo report] {unchecked} rows of {args.scores} not checked: their run directories are absent"
+            )
         if seeds is not None:
             scores = scores[scores["seed"].isin(seeds)]
     else:

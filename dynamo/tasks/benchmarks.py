@@ -22,6 +22,7 @@ Which variant of a set was loaded is recorded on the returned list (`.variant`):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -173,8 +174,30 @@ def answer_list(value: Any) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- reading rows
+# Hard bounds on what is read, so that memory stays bounded whatever the file holds: a JSONL row
+# is read with a bounded readline (an over-long row is refused after reading at most
+# MAX_ROW_BYTES + 1 bytes of it, never decoded or parsed), a whole-file JSON document is refused
+# above MAX_JSON_FILE_BYTES, and every problem text longer than MAX_ROW_BYTES is refused.
+# Memory is then the records kept (a few KB each for real benchmarks) plus at most one row's
+# 1 MiB (or one JSON file's 64 MiB, a few times over while it is parsed), whatever the file holds.
+MAX_ROW_BYTES = 1 << 20  # 1 MiB per row; benchmark problems are a few KB
+MAX_JSON_FILE_BYTES = 64 << 20  # a .json list of records; larger sets belong in JSON Lines
+
+
 def _read_json(path: Path) -> list[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8")
+    size = path.stat().st_size
+    if size > MAX_JSON_FILE_BYTES:
+        raise BenchmarkFormatError(
+            str(path), None, None, f"{size} bytes, over the {MAX_JSON_FILE_BYTES}-byte limit of a .json file "
+            "(write it as JSON Lines: one record per line)"
+        )  # fmt: skip
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:  # a JSON document has no rows yet: name the line
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise BenchmarkFormatError(str(path), None, None, f"not UTF-8 ({err.reason} on line {line})") from None
+    del raw
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -192,17 +215,24 @@ def _read_json(path: Path) -> list[tuple[int, Any]]:
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """Rows of a JSON Lines file, each read as bytes with a bounded readline, then decoded alone
+    (so a bad byte is reported on its own line, not on the line a decoder chunk started at)."""
     rows = []
-    with path.open(encoding="utf-8", errors="strict") as f:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                line = f.readline()
-            except UnicodeDecodeError as err:
-                raise BenchmarkFormatError(str(path), lineno, None, f"not UTF-8 ({err.reason})") from None
-            if not line:
+    with path.open("rb") as f:
+        for lineno in itertools.count(1):
+            raw = f.readline(MAX_ROW_BYTES + 1)
+            if not raw:
                 break
+            if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
+                raise BenchmarkFormatError(
+                    str(path), lineno, None, f"row longer than the {MAX_ROW_BYTES}-byte limit per row"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise BenchmarkFormatError(
+                    str(path), lineno, None, f"not UTF-8 ({err.reason} at byte {err.start} of the row)"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -275,6 +305,10 @@ def _normalise(spec: BenchmarkSpec, sources: list[tuple[str, list[tuple[int, Any
             problem = row[problem_field]
             if not isinstance(problem, str) or not problem.strip():
                 raise BenchmarkFormatError(source, row_no, problem_field, "empty or not a string")
+            if len(problem) > MAX_ROW_BYTES:  # rows from JSON, parquet or the hub (JSONL is bounded on read)
+                raise BenchmarkFormatError(
+                    source, row_no, problem_field, f"{len(problem)} characters, over the {MAX_ROW_BYTES} limit"
+                )
 
             answer_field = _first_field(row, spec.answer_fields)
             if answer_field is None:

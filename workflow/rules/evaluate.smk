@@ -28,4 +28,5 @@ rule evaluate:
         "--samples {params.e.samples} --out {params.out} --seed {wildcards.seed} "
         "--temperature {params.e.temperature} --top-p {params.e.top_p} --max-new-tokens {params.e.max_new_tokens} "
         "--backend {params.e.backend} --batch-size {params.e.batch_size} --limit {params.e.limit} "
+        "--over-long {params.e.over_long} "
         "--template {params.template:q} {params.chat} > {log} 2>&1"

@@ -60,5 +60,6 @@ rule table3:
     shell:
         "(dynamo probe report --inputs {input.probes} --runs-root {params.runs_root} --with-stab {params.stab_on} "
         "--without-stab {params.stab_off} --seeds {params.seeds} --out results/table3 --figures paper_figures && "
-        "python -m dynamo.reporting.provenance --config {input.config} --outputs {output.csv} {output.md} "
+        "python -m dynamo.reporting.provenance --config {input.config} --inputs {input.probes} {input.trajectories} "
+        "--outputs {output.csv} {output.md} "
         "{output.figures} --out {output.provenance}) > {log} 2>&1"

@@ -73,7 +73,7 @@ rule table1:
     shell:
         "(dynamo report --scores {input.scores} --methods {params.methods} --benchmarks {params.benchmarks} "
         "{params.baseline} {params.reference} --out results/table1 && python -m dynamo.reporting.provenance --config {input.config} "
-        "--outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
+        "--inputs {input.scores} --outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
 
 
 rule table2:
@@ -95,7 +95,7 @@ rule table2:
     shell:
         "(dynamo report --scores {input.scores} --methods {params.methods} --benchmarks {params.benchmarks} "
         "{params.baseline} --out results/table2 && python -m dynamo.reporting.provenance --config {input.config} "
-        "--outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
+        "--inputs {input.scores} --outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
 
 
 rule figures:
@@ -116,4 +116,4 @@ rule figures:
     shell:
         "(dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--out paper_figures && python -m dynamo.reporting.provenance --config {input.config} "
-        "--outputs {output.figures} --out {output.provenance}) > {log} 2>&1"
+        "--inputs {input.summaries} --outputs {output.figures} --out {output.provenance}) > {log} 2>&1"
