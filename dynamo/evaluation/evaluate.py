@@ -305,7 +305,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynamo.errors import UserError
     from dynamo.runlock import hold
     from dynamo.validation import path_problem, seed_problem
 
