@@ -46,6 +46,11 @@ MODULATION_PRESETS: dict[str, dict[str, float]] = {
     "decay5": {"alpha": 0.4, "lambda_min": 0.6, "gamma": 50.0, "tau": 0.9},
 }
 
+# dynamo-posscale's constant: the mean beta_comp over the tokens with A > 0 in the embedded default's
+# `dynamo` runs. MEASURED_FROM says where the number comes from; it is a method setting, not a fit.
+POSITIVE_SCALE = 1.19
+POSITIVE_SCALE_SOURCE = "PLACEHOLDER"
+
 DYNAMO = MethodSpec(
     name="dynamo",
     description="DynaMO: variance-minimising rollout allocation + gradient-aware advantage modulation (decay6).",
@@ -81,6 +86,16 @@ def _dynamo_variants() -> list[MethodSpec]:
             name="dynamo-nostab",
             modulation=dataclasses.replace(mod, stabilization=False),
             description="DynaMO ablation: without update stabilisation beta_stab.",
+        ),
+        dataclasses.replace(
+            DYNAMO,
+            name="dynamo-posscale",
+            modulation=dataclasses.replace(
+                mod, compensation=False, stabilization=False, positive_scale=POSITIVE_SCALE
+            ),
+            description="DynaMO null model of beta_comp: allocation on, every A > 0 token scaled by a constant "
+            "(the default run's mean beta_comp on A > 0 tokens), no entropy dependence, no beta_stab. "
+            "Compare with dynamo-nostab (beta_comp alone).",
         ),
         *_released_code_switches(),
     ]
