@@ -62,8 +62,25 @@ def test_spearman_and_verdicts():
     assert stats.verdict(-0.3, -0.1, supports_if="above", null=0.0) == "contradicts"
     assert stats.verdict(-0.1, 0.3, supports_if="above", null=0.0) == "not distinguishable"
     assert stats.verdict(math.nan, 0.3, supports_if="below", null=1.0) == "not distinguishable"
-    m, lo, hi = stats.mean_interval([1.0, 2.0, 3.0])
-    assert (m, lo, hi) == pytest.approx((2.0, 2.0 - 4.303 / math.sqrt(3), 2.0 + 4.303 / math.sqrt(3)))
+
+
+def test_intervals_use_exact_t_quantiles_and_cluster_by_snapshot():
+    from scipy import stats as sps
+
+    values = [1.0, 2.0, 3.0]
+    assert stats.mean_interval(values)[1:] == pytest.approx(
+        sps.t.interval(0.95, 2, loc=2.0, scale=sps.sem(values))
+    )
+    # 12 batches: t(0.975, 11) = 2.201 (the old hand-typed table fell back to 2.0 here).
+    twelve = list(np.random.default_rng(3).normal(size=12))
+    m, lo, hi = stats.mean_interval(twelve)
+    assert (hi - m) / (np.std(twelve, ddof=1) / math.sqrt(12)) == pytest.approx(2.2010, abs=1e-4)
+    # Batches within a snapshot are averaged first: three snapshots are three units, not nine.
+    m, lo, hi, n = stats.cluster_interval(
+        [1.0, 1.1, 0.9, 2.0, 2.1, 1.9, 3.0, 3.1, 2.9], [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    )
+    assert n == 3 and (m, lo, hi) == pytest.approx(stats.mean_interval([1.0, 2.0, 3.0]))
+    assert stats.cluster_interval([1.0, 2.0, 3.0], ["a"] * 3) == pytest.approx((*stats.mean_interval(values), 3))
 
 
 class GradedGenerator:
@@ -128,6 +145,41 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     for s in result["one_step"]:
         assert -1 <= s["indicator_spearman"] <= 1
         assert s["none"]["max_abs_dH"] > 0 and s["stab"]["max_abs_dH"] > 0
+        for mode in ("decay6", "decay5"):
+            stab = s["stab_modes"][mode]
+            assert (
+                0 <= stab["share_below_099"] <= 1
+                and 0.6 <= stab["mean_beta"] <= 1
+                and stab["relative_change"] >= 0
+            )
+            assert sum(stab["x_hist"]) == s["active"]
+        assert 1.0 <= s["comp_mean_beta_positive"] <= 1.2
+
+    # The probe's fixed-target gradient is the per-prompt mean of per-sample gradients, computed here
+    # sample by sample (another route): (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij).
+    from dynamo.core.advantages import group_advantages
+    from dynamo.engines.local.policy import token_logprobs
+    from dynamo.probes.measure import SnapshotProber
+
+    prober = SnapshotProber(cfg, run_dir, 1, problems=problems)
+    prober.load(find_snapshots(run_dir)[-1][1])
+    pool = prober.generate([2, 3, 7], 6, seed=5)  # success probabilities 0.5, 0.75, 0.5
+    keep = torch.tensor([True] * 6 + [True] * 4 + [False] * 2 + [True] * 3 + [False] * 3)  # n_i = 6, 4, 3
+    batch = pool.select(keep)
+    _, fixed = prober.gradients(batch, 3)
+    adv = group_advantages(batch.rewards, batch.group_ids)
+    n_i = {g: int((batch.group_ids == g).sum()) for g in batch.group_ids.tolist()}
+    params = [p for p in prober.trainer.model.parameters() if p.requires_grad]
+    expected = torch.zeros_like(fixed)
+    for s_ in range(batch.num_samples):
+        logp, _ = token_logprobs(
+            prober.trainer.model, batch.input_ids[s_ : s_ + 1], batch.attention_mask[s_ : s_ + 1]
+        )
+        score = (logp * batch.response_mask[s_ : s_ + 1]).sum()
+        g = torch.autograd.grad(score, params, allow_unused=True)
+        flat = torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)])
+        expected -= adv[s_].double() * flat.double() / (3 * n_i[int(batch.group_ids[s_])])
+    assert adv.abs().sum() > 0 and float((fixed - expected).norm() / expected.norm()) < 1e-4  # float32 model
 
     # The report: every claim present, verdicts from the fixed vocabulary, figures written.
     import json
@@ -164,7 +216,23 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     assert run(args) == 0
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert {r["claim"] for r in rows} == {"allocation", "indicator", "stabilization", "compensation"}
-    assert {r["verdict"] for r in rows} <= {"supports", "contradicts", "not distinguishable"}
+    assert {r["verdict"] for r in rows} <= {
+        "supports",
+        "contradicts",
+        "not distinguishable",
+        "insensitive by construction",
+        "diagnostic",
+    }
+    quantities = {r["quantity"] for r in rows}
+    for needed in (
+        "fixed-target estimator (per-prompt mean): trace of gradient covariance: w=P / uniform",
+        "token-mean estimator: variance of the gradient along a common reference: w=sqrt(P) / uniform",
+        "partial Spearman(|predicted dH|, |realised dH| given H0): information beyond H0",
+        "diagnostic (decay5): share of response tokens with beta_stab < 0.99",
+    ):
+        assert needed in quantities
+    assert any("beta_comp / constant scale" in q for q in quantities)
+    assert {r["verdict"] for r in rows if r["quantity"].startswith("diagnostic")} == {"diagnostic"}
     for name in ("probe_allocation", "probe_indicator", "probe_stabilization", "probe_compensation"):
         assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / "figs" / f"{name}.pdf").exists()
