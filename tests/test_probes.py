@@ -247,3 +247,113 @@ def test_confident_tokens_leave_out_the_already_certain_ones():
     assert picked.any() and (entropy[picked] > CERTAIN_ENTROPY).all() and (A[picked] > 0).all()
     assert sorted(entropy[picked].tolist()) == pytest.approx([0.01, 0.02, 0.03, 0.04])
     assert not confident_tokens(torch.zeros(2, 3), torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), 0.2).any()
+
+
+# -- estimators on synthetic cases with a known answer ---------------------------------------------
+
+
+def _per_prompt_mean_batches(rng, mu, sigma, counts, batches):
+    """B per-prompt-mean gradients (1/N) sum_i mean of n_i draws of mu_i + sigma_i * noise."""
+    N, D = mu.shape
+    out = np.empty((batches, D))
+    for b in range(batches):
+        out[b] = np.mean([mu[i] + sigma[i] * rng.normal(size=(counts[i], D)).mean(0) for i in range(N)], axis=0)
+    return out
+
+
+def test_fixed_target_trace_ratio_matches_the_closed_form():
+    """Another route to the allocation row: tr Cov of the per-prompt mean is (1/N^2) sum_i D sigma_i^2 / n_i.
+    The Monte-Carlo estimate through the probe's statistics (Gram matrix, trace, jackknife, pooling) must
+    recover the closed-form ratio, detect it (positive control) and read a null as not distinguishable."""
+    from dynamo.core.allocation import allocate_rollouts
+
+    rng = np.random.default_rng(11)
+    N, D, n = 8, 30, 8
+    p = np.array([0.0, 0.02, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0])  # success rates: two groups carry no signal
+    sigma = np.sqrt(p * (1 - p))
+    mu = rng.normal(size=(N, D))
+    uniform = np.full(N, n)
+    allocated = allocate_rollouts(p * (1 - p), N * n, n // 2, 3 * n // 2)
+    closed = (sigma**2 / allocated).sum() / (sigma**2 / uniform).sum()
+    assert 0.7 < closed < 0.95  # a real but modest effect, the size the claim is about
+    cells = []
+    for _ in range(4):
+        g_u = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        g_a = _per_prompt_mean_batches(rng, mu, sigma, allocated, 200)
+        assert stats.gradient_measures(g_u @ g_u.T)["trace"] == pytest.approx(
+            D * (sigma**2 / uniform).sum() / N**2, rel=0.2
+        )
+        cells.append(stats.jackknife_log_ratio(g_a @ g_a.T, g_u @ g_u.T, "trace"))
+    est, lo, hi = stats.pooled_log_ratio(cells)
+    assert lo < closed < hi and est == pytest.approx(closed, rel=0.08)
+    assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "supports"
+    # Null: the same allocation twice (independent draws) is not distinguishable from itself.
+    null_cells = []
+    for _ in range(4):
+        a = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        b = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        null_cells.append(stats.jackknife_log_ratio(a @ a.T, b @ b.T, "trace"))
+    assert stats.verdict(*stats.pooled_log_ratio(null_cells)[1:], supports_if="below", null=1.0) == (
+        "not distinguishable"
+    )
+
+
+def test_reference_measures_match_direct_computation_and_see_noise_along_the_reference():
+    rng = np.random.default_rng(5)
+    B, D = 40, 25
+    u_dir = np.zeros(D)
+    u_dir[0] = 1.0
+    ref = 2.0 * u_dir + rng.normal(size=(B, D))  # the uniform scheme's batches
+    quiet = 2.0 * u_dir + rng.normal(size=(B, D)) * np.where(np.arange(D) == 0, 0.5, 1.0)  # less noise along u
+    got = stats.reference_measures(quiet @ quiet.T, quiet @ ref.T, ref @ ref.T)
+    proj, cos = [], []
+    for b in range(B):
+        u = np.delete(ref, b, 0).mean(0)
+        proj.append(quiet[b] @ u / np.linalg.norm(u))
+        cos.append(quiet[b] @ u / np.linalg.norm(u) / np.linalg.norm(quiet[b]))
+    assert got["projection_variance"] == pytest.approx(np.var(proj, ddof=1))
+    assert got["reference_cosine"] == pytest.approx(np.mean(cos))
+    # Positive control: a quarter of the variance along the reference is detected; the total trace barely moves.
+    log_ratio, se = stats.jackknife_reference_log_ratio(
+        quiet @ quiet.T, quiet @ ref.T, ref @ ref.T, "projection_variance"
+    )
+    est, lo, hi = stats.pooled_log_ratio([(log_ratio, se)])
+    assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "supports" and est < 0.6
+    trace_ratio = stats.gradient_measures(quiet @ quiet.T)["trace"] / stats.gradient_measures(ref @ ref.T)["trace"]
+    assert 0.85 < trace_ratio < 1.1
+    # Null: the reference scheme against itself is exactly 1.
+    assert stats.jackknife_reference_log_ratio(ref @ ref.T, ref @ ref.T, ref @ ref.T, "reference_cosine") == (
+        0.0,
+        0.0,
+    )
+
+
+def test_partial_spearman_separates_information_beyond_the_baseline():
+    rng = np.random.default_rng(2)
+    h = rng.exponential(size=3000)
+    realised = h * np.exp(0.3 * rng.normal(size=3000))
+    # Null: a predictor that is only a noisy copy of H0 correlates with the outcome but adds nothing.
+    copy = h * np.exp(0.3 * rng.normal(size=3000))
+    assert stats.spearman(copy, realised) > 0.8 and abs(stats.partial_spearman(copy, realised, h)) < 0.05
+    # Positive control: a predictor that knows part of the outcome's own noise.
+    informed = realised * np.exp(0.3 * rng.normal(size=3000))
+    assert stats.partial_spearman(informed, realised, h) > 0.3
+
+
+def test_indicator_measures_and_sensitivity_verdict():
+    from dynamo.probes.measure import indicator_measures
+    from dynamo.probes.report import INSENSITIVE, sensitivity_verdict
+
+    pred = torch.tensor([1.0, -2.0, 3.0, -4.0, 0.0])
+    real = torch.tensor([0.5, -1.0, -1.0, -3.0, 1.0])
+    got = indicator_measures(pred, real, torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert got["sign_agreement"] == pytest.approx(3 / 4)  # the token with predicted 0 is left out
+    assert got["rho_entropy"] == pytest.approx(stats.spearman(np.arange(5), np.abs(real.numpy())))
+    # A mechanism that changes the update by 1e-4 cannot move a row resolving +-1e-2: insensitive.
+    assert sensitivity_verdict(-0.01, 0.01, supports_if="below", null=0.0, resolution=0.01, producible=1e-4) == (
+        INSENSITIVE
+    )
+    # One that can (5e-2) reads as the ordinary verdict; a resolved effect is never overruled.
+    kw = {"supports_if": "below", "null": 0.0, "resolution": 0.01}
+    assert sensitivity_verdict(-0.01, 0.01, producible=5e-2, **kw) == "not distinguishable"
+    assert sensitivity_verdict(-0.03, -0.01, producible=1e-4, **kw) == "supports"
