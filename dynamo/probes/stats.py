@@ -75,7 +75,8 @@ def jackknife_log_ratio(K_scheme: np.ndarray, K_base: np.ndarray, measure: str) 
 
 
 def pooled_log_ratio(estimates: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """Ratio and 95% interval (exp of mean log ratio +- z(0.975) SE, normal quantile from scipy) pooled over cells with equal weight.
+    """Ratio and 95% interval (exp of mean log ratio +- z(0.975) SE) pooled over cells with equal weight;
+    used for a single cell (with several cells the report takes a t-interval over cells).
 
     The cells (snapshot x prompt set) are independent, so the SE of the mean is
     sqrt(sum se_c^2) / C. The interval covers rollout noise for these cells (prompt sets and
