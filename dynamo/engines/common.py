@@ -58,4 +58,12 @@ OBJECTIVE_METRICS = {
     "clip_cov_frac": M.CLIP_COV_SHARE,
     "kl_cov_frac": M.KL_COV_SHARE,
 }
-VALID_TOKEN_MEANS = {"entropy", "beta_comp", "beta_stab", "positive_share", "fork_frac", "clip_cov_frac", "kl_cov_frac"}
+VALID_TOKEN_MEANS = {
+    "entropy",
+    "beta_comp",
+    "beta_stab",
+    "positive_share",
+    "fork_frac",
+    "clip_cov_frac",
+    "kl_cov_frac",
+}
