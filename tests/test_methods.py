@@ -6,7 +6,16 @@ import pytest
 
 from dynamo.methods import MODULATION_PRESETS, all_methods, get_method
 
-REQUIRED = ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod", "dynamo-nocomp", "dynamo-nostab", "dynamo-posscale"]
+REQUIRED = [
+    "grpo",
+    "dapo",
+    "dynamo",
+    "dynamo-uniform",
+    "dynamo-nomod",
+    "dynamo-nocomp",
+    "dynamo-nostab",
+    "dynamo-posscale",
+]
 
 
 def test_required_methods_registered():

@@ -179,7 +179,8 @@ def objective_loss(
     metrics: policy_loss's (loss, pg_loss, pg_clipfrac, pg_clipfrac_lower, approx_kl, ratio_mean,
     ratio_max, kl when a reference is given) plus token means over the *valid* tokens: entropy
     (when given), beta_comp, beta_stab, positive_share (tokens with A > 0), and the fraction of valid
-    tokens each mechanism selected (fork_frac, clip_cov_frac, kl_cov_frac) when on; loss_tokens = tokens in the loss. Floats.
+    tokens each mechanism selected (fork_frac, clip_cov_frac, kl_cov_frac) when on; loss_tokens = tokens
+    in the loss. Floats.
     """
     obj = token_objective(spec, batch, window, part=part, generator=generator)
     loss_spec = spec.loss
