@@ -12,8 +12,9 @@ run's history estimates, here nearly exact, so this is the allocation rule at it
 each scheme (uniform n; w = P_i; w = sqrt(P_i); bounds and budget B = N n as the method's),
 batch b takes samples b*n_high .. b*n_high + n_i - 1 of every prompt, so the B batches of a
 scheme are independent and batch b of different schemes shares draws (a paired comparison).
-The policy gradient of a batch is that of the engine's loss (group advantages, PPO-clip loss
-at ratio 1 with the method's aggregation, the whole batch as one mini-batch, no modulation).
+Two gradients per batch (group advantages, ratio 1, no modulation): the engine's loss (PPO-clip with
+the method's aggregation, the whole batch as one mini-batch: a token-mean whose target moves with the
+allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij).
 
 One step (token level). For a fresh uniform batch, entropies H0 and log-probs before the
 update and the first-order entropy change dH (`dynamo.core.modulation.entropy_change`) are
@@ -22,6 +23,10 @@ batch) for each arm, always from the same restored state:
     none  = the probed method with beta_comp = beta_stab = 1
     stab  = beta_stab only;  comp = beta_comp only
 and entropies / log-probs at the same positions are measured again.
+
+Gradient space (same batch, no optimiser): `LocalTrainer.accumulate_gradients` with each factor alone
+(beta_stab as decay6 and as decay5; beta_comp; the constant-scale null model of beta_comp), compared
+with none: the factors as they act, without AdamW's moments in between.
 """
 
 from __future__ import annotations
