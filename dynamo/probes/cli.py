@@ -50,9 +50,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"[dynamo probe] wrote {args.out} in {result['seconds']:.0f} s")
         return 0
     from dynamo.probes import figures
+    from dynamo.probes.measure import PROBE_FORMAT
     from dynamo.probes.report import allocation_rows, one_step_rows, stab_producible, trajectory_row, write_table
 
     files = [json.loads(Path(p).read_text()) for p in args.inputs]
+    for path, f in zip(args.inputs, files):
+        if f.get("format") != PROBE_FORMAT:
+            raise SystemExit(
+                f"dynamo probe report: {path} is format {f.get('format')!r}, expected {PROBE_FORMAT!r}: "
+                "rerun `dynamo probe measure` for it (delete the file, then rerun the table-3 target)"
+            )
     seeds = [int(s) for s in args.seeds.split(",")]
     runs_root = Path(args.runs_root)
     cells = [c for f in files for c in f["allocation"]]

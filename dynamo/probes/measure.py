@@ -64,6 +64,7 @@ MEASURES = ("trace", "mean_norm", "relative_noise", "cosine")
 REFERENCE_MEASURES = ("projection_variance", "reference_cosine")
 ARMS = ("none", "stab", "comp")
 STAB_MODES = ("decay6", "decay5")
+PROBE_FORMAT = "dynamo.probes/2"  # 2: fixed-target and common-reference allocation, gradient-space rows
 X_BINS = 50  # histogram bins of x = |dH| / max |dH| on [0, 1] (for the figure)
 # Tokens whose next-token distribution is already this certain (nats) cannot move in one step,
 # under any factor: on the tiny model these are the answer format ("\\boxed{", "}"), most of a
@@ -515,7 +516,7 @@ def run_probes(
             steps.append(prober.step_cell(step, b))
         print(f"[dynamo probe] one-step probes: snapshot step {step} done", flush=True)
     return {
-        "format": "dynamo.probes/1",
+        "format": PROBE_FORMAT,
         "run_dir": str(run_dir),
         "method": prober.method.name,
         "seed": seed,
