@@ -357,3 +357,18 @@ def test_indicator_measures_and_sensitivity_verdict():
     kw = {"supports_if": "below", "null": 0.0, "resolution": 0.01}
     assert sensitivity_verdict(-0.01, 0.01, producible=5e-2, **kw) == "not distinguishable"
     assert sensitivity_verdict(-0.03, -0.01, producible=1e-4, **kw) == "supports"
+
+
+def test_report_refuses_a_probe_file_of_another_format(tmp_path):
+    import argparse
+    import json
+
+    from dynamo.probes.cli import add_arguments, run
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"format": "dynamo.probes/1", "allocation": [], "one_step": []}))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["report", "--inputs", str(old), "--runs-root", str(tmp_path), "--seeds", "1"])
+    with pytest.raises(SystemExit, match="dynamo.probes/1"):
+        run(args)
