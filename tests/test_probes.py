@@ -50,6 +50,9 @@ def test_noisier_scheme_reads_as_noisier():
     assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "contradicts"
     same, se_same = stats.jackknife_log_ratio(quiet @ quiet.T, quiet @ quiet.T, "cosine")
     assert same == 0.0 and se_same == 0.0
+    # A ratio below the smallest float (a nearly zero gradient) is a large negative log, not an error.
+    tiny, _ = stats.jackknife_log_ratio(1e-200 * (quiet @ quiet.T), 1e200 * (quiet @ quiet.T), "trace")
+    assert tiny == pytest.approx(-400 * math.log(10))
 
 
 def test_spearman_and_verdicts():
