@@ -169,11 +169,13 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     pool = prober.generate([2, 3, 7], 6, seed=5)  # success probabilities 0.5, 0.75, 0.5
     keep = torch.tensor([True] * 6 + [True] * 4 + [False] * 2 + [True] * 3 + [False] * 3)  # n_i = 6, 4, 3
     batch = pool.select(keep)
-    _, fixed = prober.gradients(batch, 3)
+    baseline = torch.tensor([0.5, 0.75, 0.5])
+    got = prober.gradients(batch, 3, baseline)
     adv = group_advantages(batch.rewards, batch.group_ids)
+    fixed_adv = batch.rewards.double() - baseline.double()[batch.group_ids]
     n_i = {g: int((batch.group_ids == g).sum()) for g in batch.group_ids.tolist()}
     params = [p for p in prober.trainer.model.parameters() if p.requires_grad]
-    expected = torch.zeros_like(fixed)
+    expected = {"fixed_target": torch.zeros_like(got["fixed_target"]), "group_per_prompt": 0 * got["fixed_target"]}
     for s_ in range(batch.num_samples):
         logp, _ = token_logprobs(
             prober.trainer.model, batch.input_ids[s_ : s_ + 1], batch.attention_mask[s_ : s_ + 1]
@@ -181,8 +183,12 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
         score = (logp * batch.response_mask[s_ : s_ + 1]).sum()
         g = torch.autograd.grad(score, params, allow_unused=True)
         flat = torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)])
-        expected -= adv[s_].double() * flat.double() / (3 * n_i[int(batch.group_ids[s_])])
-    assert adv.abs().sum() > 0 and float((fixed - expected).norm() / expected.norm()) < 1e-4  # float32 model
+        weight = flat.double() / (3 * n_i[int(batch.group_ids[s_])])
+        expected["fixed_target"] -= fixed_adv[s_] * weight
+        expected["group_per_prompt"] -= adv[s_].double() * weight
+    assert adv.abs().sum() > 0
+    for name, want in expected.items():
+        assert float((got[name] - want).norm() / want.norm()) < 1e-4, name  # float32 model
 
     # The report: every claim present, verdicts from the fixed vocabulary, figures written.
     import json

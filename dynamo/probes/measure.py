@@ -12,9 +12,10 @@ run's history estimates, here nearly exact, so this is the allocation rule at it
 each scheme (uniform n; w = P_i; w = sqrt(P_i); bounds and budget B = N n as the method's),
 batch b takes samples b*n_high .. b*n_high + n_i - 1 of every prompt, so the B batches of a
 scheme are independent and batch b of different schemes shares draws (a paired comparison).
-Two gradients per batch (group advantages, ratio 1, no modulation): the engine's loss (PPO-clip with
-the method's aggregation, the whole batch as one mini-batch: a token-mean whose target moves with the
-allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij).
+Gradients per batch (ratio 1, no modulation): the engine's loss (group advantages, PPO-clip with the
+method's aggregation, the whole batch as one mini-batch: a token-mean whose target moves with the
+allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j (r_ij - p_i) grad log
+pi(o_ij), p_i the prompt's success rate over the pool (see `SnapshotProber.gradients`).
 
 One step (token level). For a fresh uniform batch, entropies H0 and log-probs before the
 update and the first-order entropy change dH (`dynamo.core.modulation.entropy_change`) are
@@ -182,15 +183,20 @@ class SnapshotProber:
                 self.trainer.model, batch.input_ids, batch.attention_mask, temperature=self.cfg.train.temperature
             )
 
-    def gradients(self, batch, num_prompts: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token-mean, fixed-target) flattened policy gradients of one batch (ratio 1, no modulation).
+    def gradients(self, batch, num_prompts: int, baseline: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flattened policy gradients of one batch (ratio 1, no modulation) under three estimators.
 
-        token-mean: the engine's loss (the method's aggregation over the whole batch): token t of a
-          response of prompt i weighs 1 / (tokens in the batch), so the weight of a prompt, and the
-          expected gradient, depend on the allocation.
-        fixed-target: the paper's per-prompt mean, (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij)
-          (the sequence's score, a sum over its tokens): its expectation does not depend on n_i, and
-          its covariance is (1/N^2) sum_i Sigma_i / n_i, the quantity allocation minimises.
+        token_mean: the engine's loss (the method's group advantages and aggregation over the whole
+          batch): token t of a response of prompt i weighs 1 / (tokens in the batch), so the weight of a
+          prompt, and the expected gradient, depend on the allocation.
+        fixed_target: the paper's per-prompt mean, (1/N) sum_i (1/n_i) sum_j (r_ij - b_i) grad log pi(o_ij)
+          (the sequence's score, a sum over its tokens), with b_i = `baseline[i]`, the prompt's success
+          rate over the whole probe pool (a constant, so that the per-sample term does not depend on n_i):
+          its expectation does not depend on the allocation and its covariance is (1/N^2) sum_i Sigma_i / n_i,
+          the quantity allocation minimises.
+        group_per_prompt: the same per-prompt weights with the method's group advantages (a diagnostic:
+          std normalisation makes a sample's term grow with its group's size, e.g. ~sqrt(n_i) for a rare
+          success, so its target is not fixed).
         """
         from dynamo.engines.local.policy import token_logprobs
 
@@ -214,10 +220,19 @@ class SnapshotProber:
             aggregation=spec.loss.aggregation,
         )
         params = [p for p in model.parameters() if p.requires_grad]
-        token_mean = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         weight = fixed_target_weights(batch.group_ids, num_prompts)
-        fixed = torch.autograd.grad(-(adv * weight).unsqueeze(1).mul(logp * m).sum(), params, allow_unused=True)
-        return _flat(token_mean, params), _flat(fixed, params)
+        score = (logp * m).sum(1)  # grad log pi(o) of each response
+        fixed_adv = batch.rewards.to(torch.float64) - baseline.to(torch.float64)[batch.group_ids]
+        losses = {
+            "token_mean": loss,
+            "fixed_target": -(fixed_adv * weight * score).sum(),
+            "group_per_prompt": -(adv * weight * score).sum(),
+        }
+        out = {}
+        for i, (name, value) in enumerate(losses.items()):
+            grads = torch.autograd.grad(value, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+            out[name] = _flat(grads, params)
+        return out
 
     def engine_gradient(self, batch, spec: MethodSpec, old_logp: torch.Tensor) -> torch.Tensor:
         """Flattened gradient of `spec`'s loss on the whole batch, as the engine accumulates it
@@ -286,25 +301,28 @@ class SnapshotProber:
         for weight in ("p", "sqrt_p"):
             w = allocation_weights(k, G, weight=weight, min_history=alloc.min_history)
             counts[weight] = allocate_rollouts(w, N * n, n_low, n_high)
+        # The prompt's success rate over the whole pool: the fixed-target estimator's constant baseline.
+        baseline = torch.as_tensor(pool.rewards.numpy().reshape(N, M).mean(1))
         grams: dict[str, np.ndarray] = {}  # token-mean estimator
         fixed: dict[str, np.ndarray] = {}  # fixed-target (per-prompt mean) estimator
+        group: dict[str, np.ndarray] = {}  # per-prompt mean with group advantages (diagnostic)
         cross: dict[str, np.ndarray] = {}  # token-mean gradients . uniform's token-mean gradients
         uniform_rows = None
         for scheme, n_i in counts.items():  # "uniform" first
-            rows, fixed_rows = [], []
+            rows: dict[str, list[torch.Tensor]] = defaultdict(list)
             for b in range(batches):
                 keep = torch.zeros(N * M, dtype=torch.bool)
                 for i in range(N):
                     start = i * M + b * n_high
                     keep[start : start + int(n_i[i])] = True
-                token_mean, fixed_target = self.gradients(pool.select(keep), N)
-                rows.append(token_mean)
-                fixed_rows.append(fixed_target)
-            g, f = torch.stack(rows), torch.stack(fixed_rows)
+                for name, grad in self.gradients(pool.select(keep), N, baseline).items():
+                    rows[name].append(grad)
+            g, f, h = (torch.stack(rows[k]) for k in ("token_mean", "fixed_target", "group_per_prompt"))
             if uniform_rows is None:
                 uniform_rows = g
             grams[scheme] = (g @ g.T).numpy()
             fixed[scheme] = (f @ f.T).numpy()
+            group[scheme] = (h @ h.T).numpy()
             cross[scheme] = (g @ uniform_rows.T).numpy()
         out: dict[str, Any] = {
             "step": step,
@@ -318,6 +336,7 @@ class SnapshotProber:
         for scheme in ("p", "sqrt_p"):
             ratios = {m: list(jackknife_log_ratio(grams[scheme], grams["uniform"], m)) for m in MEASURES}
             ratios["fixed_target_trace"] = list(jackknife_log_ratio(fixed[scheme], fixed["uniform"], "trace"))
+            ratios["group_per_prompt_trace"] = list(jackknife_log_ratio(group[scheme], group["uniform"], "trace"))
             for m in REFERENCE_MEASURES:
                 ratios[m] = list(jackknife_reference_log_ratio(grams[scheme], cross[scheme], grams["uniform"], m))
             out["log_ratios"][scheme] = ratios

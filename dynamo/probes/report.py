@@ -45,6 +45,11 @@ ALLOCATION_ROWS = (
     ("fixed_target_trace", "fixed-target estimator (per-prompt mean): trace of gradient covariance", "below"),
     ("projection_variance", "token-mean estimator: variance of the gradient along a common reference", "below"),
     ("reference_cosine", "token-mean estimator: mean cosine to a common reference", "above"),
+    (
+        "group_per_prompt_trace",
+        "diagnostic, per-prompt mean with group-normalised advantages: trace of gradient covariance",
+        None,
+    ),
     ("trace", "diagnostic, token-mean estimator: raw trace of gradient covariance", None),
     ("mean_norm", "diagnostic, token-mean estimator: norm of its own mean gradient", None),
 )
