@@ -220,6 +220,7 @@ class ExperimentConfig:
             "dynamo",
             "dynamo-nocomp",
             "dynamo-nostab",
+            "dynamo-posscale",
             "dynamo-nomod",
             "dynamo-uniform",
             "dynamo-sqrtp",

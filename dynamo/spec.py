@@ -121,6 +121,19 @@ class ModulationSpec:
     lambda_min: float = field(default=0.6, metadata={"help": "Floor of the stabilisation factor."})
     gamma: float = field(default=50.0, metadata={"help": "Steepness of the stabilisation sigmoid."})
     tau: float = field(default=0.99, metadata={"help": "Centre of the stabilisation sigmoid on x in [0, 1]."})
+    positive_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Null model of beta_comp (dynamo-posscale): every token with A > 0 is scaled by this "
+            "constant, whatever its entropy; 1 = off. Replaces beta_comp, so compensation must be false."
+        },
+    )
+
+    def __post_init__(self):
+        if not self.positive_scale > 0:
+            raise ValueError(f"modulation.positive_scale must be > 0, got {self.positive_scale!r}")
+        if self.compensation and self.positive_scale != 1.0:
+            raise ValueError("modulation.positive_scale replaces beta_comp: set modulation.compensation to false")
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,25 @@ def test_disabled_factors_are_exactly_one_and_flags_are_honoured():
     assert torch.equal(no_stab[1], torch.ones_like(adv)) and torch.equal(no_stab[0], full[0])
 
 
+def test_positive_scale_is_a_constant_on_positive_tokens_only():
+    """dynamo-posscale's factor: the constant where A > 0 (valid tokens), exactly 1 elsewhere, whatever the
+    entropy; it cannot be combined with beta_comp, which it replaces."""
+    logp, old_logp, adv, entropy, mask = random_batch(8)
+    null = dataclasses.replace(DYNAMO.modulation, compensation=False, stabilization=False, positive_scale=1.25)
+    comp, stab = modulation_factors(logp, old_logp, adv, entropy, mask, null, **EPS)
+    positive = mask.bool() & (adv > 0)
+    assert positive.any() and (~positive & mask.bool()).any()
+    assert torch.equal(comp[positive], torch.full_like(comp[positive], 1.25))
+    assert torch.equal(comp[~positive], torch.ones_like(comp[~positive]))
+    assert torch.equal(stab, torch.ones_like(stab))
+    flat = modulation_factors(logp, old_logp, adv, torch.rand_like(entropy), mask, null, **EPS)[0]
+    assert torch.equal(flat, comp)  # no entropy dependence
+    with pytest.raises(ValueError, match="positive_scale"):
+        dataclasses.replace(DYNAMO.modulation, positive_scale=1.2)
+    with pytest.raises(ValueError, match="positive_scale"):
+        dataclasses.replace(null, positive_scale=0.0)
+
+
 def test_factors_are_detached():
     logp, old_logp, adv, entropy, mask = random_batch(7)
     leaves = [x.clone().requires_grad_(True) for x in (logp, old_logp, adv, entropy)]

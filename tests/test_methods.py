@@ -6,7 +6,16 @@ import pytest
 
 from dynamo.methods import MODULATION_PRESETS, all_methods, get_method
 
-REQUIRED = ["grpo", "dapo", "dynamo", "dynamo-uniform", "dynamo-nomod", "dynamo-nocomp", "dynamo-nostab"]
+REQUIRED = [
+    "grpo",
+    "dapo",
+    "dynamo",
+    "dynamo-uniform",
+    "dynamo-nomod",
+    "dynamo-nocomp",
+    "dynamo-nostab",
+    "dynamo-posscale",
+]
 
 
 def test_required_methods_registered():
@@ -50,6 +59,15 @@ def test_paper_settings():
     assert not m["dynamo-nomod"].modulation.compensation and not m["dynamo-nomod"].modulation.stabilization
     assert not m["dynamo-nocomp"].modulation.compensation and m["dynamo-nocomp"].modulation.stabilization
     assert m["dynamo-nostab"].modulation.compensation and not m["dynamo-nostab"].modulation.stabilization
+    # The null model of beta_comp is dynamo-nostab with beta_comp replaced by a constant above 1.
+    posscale = m["dynamo-posscale"]
+    assert posscale.modulation.positive_scale > 1 and not posscale.modulation.compensation
+    nostab_as_null = dataclasses.replace(
+        m["dynamo-nostab"].modulation, compensation=False, positive_scale=posscale.modulation.positive_scale
+    )
+    assert dataclasses.replace(posscale, name="dynamo-nostab", description=m["dynamo-nostab"].description) == (
+        dataclasses.replace(m["dynamo-nostab"], modulation=nostab_as_null)
+    )
     # GRPO and dynamo share the loss: the comparison isolates allocation and modulation.
     assert m["grpo"].loss == d.loss and m["grpo"].advantage == d.advantage
 

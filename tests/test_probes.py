@@ -50,6 +50,9 @@ def test_noisier_scheme_reads_as_noisier():
     assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "contradicts"
     same, se_same = stats.jackknife_log_ratio(quiet @ quiet.T, quiet @ quiet.T, "cosine")
     assert same == 0.0 and se_same == 0.0
+    # A ratio below the smallest float (a nearly zero gradient) is a large negative log, not an error.
+    tiny, _ = stats.jackknife_log_ratio(1e-200 * (quiet @ quiet.T), 1e200 * (quiet @ quiet.T), "trace")
+    assert tiny == pytest.approx(-400 * math.log(10))
 
 
 def test_spearman_and_verdicts():
@@ -62,8 +65,25 @@ def test_spearman_and_verdicts():
     assert stats.verdict(-0.3, -0.1, supports_if="above", null=0.0) == "contradicts"
     assert stats.verdict(-0.1, 0.3, supports_if="above", null=0.0) == "not distinguishable"
     assert stats.verdict(math.nan, 0.3, supports_if="below", null=1.0) == "not distinguishable"
-    m, lo, hi = stats.mean_interval([1.0, 2.0, 3.0])
-    assert (m, lo, hi) == pytest.approx((2.0, 2.0 - 4.303 / math.sqrt(3), 2.0 + 4.303 / math.sqrt(3)))
+
+
+def test_intervals_use_exact_t_quantiles_and_cluster_by_snapshot():
+    from scipy import stats as sps
+
+    values = [1.0, 2.0, 3.0]
+    assert stats.mean_interval(values)[1:] == pytest.approx(
+        sps.t.interval(0.95, 2, loc=2.0, scale=sps.sem(values))
+    )
+    # 12 batches: t(0.975, 11) = 2.201 (the old hand-typed table fell back to 2.0 here).
+    twelve = list(np.random.default_rng(3).normal(size=12))
+    m, lo, hi = stats.mean_interval(twelve)
+    assert (hi - m) / (np.std(twelve, ddof=1) / math.sqrt(12)) == pytest.approx(2.2010, abs=1e-4)
+    # Batches within a snapshot are averaged first: three snapshots are three units, not nine.
+    m, lo, hi, n = stats.cluster_interval(
+        [1.0, 1.1, 0.9, 2.0, 2.1, 1.9, 3.0, 3.1, 2.9], [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    )
+    assert n == 3 and (m, lo, hi) == pytest.approx(stats.mean_interval([1.0, 2.0, 3.0]))
+    assert stats.cluster_interval([1.0, 2.0, 3.0], ["a"] * 3) == pytest.approx((*stats.mean_interval(values), 3))
 
 
 class GradedGenerator:
@@ -128,6 +148,47 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     for s in result["one_step"]:
         assert -1 <= s["indicator_spearman"] <= 1
         assert s["none"]["max_abs_dH"] > 0 and s["stab"]["max_abs_dH"] > 0
+        for mode in ("decay6", "decay5"):
+            stab = s["stab_modes"][mode]
+            assert (
+                0 <= stab["share_below_099"] <= 1
+                and 0.6 <= stab["mean_beta"] <= 1
+                and stab["relative_change"] >= 0
+            )
+            assert sum(stab["x_hist"]) == s["active"]
+        assert 1.0 <= s["comp_mean_beta_positive"] <= 1.2
+
+    # The probe's fixed-target gradient is the per-prompt mean of per-sample gradients, computed here
+    # sample by sample (another route): (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij).
+    from dynamo.core.advantages import group_advantages
+    from dynamo.engines.local.policy import token_logprobs
+    from dynamo.probes.measure import SnapshotProber
+
+    prober = SnapshotProber(cfg, run_dir, 1, problems=problems)
+    prober.load(find_snapshots(run_dir)[-1][1])
+    pool = prober.generate([2, 3, 7], 6, seed=5)  # success probabilities 0.5, 0.75, 0.5
+    keep = torch.tensor([True] * 6 + [True] * 4 + [False] * 2 + [True] * 3 + [False] * 3)  # n_i = 6, 4, 3
+    batch = pool.select(keep)
+    baseline = torch.tensor([0.5, 0.75, 0.5])
+    got = prober.gradients(batch, 3, baseline)
+    adv = group_advantages(batch.rewards, batch.group_ids)
+    fixed_adv = batch.rewards.double() - baseline.double()[batch.group_ids]
+    n_i = {g: int((batch.group_ids == g).sum()) for g in batch.group_ids.tolist()}
+    params = [p for p in prober.trainer.model.parameters() if p.requires_grad]
+    expected = {"fixed_target": torch.zeros_like(got["fixed_target"]), "group_per_prompt": 0 * got["fixed_target"]}
+    for s_ in range(batch.num_samples):
+        logp, _ = token_logprobs(
+            prober.trainer.model, batch.input_ids[s_ : s_ + 1], batch.attention_mask[s_ : s_ + 1]
+        )
+        score = (logp * batch.response_mask[s_ : s_ + 1]).sum()
+        g = torch.autograd.grad(score, params, allow_unused=True)
+        flat = torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)])
+        weight = flat.double() / (3 * n_i[int(batch.group_ids[s_])])
+        expected["fixed_target"] -= fixed_adv[s_] * weight
+        expected["group_per_prompt"] -= adv[s_].double() * weight
+    assert adv.abs().sum() > 0
+    for name, want in expected.items():
+        assert float((got[name] - want).norm() / want.norm()) < 1e-4, name  # float32 model
 
     # The report: every claim present, verdicts from the fixed vocabulary, figures written.
     import json
@@ -164,7 +225,23 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     assert run(args) == 0
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert {r["claim"] for r in rows} == {"allocation", "indicator", "stabilization", "compensation"}
-    assert {r["verdict"] for r in rows} <= {"supports", "contradicts", "not distinguishable"}
+    assert {r["verdict"] for r in rows} <= {
+        "supports",
+        "contradicts",
+        "not distinguishable",
+        "insensitive by construction",
+        "diagnostic",
+    }
+    quantities = {r["quantity"] for r in rows}
+    for needed in (
+        "fixed-target estimator (per-prompt mean): trace of gradient covariance: w=P / uniform",
+        "token-mean estimator: variance of the gradient along a common reference: w=sqrt(P) / uniform",
+        "partial Spearman(|predicted dH|, |realised dH| given H0): information beyond H0",
+        "diagnostic (decay5): share of response tokens with beta_stab < 0.99",
+    ):
+        assert needed in quantities
+    assert any("beta_comp / constant scale" in q for q in quantities)
+    assert {r["verdict"] for r in rows if r["quantity"].startswith("diagnostic")} == {"diagnostic"}
     for name in ("probe_allocation", "probe_indicator", "probe_stabilization", "probe_compensation"):
         assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / "figs" / f"{name}.pdf").exists()
@@ -179,3 +256,128 @@ def test_confident_tokens_leave_out_the_already_certain_ones():
     assert picked.any() and (entropy[picked] > CERTAIN_ENTROPY).all() and (A[picked] > 0).all()
     assert sorted(entropy[picked].tolist()) == pytest.approx([0.01, 0.02, 0.03, 0.04])
     assert not confident_tokens(torch.zeros(2, 3), torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), 0.2).any()
+
+
+# -- estimators on synthetic cases with a known answer ---------------------------------------------
+
+
+def _per_prompt_mean_batches(rng, mu, sigma, counts, batches):
+    """B per-prompt-mean gradients (1/N) sum_i mean of n_i draws of mu_i + sigma_i * noise."""
+    N, D = mu.shape
+    out = np.empty((batches, D))
+    for b in range(batches):
+        out[b] = np.mean([mu[i] + sigma[i] * rng.normal(size=(counts[i], D)).mean(0) for i in range(N)], axis=0)
+    return out
+
+
+def test_fixed_target_trace_ratio_matches_the_closed_form():
+    """Another route to the allocation row: tr Cov of the per-prompt mean is (1/N^2) sum_i D sigma_i^2 / n_i.
+    The Monte-Carlo estimate through the probe's statistics (Gram matrix, trace, jackknife, pooling) must
+    recover the closed-form ratio, detect it (positive control) and read a null as not distinguishable."""
+    from dynamo.core.allocation import allocate_rollouts
+
+    rng = np.random.default_rng(11)
+    N, D, n = 8, 30, 8
+    p = np.array([0.0, 0.02, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0])  # success rates: two groups carry no signal
+    sigma = np.sqrt(p * (1 - p))
+    mu = rng.normal(size=(N, D))
+    uniform = np.full(N, n)
+    allocated = allocate_rollouts(p * (1 - p), N * n, n // 2, 3 * n // 2)
+    closed = (sigma**2 / allocated).sum() / (sigma**2 / uniform).sum()
+    assert 0.7 < closed < 0.95  # a real but modest effect, the size the claim is about
+    cells = []
+    for _ in range(4):
+        g_u = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        g_a = _per_prompt_mean_batches(rng, mu, sigma, allocated, 200)
+        assert stats.gradient_measures(g_u @ g_u.T)["trace"] == pytest.approx(
+            D * (sigma**2 / uniform).sum() / N**2, rel=0.2
+        )
+        cells.append(stats.jackknife_log_ratio(g_a @ g_a.T, g_u @ g_u.T, "trace"))
+    est, lo, hi = stats.pooled_log_ratio(cells)
+    assert lo < closed < hi and est == pytest.approx(closed, rel=0.08)
+    assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "supports"
+    # Null: the same allocation twice (independent draws) is not distinguishable from itself.
+    null_cells = []
+    for _ in range(4):
+        a = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        b = _per_prompt_mean_batches(rng, mu, sigma, uniform, 200)
+        null_cells.append(stats.jackknife_log_ratio(a @ a.T, b @ b.T, "trace"))
+    assert stats.verdict(*stats.pooled_log_ratio(null_cells)[1:], supports_if="below", null=1.0) == (
+        "not distinguishable"
+    )
+
+
+def test_reference_measures_match_direct_computation_and_see_noise_along_the_reference():
+    rng = np.random.default_rng(5)
+    B, D = 40, 25
+    u_dir = np.zeros(D)
+    u_dir[0] = 1.0
+    ref = 2.0 * u_dir + rng.normal(size=(B, D))  # the uniform scheme's batches
+    quiet = 2.0 * u_dir + rng.normal(size=(B, D)) * np.where(np.arange(D) == 0, 0.5, 1.0)  # less noise along u
+    got = stats.reference_measures(quiet @ quiet.T, quiet @ ref.T, ref @ ref.T)
+    proj, cos = [], []
+    for b in range(B):
+        u = np.delete(ref, b, 0).mean(0)
+        proj.append(quiet[b] @ u / np.linalg.norm(u))
+        cos.append(quiet[b] @ u / np.linalg.norm(u) / np.linalg.norm(quiet[b]))
+    assert got["projection_variance"] == pytest.approx(np.var(proj, ddof=1))
+    assert got["reference_cosine"] == pytest.approx(np.mean(cos))
+    # Positive control: a quarter of the variance along the reference is detected; the total trace barely moves.
+    log_ratio, se = stats.jackknife_reference_log_ratio(
+        quiet @ quiet.T, quiet @ ref.T, ref @ ref.T, "projection_variance"
+    )
+    est, lo, hi = stats.pooled_log_ratio([(log_ratio, se)])
+    assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "supports" and est < 0.6
+    trace_ratio = stats.gradient_measures(quiet @ quiet.T)["trace"] / stats.gradient_measures(ref @ ref.T)["trace"]
+    assert 0.85 < trace_ratio < 1.1
+    # Null: the reference scheme against itself is exactly 1.
+    assert stats.jackknife_reference_log_ratio(ref @ ref.T, ref @ ref.T, ref @ ref.T, "reference_cosine") == (
+        0.0,
+        0.0,
+    )
+
+
+def test_partial_spearman_separates_information_beyond_the_baseline():
+    rng = np.random.default_rng(2)
+    h = rng.exponential(size=3000)
+    realised = h * np.exp(0.3 * rng.normal(size=3000))
+    # Null: a predictor that is only a noisy copy of H0 correlates with the outcome but adds nothing.
+    copy = h * np.exp(0.3 * rng.normal(size=3000))
+    assert stats.spearman(copy, realised) > 0.8 and abs(stats.partial_spearman(copy, realised, h)) < 0.05
+    # Positive control: a predictor that knows part of the outcome's own noise.
+    informed = realised * np.exp(0.3 * rng.normal(size=3000))
+    assert stats.partial_spearman(informed, realised, h) > 0.3
+
+
+def test_indicator_measures_and_sensitivity_verdict():
+    from dynamo.probes.measure import indicator_measures
+    from dynamo.probes.report import INSENSITIVE, sensitivity_verdict
+
+    pred = torch.tensor([1.0, -2.0, 3.0, -4.0, 0.0])
+    real = torch.tensor([0.5, -1.0, -1.0, -3.0, 1.0])
+    got = indicator_measures(pred, real, torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert got["sign_agreement"] == pytest.approx(3 / 4)  # the token with predicted 0 is left out
+    assert got["rho_entropy"] == pytest.approx(stats.spearman(np.arange(5), np.abs(real.numpy())))
+    # A mechanism that changes the update by 1e-4 cannot move a row resolving +-1e-2: insensitive.
+    assert sensitivity_verdict(-0.01, 0.01, supports_if="below", null=0.0, resolution=0.01, producible=1e-4) == (
+        INSENSITIVE
+    )
+    # One that can (5e-2) reads as the ordinary verdict; a resolved effect is never overruled.
+    kw = {"supports_if": "below", "null": 0.0, "resolution": 0.01}
+    assert sensitivity_verdict(-0.01, 0.01, producible=5e-2, **kw) == "not distinguishable"
+    assert sensitivity_verdict(-0.03, -0.01, producible=1e-4, **kw) == "supports"
+
+
+def test_report_refuses_a_probe_file_of_another_format(tmp_path):
+    import argparse
+    import json
+
+    from dynamo.probes.cli import add_arguments, run
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"format": "dynamo.probes/1", "allocation": [], "one_step": []}))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["report", "--inputs", str(old), "--runs-root", str(tmp_path), "--seeds", "1"])
+    with pytest.raises(SystemExit, match="dynamo.probes/1"):
+        run(args)

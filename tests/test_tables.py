@@ -46,8 +46,10 @@ def test_t_quantile_is_scipys_for_any_df(df, printed):
 
 
 def test_no_hand_typed_quantile_table():
-    src = "".join(p.read_text() for p in Path(tables.__file__).parent.glob("*.py"))
-    for printed in ("12.706", "4.303", "2.042", "1.96"):
+    """Anywhere in the package (the probes had their own t-table, with a wrong fallback for df 10-29)."""
+    package = Path(tables.__file__).parent.parent
+    src = "".join(p.read_text() for p in package.rglob("*.py"))
+    for printed in ("12.706", "4.303", "2.776", "2.262", "2.042", "1.96", "0.8416"):
         assert printed not in src
 
 
@@ -354,3 +356,48 @@ def test_table1_md_shows_reproduced_next_to_published(tmp_path):
     )
     comparison = reference.compare_with_reference(means, "Qwen2.5-Math-7B")
     assert len(comparison) == 1 and comparison["difference"].item() == pytest.approx(1.0)
+
+
+# -- variance decomposition, identical runs, floor benchmarks ----------------------------------
+
+
+def _long(rows):
+    return pd.DataFrame(
+        rows, columns=["method", "seed", "benchmark", "k", "value", "num_problems", "samples_per_problem"]
+    )
+
+
+def test_evaluation_variance_from_pass2_minus_pass1_matches_re_evaluation():
+    """(Pass@2 - Pass@1) / (n N) estimates the sampling variance of one run's Pass@1 without bias."""
+    rng = np.random.default_rng(4)
+    N, n = 60, 8
+    p_problem = rng.beta(0.7, 0.7, N)
+    counts = rng.binomial(n, p_problem, size=(3000, N))  # re-evaluations of one fixed model
+    p1 = counts.mean(1) / n
+    p2 = (1 - (n - counts) * (n - counts - 1) / (n * (n - 1))).mean(1)
+    rows = [("m", s, "b", k, v, N, n) for s in range(3000) for k, v in ((1, p1[s]), (2, p2[s]))]
+    estimate = tables.evaluation_variance(_long(rows), ["b"])
+    assert estimate.mean() == pytest.approx(p1.var(), rel=0.1)
+
+
+def test_identical_runs_and_floor_benchmarks_are_reported_as_such(tmp_path):
+    make_runs(tmp_path)
+    df = collect_scores(tmp_path, METHODS, SEEDS, BENCHMARKS)
+    zero = df[df.benchmark == "a"].assign(benchmark="z", value=0.0)
+    with_zero = pd.concat([df, zero])
+    both = pd.concat([with_zero, with_zero[with_zero.method == "grpo"].assign(method="grpo-twin")])
+    benches = [*BENCHMARKS, "z"]
+    table, info = tables.derive_table(both, [*METHODS, "grpo-twin"], benches, "grpo")
+    by = table.set_index("method")
+    assert by.loc["grpo-twin", "vs_grpo"] == tables.IDENTICAL
+    md = tables.to_markdown(table, info)
+    assert "= grpo (identical runs)" in md and "+0.0 ± 0.0" not in md
+    # The floor benchmark is shown but left out of the average: the averages equal those without it.
+    assert info["floor"] == ["z"] and "z: no sample of any run is correct" in md
+    plain, _ = tables.derive_table(df, METHODS, BENCHMARKS, "grpo")
+    assert np.allclose(by.loc[METHODS, "avg/pass@1"], plain.set_index("method").loc[METHODS, "avg/pass@1"])
+    # Each paired comparison carries its own MDE, with the stated formula on its own differences.
+    p1 = tables.per_seed(df[df.method.isin(["grpo", "dynamo"])], BENCHMARKS, 1)
+    d = p1.loc["dynamo", "avg"] - p1.loc["grpo", "avg"]
+    assert by.loc["dynamo", "mde_vs_grpo"] == pytest.approx(rstats.minimum_detectable_effect(d.std(), 3))
+    assert 0 < by.loc["dynamo", "eval_var_share_vs_grpo"] and "Per comparison with grpo" in md

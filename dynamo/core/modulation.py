@@ -189,15 +189,21 @@ def modulation_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(beta_comp, beta_stab) as configured by `spec`; a disabled factor is exactly 1. Detached.
 
+    With compensation off and `spec.positive_scale` != 1, "beta_comp" is that constant on every A > 0
+    token (dynamo-posscale, the null model of compensation).
+
     The window (MethodSpec.window) is the caller's business: for "mini_batch" it passes `entropy_range` and
     `max_change` computed over the whole mini-batch; otherwise the tensors given are the set.
     """
     ones = torch.ones(advantages.shape, dtype=_factor_dtype(advantages), device=advantages.device)
-    comp = (
-        compensation_factor(advantages, entropy, mask, alpha=spec.alpha, entropy_range=entropy_range)
-        if spec.compensation
-        else ones
-    )
+    if spec.compensation:
+        comp = compensation_factor(advantages, entropy, mask, alpha=spec.alpha, entropy_range=entropy_range)
+    elif spec.positive_scale != 1.0:
+        # The null model of beta_comp: the same kind of boost on A > 0 tokens, but one constant.
+        boost = mask.bool() & (advantages.detach() > 0)
+        comp = torch.where(boost, torch.full_like(ones, spec.positive_scale), ones)
+    else:
+        comp = ones
     stab = (
         stabilization_factor(
             logp,

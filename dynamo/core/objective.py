@@ -130,7 +130,7 @@ def token_objective(
         eps_high=loss_spec.eps_high,
         **ranges,
     )
-    if mod.compensation or mod.stabilization:
+    if mod.compensation or mod.stabilization or mod.positive_scale != 1.0:
         adv = adv * beta_comp * beta_stab
 
     selected: dict[str, torch.Tensor] = {}
@@ -178,8 +178,9 @@ def objective_loss(
     window (`objective.loss_mask` tokens / `window.loss_tokens` for token-mean).
     metrics: policy_loss's (loss, pg_loss, pg_clipfrac, pg_clipfrac_lower, approx_kl, ratio_mean,
     ratio_max, kl when a reference is given) plus token means over the *valid* tokens: entropy
-    (when given), beta_comp, beta_stab, and the fraction of valid tokens each mechanism selected
-    (fork_frac, clip_cov_frac, kl_cov_frac) when on; loss_tokens = tokens in the loss. Floats.
+    (when given), beta_comp, beta_stab, positive_share (tokens with A > 0), and the fraction of valid
+    tokens each mechanism selected (fork_frac, clip_cov_frac, kl_cov_frac) when on; loss_tokens = tokens
+    in the loss. Floats.
     """
     obj = token_objective(spec, batch, window, part=part, generator=generator)
     loss_spec = spec.loss
@@ -213,6 +214,9 @@ def objective_loss(
             metrics["entropy"] = mean(batch.entropy)
         metrics["beta_comp"] = mean(obj.beta_comp)
         metrics["beta_stab"] = mean(obj.beta_stab)
+        # Share of valid tokens with A > 0 (where beta_comp acts): mean beta_comp on those tokens is
+        # 1 + (beta_comp - 1) / positive_share, since beta_comp = 1 on every other token.
+        metrics["positive_share"] = mean((obj.advantages > 0).to(torch.float64))
         for name, picked in obj.selected.items():
             metrics[f"{name}_frac"] = mean(picked)
         metrics["loss_tokens"] = float(obj.loss_mask.sum())

@@ -53,8 +53,17 @@ OBJECTIVE_METRICS = {
     "entropy": M.ENTROPY,
     "beta_comp": M.BETA_COMP,
     "beta_stab": M.BETA_STAB,
+    "positive_share": M.POSITIVE_SHARE,
     "fork_frac": M.FORK_SHARE,
     "clip_cov_frac": M.CLIP_COV_SHARE,
     "kl_cov_frac": M.KL_COV_SHARE,
 }
-VALID_TOKEN_MEANS = {"entropy", "beta_comp", "beta_stab", "fork_frac", "clip_cov_frac", "kl_cov_frac"}
+VALID_TOKEN_MEANS = {
+    "entropy",
+    "beta_comp",
+    "beta_stab",
+    "positive_share",
+    "fork_frac",
+    "clip_cov_frac",
+    "kl_cov_frac",
+}

@@ -50,15 +50,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"[dynamo probe] wrote {args.out} in {result['seconds']:.0f} s")
         return 0
     from dynamo.probes import figures
-    from dynamo.probes.report import allocation_rows, one_step_rows, trajectory_row, write_table
+    from dynamo.probes.measure import PROBE_FORMAT
+    from dynamo.probes.report import allocation_rows, one_step_rows, stab_producible, trajectory_row, write_table
 
     files = [json.loads(Path(p).read_text()) for p in args.inputs]
+    for path, f in zip(args.inputs, files):
+        if f.get("format") != PROBE_FORMAT:
+            raise SystemExit(
+                f"dynamo probe report: {path} is format {f.get('format')!r}, expected {PROBE_FORMAT!r}: "
+                "rerun `dynamo probe measure` for it (delete the file, then rerun the table-3 target)"
+            )
     seeds = [int(s) for s in args.seeds.split(",")]
     runs_root = Path(args.runs_root)
     cells = [c for f in files for c in f["allocation"]]
-    steps = [s for f in files for s in f["one_step"]]
+    steps = [{**s, "run_dir": f["run_dir"]} for f in files for s in f["one_step"]]
     rows = allocation_rows(cells) + one_step_rows(steps)
-    rows.append(trajectory_row(runs_root, args.with_stab, args.without_stab, seeds))
+    rows.append(trajectory_row(runs_root, args.with_stab, args.without_stab, seeds, stab_producible(steps)))
     snaps: dict[str, set[int]] = {}
     for f in files:
         snaps.setdefault(f["run_dir"], set()).update(f["snapshots"])
@@ -66,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
     note = (
         f"Probed: {probed}. Rows pool all snapshots ('all'); per-snapshot rows are in the CSV. "
         "Verdict: 'supports' when the 95% interval lies on the side the claim predicts, 'contradicts' "
-        "when it lies on the other side, else 'not distinguishable'. See docs/PROBES.md."
+        "when it lies on the other side, 'insensitive by construction' when it contains the no-effect value "
+        "and the mechanism's largest possible effect on the row is below a tenth of what the row resolves, "
+        "else 'not distinguishable'; 'diagnostic' rows carry no claim. Intervals are over independent units "
+        "(allocation: snapshot x prompt-set cells; one-step rows: snapshots, batches averaged within each; "
+        "trajectories: seeds). Dilution: the engine's token-mean weights a prompt by its share of the batch's "
+        "tokens, so moving samples out of zero-advantage groups raises its raw norm and trace whatever the "
+        "noise does; the fixed-target and common-reference rows are the comparisons. See docs/PROBES.md."
     )
     out = Path(args.out)
     write_table(rows, out, note)
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     figures.allocation_figure(rows, fig_dir / "probe_allocation", source)
     figures.indicator_figure(rows, files, fig_dir / "probe_indicator", source)
     figures.stabilization_figure(
-        rows, runs_root, (args.with_stab, args.without_stab), seeds, fig_dir / "probe_stabilization", source
+        rows, runs_root, (args.with_stab, args.without_stab), seeds, fig_dir / "probe_stabilization", source, files
     )
     figures.compensation_figure(rows, files, fig_dir / "probe_compensation", source)
     print(f"wrote {out}.csv, {out}.md and {fig_dir}/probe_*.{{pdf,png}}")

@@ -12,8 +12,10 @@ run's history estimates, here nearly exact, so this is the allocation rule at it
 each scheme (uniform n; w = P_i; w = sqrt(P_i); bounds and budget B = N n as the method's),
 batch b takes samples b*n_high .. b*n_high + n_i - 1 of every prompt, so the B batches of a
 scheme are independent and batch b of different schemes shares draws (a paired comparison).
-The policy gradient of a batch is that of the engine's loss (group advantages, PPO-clip loss
-at ratio 1 with the method's aggregation, the whole batch as one mini-batch, no modulation).
+Gradients per batch (ratio 1, no modulation): the engine's loss (group advantages, PPO-clip with the
+method's aggregation, the whole batch as one mini-batch: a token-mean whose target moves with the
+allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j (r_ij - p_i) grad log
+pi(o_ij), p_i the prompt's success rate over the pool (see `SnapshotProber.gradients`).
 
 One step (token level). For a fresh uniform batch, entropies H0 and log-probs before the
 update and the first-order entropy change dH (`dynamo.core.modulation.entropy_change`) are
@@ -22,6 +24,10 @@ batch) for each arm, always from the same restored state:
     none  = the probed method with beta_comp = beta_stab = 1
     stab  = beta_stab only;  comp = beta_comp only
 and entropies / log-probs at the same positions are measured again.
+
+Gradient space (same batch, no optimiser): `LocalTrainer.accumulate_gradients` with each factor alone
+(beta_stab as decay6 and as decay5; beta_comp; the constant-scale null model of beta_comp), compared
+with none: the factors as they act, without AdamW's moments in between.
 """
 
 from __future__ import annotations
@@ -44,12 +50,23 @@ from dynamo.core.advantages import group_advantages
 from dynamo.core.allocation import allocate_rollouts, allocation_weights, uniform_allocation
 from dynamo.core.losses import policy_loss
 from dynamo.core.modulation import entropy_change
-from dynamo.methods import MethodSpec
-from dynamo.probes.stats import gradient_measures, jackknife_log_ratio, spearman
+from dynamo.core.objective import token_objective
+from dynamo.methods import MODULATION_PRESETS, MethodSpec
+from dynamo.probes.stats import (
+    gradient_measures,
+    jackknife_log_ratio,
+    jackknife_reference_log_ratio,
+    partial_spearman,
+    spearman,
+)
 
 SCHEMES = ("uniform", "p", "sqrt_p")
 MEASURES = ("trace", "mean_norm", "relative_noise", "cosine")
+REFERENCE_MEASURES = ("projection_variance", "reference_cosine")
 ARMS = ("none", "stab", "comp")
+STAB_MODES = ("decay6", "decay5")
+PROBE_FORMAT = "dynamo.probes/2"  # 2: fixed-target and common-reference allocation, gradient-space rows
+X_BINS = 50  # histogram bins of x = |dH| / max |dH| on [0, 1] (for the figure)
 # Tokens whose next-token distribution is already this certain (nats) cannot move in one step,
 # under any factor: on the tiny model these are the answer format ("\\boxed{", "}"), most of a
 # response. The compensation probe leaves them out, else its lowest-entropy quantile is only them.
@@ -166,8 +183,21 @@ class SnapshotProber:
                 self.trainer.model, batch.input_ids, batch.attention_mask, temperature=self.cfg.train.temperature
             )
 
-    def gradient(self, batch) -> torch.Tensor:
-        """Flattened gradient of the engine's policy loss on one batch (ratio 1, no modulation)."""
+    def gradients(self, batch, num_prompts: int, baseline: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flattened policy gradients of one batch (ratio 1, no modulation) under three estimators.
+
+        token_mean: the engine's loss (the method's group advantages and aggregation over the whole
+          batch): token t of a response of prompt i weighs 1 / (tokens in the batch), so the weight of a
+          prompt, and the expected gradient, depend on the allocation.
+        fixed_target: the paper's per-prompt mean, (1/N) sum_i (1/n_i) sum_j (r_ij - b_i) grad log pi(o_ij)
+          (the sequence's score, a sum over its tokens), with b_i = `baseline[i]`, the prompt's success
+          rate over the whole probe pool (a constant, so that the per-sample term does not depend on n_i):
+          its expectation does not depend on the allocation and its covariance is (1/N^2) sum_i Sigma_i / n_i,
+          the quantity allocation minimises.
+        group_per_prompt: the same per-prompt weights with the method's group advantages (a diagnostic:
+          std normalisation makes a sample's term grow with its group's size, e.g. ~sqrt(n_i) for a rare
+          success, so its target is not fixed).
+        """
         from dynamo.engines.local.policy import token_logprobs
 
         model, spec = self.trainer.model, self.method
@@ -189,10 +219,70 @@ class SnapshotProber:
             dual_clip=spec.loss.dual_clip,
             aggregation=spec.loss.aggregation,
         )
-        loss.backward()
-        grads = [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()]
-        model.zero_grad(set_to_none=True)
-        return torch.cat(grads).detach().to(torch.float64)
+        params = [p for p in model.parameters() if p.requires_grad]
+        weight = fixed_target_weights(batch.group_ids, num_prompts)
+        score = (logp * m).sum(1)  # grad log pi(o) of each response
+        fixed_adv = batch.rewards.to(torch.float64) - baseline.to(torch.float64)[batch.group_ids]
+        losses = {
+            "token_mean": loss,
+            "fixed_target": -(fixed_adv * weight * score).sum(),
+            "group_per_prompt": -(adv * weight * score).sum(),
+        }
+        out = {}
+        for i, (name, value) in enumerate(losses.items()):
+            grads = torch.autograd.grad(value, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+            out[name] = _flat(grads, params)
+        return out
+
+    def engine_gradient(self, batch, spec: MethodSpec, old_logp: torch.Tensor) -> torch.Tensor:
+        """Flattened gradient of `spec`'s loss on the whole batch, as the engine accumulates it
+        (micro-batches in the batch's order, each its own window), at ratio 1; no optimiser step."""
+        tr = self.trainer
+        tr.method = spec
+        try:
+            rows = torch.arange(batch.num_samples)
+            tr.accumulate_gradients(batch, rows, old_logp, tr.advantages(batch))
+            params = [p for p in tr.model.parameters() if p.requires_grad]
+            out = _flat([p.grad for p in params], params)
+        finally:
+            tr.method = self.method
+            tr.optimizer.zero_grad(set_to_none=True)
+        return out
+
+    def engine_factors(self, batch, spec: MethodSpec, old_logp: torch.Tensor) -> dict[str, torch.Tensor]:
+        """beta_comp, beta_stab, x = |dH| / max |dH| and A of every valid response token, computed per
+        micro-batch window exactly as `engine_gradient` (the engine's code path) applies them."""
+        from dynamo.engines.local.trainer import _chunks
+
+        tr = self.trainer
+        tr.method = spec
+        out: dict[str, list[torch.Tensor]] = defaultdict(list)
+        try:
+            advantages = tr.advantages(batch)
+            with torch.no_grad():
+                for sl in _chunks(batch.num_samples, self.cfg.train.micro_batch_sequences):
+                    idx = torch.arange(batch.num_samples)[sl]
+                    tokens = tr._token_batch(batch, idx, old_logp, advantages)
+                    obj = token_objective(spec, tokens)
+                    valid = tokens.mask.bool()
+                    dh = entropy_change(
+                        tokens.logp,
+                        tokens.old_logp,
+                        tokens.advantages,
+                        tokens.entropy,
+                        tokens.mask,
+                        eps_low=spec.loss.eps_low,
+                        eps_high=spec.loss.eps_high,
+                    ).abs()
+                    top = dh.max()
+                    x = dh / top if top > 0 else torch.zeros_like(dh)
+                    out["beta_comp"].append(obj.beta_comp[valid])
+                    out["beta_stab"].append(obj.beta_stab[valid])
+                    out["x"].append(x[valid])
+                    out["A"].append(tokens.advantages[valid])
+        finally:
+            tr.method = self.method
+        return {k: torch.cat(v).to(torch.float64) for k, v in out.items()}
 
     # -- allocation -------------------------------------------------------------------------
 
@@ -211,29 +301,45 @@ class SnapshotProber:
         for weight in ("p", "sqrt_p"):
             w = allocation_weights(k, G, weight=weight, min_history=alloc.min_history)
             counts[weight] = allocate_rollouts(w, N * n, n_low, n_high)
-        grams: dict[str, np.ndarray] = {}
-        for scheme, n_i in counts.items():
-            rows = []
+        # The prompt's success rate over the whole pool: the fixed-target estimator's constant baseline.
+        baseline = torch.as_tensor(pool.rewards.numpy().reshape(N, M).mean(1))
+        grams: dict[str, np.ndarray] = {}  # token-mean estimator
+        fixed: dict[str, np.ndarray] = {}  # fixed-target (per-prompt mean) estimator
+        group: dict[str, np.ndarray] = {}  # per-prompt mean with group advantages (diagnostic)
+        cross: dict[str, np.ndarray] = {}  # token-mean gradients . uniform's token-mean gradients
+        uniform_rows = None
+        for scheme, n_i in counts.items():  # "uniform" first
+            rows: dict[str, list[torch.Tensor]] = defaultdict(list)
             for b in range(batches):
                 keep = torch.zeros(N * M, dtype=torch.bool)
                 for i in range(N):
                     start = i * M + b * n_high
                     keep[start : start + int(n_i[i])] = True
-                rows.append(self.gradient(pool.select(keep)))
-            g = torch.stack(rows)
+                for name, grad in self.gradients(pool.select(keep), N, baseline).items():
+                    rows[name].append(grad)
+            g, f, h = (torch.stack(rows[k]) for k in ("token_mean", "fixed_target", "group_per_prompt"))
+            if uniform_rows is None:
+                uniform_rows = g
             grams[scheme] = (g @ g.T).numpy()
+            fixed[scheme] = (f @ f.T).numpy()
+            group[scheme] = (h @ h.T).numpy()
+            cross[scheme] = (g @ uniform_rows.T).numpy()
         out: dict[str, Any] = {
             "step": step,
             "prompt_set": set_index,
             "accuracy": correct.mean(1).tolist(),
             "counts": {s: c.tolist() for s, c in counts.items()},
             "measures": {s: gradient_measures(K) for s, K in grams.items()},
+            "fixed_target_trace": {s: gradient_measures(K)["trace"] for s, K in fixed.items()},
             "log_ratios": {},
         }
         for scheme in ("p", "sqrt_p"):
-            out["log_ratios"][scheme] = {
-                m: list(jackknife_log_ratio(grams[scheme], grams["uniform"], m)) for m in MEASURES
-            }
+            ratios = {m: list(jackknife_log_ratio(grams[scheme], grams["uniform"], m)) for m in MEASURES}
+            ratios["fixed_target_trace"] = list(jackknife_log_ratio(fixed[scheme], fixed["uniform"], "trace"))
+            ratios["group_per_prompt_trace"] = list(jackknife_log_ratio(group[scheme], group["uniform"], "trace"))
+            for m in REFERENCE_MEASURES:
+                ratios[m] = list(jackknife_reference_log_ratio(grams[scheme], cross[scheme], grams["uniform"], m))
+            out["log_ratios"][scheme] = ratios
         return out
 
     # -- one optimiser step -----------------------------------------------------------------
@@ -262,6 +368,7 @@ class SnapshotProber:
             "active": int(active.sum()),
         }
         out["confident_tokens"] = int(confident.sum())
+        out.update(self.gradient_space(batch, logp0, confident))
         for arm, arm_spec in arm_specs(spec).items():
             self.restore()
             self.trainer.method = arm_spec
@@ -275,16 +382,120 @@ class SnapshotProber:
                 "confident_dlogp": float((logp1 - logp0)[confident].mean()) if confident.any() else math.nan,
             }
             if arm == "none":
+                out["indicator"] = indicator_measures(dh_pred[active], (h1 - h0)[active], h0[active])
                 out["indicator_spearman"] = spearman(dh_pred[active].numpy(), (h1 - h0)[active].numpy())
                 # A few thousand (predicted, realised) pairs for the figure.
                 sel = torch.nonzero(active.flatten()).squeeze(1)[:4000]
                 out["indicator_points"] = {
                     "predicted": dh_pred.flatten()[sel].tolist(),
                     "realised": (h1 - h0).flatten()[sel].tolist(),
+                    "entropy": h0.flatten()[sel].tolist(),
                 }
         self.trainer.method = spec
         self.restore()
         return out
+
+    def gradient_space(self, batch, logp0: torch.Tensor, confident: torch.Tensor) -> dict[str, Any]:
+        """The modulation factors as they act, measured on the gradient (no optimiser, ratio 1).
+
+        Stabilisation (decay6, and decay5 beside it): share of response tokens with beta_stab < 0.99,
+        mean beta_stab, a histogram of x = |dH| / max |dH|, and |g_stab - g_none| / |g_none|.
+        Compensation: mean beta_comp on A > 0 tokens (c), and the projection of the update -g on
+        d = grad sum log pi of the confident correct tokens under beta_comp, under the null model
+        (every A > 0 token scaled by the constant c: dynamo-posscale's rule with this batch's c) and
+        under neither.
+        """
+        from dynamo.engines.local.policy import token_logprobs
+
+        spec = self.method
+        off = dataclasses.replace(spec.modulation, compensation=False, stabilization=False)
+        none = dataclasses.replace(spec, modulation=off)
+        self.restore()
+        g_none = self.engine_gradient(batch, none, logp0)
+        out: dict[str, Any] = {"stab_modes": {}}
+        for mode in STAB_MODES:
+            stab = dataclasses.replace(
+                spec, modulation=dataclasses.replace(off, stabilization=True, **MODULATION_PRESETS[mode])
+            )
+            f = self.engine_factors(batch, stab, logp0)
+            beta, x = f["beta_stab"], f["x"][f["A"] != 0]
+            out["stab_modes"][mode] = {
+                "share_below_099": float((beta < 0.99).double().mean()),
+                "mean_beta": float(beta.mean()),
+                "max_x_below_1": float(x[x < 1].max()) if (x < 1).any() else math.nan,
+                "x_hist": np.histogram(x.numpy(), bins=X_BINS, range=(0.0, 1.0))[0].tolist(),
+                "relative_change": relative_change(self.engine_gradient(batch, stab, logp0), g_none),
+            }
+        # beta_stab with the probed method's own setting: what the method's runs actually apply.
+        own = {k: getattr(spec.modulation, k) for k in MODULATION_PRESETS["decay6"]}
+        preset = next((mode for mode in STAB_MODES if MODULATION_PRESETS[mode] == own), None)
+        if preset is not None:
+            out["stab_relative_change"] = out["stab_modes"][preset]["relative_change"]
+        else:
+            stab = dataclasses.replace(spec, modulation=dataclasses.replace(off, stabilization=True))
+            out["stab_relative_change"] = relative_change(self.engine_gradient(batch, stab, logp0), g_none)
+        comp = dataclasses.replace(spec, modulation=dataclasses.replace(off, compensation=True))
+        f = self.engine_factors(batch, comp, logp0)
+        positive = f["A"] > 0
+        c = float(f["beta_comp"][positive].mean()) if positive.any() else 1.0
+        null = dataclasses.replace(spec, modulation=dataclasses.replace(off, positive_scale=c))
+        g_comp = self.engine_gradient(batch, comp, logp0)
+        g_null = self.engine_gradient(batch, null, logp0) if c != 1.0 else g_none
+        out["comp_mean_beta_positive"] = c
+        out["comp_relative_change"] = relative_change(g_comp, g_none)
+        out["confident_projection"] = {"none": math.nan, "comp": math.nan, "posscale": math.nan}
+        if confident.any():
+            model = self.trainer.model
+            params = [p for p in model.parameters() if p.requires_grad]
+            logp, _ = token_logprobs(
+                model, batch.input_ids, batch.attention_mask, temperature=self.cfg.train.temperature
+            )
+            d = _flat(torch.autograd.grad(logp[confident].sum(), params, allow_unused=True), params)
+            # The update moves along -g: its component on d raises the confident tokens' log-probs.
+            out["confident_projection"] = {
+                "none": float(-(g_none @ d)),
+                "comp": float(-(g_comp @ d)),
+                "posscale": float(-(g_null @ d)),
+            }
+        return out
+
+
+def indicator_measures(predicted: torch.Tensor, realised: torch.Tensor, entropy: torch.Tensor) -> dict[str, float]:
+    """The indicator against its trivial baseline, over the tokens given (A != 0).
+
+    rho_pred: Spearman(|predicted dH|, |realised dH|); rho_entropy: Spearman(H0, |realised dH|) (a
+    token's own entropy, the trivial predictor of how much it can move); partial: Spearman of
+    |predicted| and |realised| given H0 (what the indicator adds); sign_agreement: share of tokens
+    where predicted and realised dH have the same sign (0.5 = chance), over tokens with both nonzero.
+    """
+    p, r, h = (t.detach().to(torch.float64).numpy() for t in (predicted, realised, entropy))
+    both = (p != 0) & (r != 0)
+    return {
+        "rho_pred": spearman(np.abs(p), np.abs(r)),
+        "rho_entropy": spearman(h, np.abs(r)),
+        "partial": partial_spearman(np.abs(p), np.abs(r), h),
+        "sign_agreement": float((np.sign(p[both]) == np.sign(r[both])).mean()) if both.any() else math.nan,
+    }
+
+
+def fixed_target_weights(group_ids: torch.Tensor, num_prompts: int) -> torch.Tensor:
+    """Per-sample weight 1 / (N n_i) of the per-prompt-mean estimator, n_i = samples of the sample's group."""
+    _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
+    return 1.0 / (num_prompts * counts[inverse].to(torch.float64))
+
+
+def _flat(grads, params) -> torch.Tensor:
+    return (
+        torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+        .detach()
+        .to(torch.float64)
+    )
+
+
+def relative_change(with_: torch.Tensor, without: torch.Tensor) -> float:
+    """|g_with - g_without| / |g_without|: how much a factor changes the update, in gradient space."""
+    base = float(without.norm())
+    return float((with_ - without).norm()) / base if base > 0 else math.nan
 
 
 def confident_tokens(entropy: torch.Tensor, A: torch.Tensor, valid: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -324,7 +535,7 @@ def run_probes(
             steps.append(prober.step_cell(step, b))
         print(f"[dynamo probe] one-step probes: snapshot step {step} done", flush=True)
     return {
-        "format": "dynamo.probes/1",
+        "format": PROBE_FORMAT,
         "run_dir": str(run_dir),
         "method": prober.method.name,
         "seed": seed,

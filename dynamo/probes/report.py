@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from dynamo.io import read_jsonl, write_text_atomic
-from dynamo.probes.measure import MEASURES
-from dynamo.probes.stats import mean_interval, pooled_log_ratio, verdict
+from dynamo.probes.stats import cluster_interval, mean_interval, pooled_log_ratio, verdict
 
 COLUMNS = [
     "claim",
@@ -34,17 +33,36 @@ COLUMNS = [
 ]
 # Metric names read from the runs' metrics.jsonl (kept local so a rename elsewhere is one edit here).
 ENTROPY_KEY = "actor/entropy"
-MEASURE_LABEL = {
-    "trace": "trace of gradient covariance",
-    "mean_norm": "norm of mean gradient",
-    "relative_noise": "relative noise (trace / |mean|^2)",
-    "cosine": "mean cosine to expected gradient",
-}
-# Which side of 1 supports the allocation claim for each measure: less noise, more signal.
-ALLOCATION_SIDE = {"trace": "below", "mean_norm": "above", "relative_noise": "below", "cosine": "above"}
+DIAGNOSTIC = "diagnostic"
+INSENSITIVE = "insensitive by construction"
+# A row cannot move by construction when the largest effect the mechanism can have on it (to first order,
+# the relative change it makes to the update) is below this fraction of the row's resolution.
+INSENSITIVE_FRACTION = 0.1
+
+# Allocation rows: (key in the probe file's log_ratios, label, side that supports the claim or None for a
+# diagnostic). The fixed-target trace is the test of the claim as the paper states it.
+ALLOCATION_ROWS = (
+    ("fixed_target_trace", "fixed-target estimator (per-prompt mean): trace of gradient covariance", "below"),
+    ("projection_variance", "token-mean estimator: variance of the gradient along a common reference", "below"),
+    ("reference_cosine", "token-mean estimator: mean cosine to a common reference", "above"),
+    (
+        "group_per_prompt_trace",
+        "diagnostic, per-prompt mean with group-normalised advantages: trace of gradient covariance",
+        None,
+    ),
+    ("trace", "diagnostic, token-mean estimator: raw trace of gradient covariance", None),
+    ("mean_norm", "diagnostic, token-mean estimator: norm of its own mean gradient", None),
+)
+ALLOCATION_SCHEMES = (("p", "w=P"), ("sqrt_p", "w=sqrt(P)"))
 
 
-def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit) -> dict[str, Any]:
+def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit, verdict_text=None) -> dict[str, Any]:
+    """One table row; side None makes a diagnostic row (no claim, no verdict)."""
+    if side is None:
+        predicts, text = "", DIAGNOSTIC
+    else:
+        predicts = f"{side} {null:g}"
+        text = verdict_text or verdict(lo, hi, supports_if=side, null=null)
     return {
         "claim": claim,
         "quantity": quantity,
@@ -52,43 +70,66 @@ def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit) -> dict[st
         "estimate": est,
         "ci_low": lo,
         "ci_high": hi,
-        "null": null,
-        "claim_predicts": f"{side} {null:g}",
-        "verdict": verdict(lo, hi, supports_if=side, null=null),
+        "null": null if side is not None else "",
+        "claim_predicts": predicts,
+        "verdict": text,
         "n": n,
         "unit": unit,
     }
 
 
-def _ratio_below_one(quantity: str, snapshot, logs: list[float]) -> dict[str, Any]:
-    """A stabilization row: the t-interval of per-sample log ratios, reported as a ratio (claim: < 1)."""
-    m, lo, hi = mean_interval(logs)
-    ratio = [math.exp(x) if math.isfinite(x) else x for x in (m, lo, hi)]
-    return _row("stabilization", quantity, snapshot, *ratio, 1.0, "below", len(logs), "ratio")
+def sensitivity_verdict(
+    low: float, high: float, *, supports_if: str, null: float, resolution: float, producible: float
+) -> str:
+    """`verdict`, except that an interval containing the null reads "insensitive by construction" when
+    the largest effect the mechanism can produce on the row (`producible`, an upper bound) is below
+    INSENSITIVE_FRACTION of what the row resolves (`resolution`, the half-width of its interval, on the
+    same relative scale): the row could not have moved whatever the mechanism does."""
+    text = verdict(low, high, supports_if=supports_if, null=null)
+    if (
+        text == "not distinguishable"
+        and math.isfinite(resolution)
+        and math.isfinite(producible)
+        and producible < INSENSITIVE_FRACTION * resolution
+    ):
+        return INSENSITIVE
+    return text
+
+
+def _cluster(sel: list[dict[str, Any]]):
+    """Cluster id of a one-step measurement: its run and snapshot (batches of one snapshot share the policy)."""
+    return [(s.get("run_dir", ""), s["step"]) for s in sel]
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 and math.isfinite(x) else math.nan
+
+
+def _exp(values):
+    return [math.exp(x) if math.isfinite(x) else x for x in values]
+
+
+def cell_log_ratio(estimates: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """Allocation ratio and 95% interval: a t-interval over the cells' log ratios (each cell, a snapshot
+    and an independent prompt set, is one unit; its own rollout noise is inside its estimate); a single
+    cell falls back to its paired jackknife interval (rollout noise for that cell only)."""
+    if len(estimates) >= 2:
+        return tuple(_exp(mean_interval([e[0] for e in estimates])))
+    return pooled_log_ratio(estimates)
 
 
 def allocation_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     steps = sorted({c["step"] for c in cells})
-    for scheme, label in (("p", "w=P"), ("sqrt_p", "w=sqrt(P)")):
-        for measure in MEASURES:
+    for key, label, side in ALLOCATION_ROWS:
+        for scheme, scheme_label in ALLOCATION_SCHEMES:
             for snap in ["all", *steps]:
-                sel = [c for c in cells if snap == "all" or c["step"] == snap]
-                est, lo, hi = pooled_log_ratio([tuple(c["log_ratios"][scheme][measure]) for c in sel])
-                rows.append(
-                    _row(
-                        "allocation",
-                        f"{MEASURE_LABEL[measure]}: {label} / uniform",
-                        snap,
-                        est,
-                        lo,
-                        hi,
-                        1.0,
-                        ALLOCATION_SIDE[measure],
-                        len(sel),
-                        "ratio",
-                    )
-                )
+                sel = [c for c in cells if (snap == "all" or c["step"] == snap) and key in c["log_ratios"][scheme]]
+                if not sel:
+                    continue
+                est, lo, hi = cell_log_ratio([tuple(c["log_ratios"][scheme][key]) for c in sel])
+                quantity = f"{label}: {scheme_label} / uniform"
+                rows.append(_row("allocation", quantity, snap, est, lo, hi, 1.0, side, len(sel), "ratio"))
     return rows
 
 
@@ -97,52 +138,109 @@ def _by_snapshot(steps_data: list[dict[str, Any]]):
     return [("all", steps_data)] + [(k, [s for s in steps_data if s["step"] == k]) for k in snaps]
 
 
-def one_step_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _interval(values: list[float], sel) -> tuple[float, float, float, int]:
+    return cluster_interval(values, _cluster(sel))
+
+
+INDICATOR_ROWS = (
+    ("rho_pred", "diagnostic: Spearman(|predicted dH|, |realised dH|), A != 0 tokens", None, 0.0),
+    ("rho_entropy", "diagnostic, trivial baseline: Spearman(H0, |realised dH|), A != 0 tokens", None, 0.0),
+    ("partial", "partial Spearman(|predicted dH|, |realised dH| given H0): information beyond H0", "above", 0.0),
+    ("sign_agreement", "sign agreement of predicted and realised dH (0.5 = chance)", "above", 0.5),
+)
+
+
+def indicator_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for snap, sel in _by_snapshot(steps_data):
-        est, lo, hi = mean_interval([s["indicator_spearman"] for s in sel])
-        rows.append(
-            _row(
-                "indicator",
-                "Spearman(predicted dH, realised dH), A != 0 tokens",
-                snap,
-                est,
-                lo,
-                hi,
-                0.0,
-                "above",
-                len(sel),
-                "rho",
+    for key, label, side, null in INDICATOR_ROWS:
+        for snap, sel in _by_snapshot(steps_data):
+            est, lo, hi, n = _interval([s["indicator"][key] for s in sel], sel)
+            rows.append(
+                _row("indicator", label, snap, est, lo, hi, null, side, n, "rho" if null == 0 else "share")
             )
-        )
+    return rows
+
+
+def stabilization_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for mode in ("decay6", "decay5"):
+        for key, label, unit in (
+            ("share_below_099", "share of response tokens with beta_stab < 0.99", "share"),
+            ("mean_beta", "mean beta_stab over response tokens", "factor"),
+            (
+                "relative_change",
+                "|g_stab - g_none| / |g_none|: relative change of the update (gradient space)",
+                "ratio",
+            ),
+        ):
+            for snap, sel in _by_snapshot(steps_data):
+                est, lo, hi, n = _interval([s["stab_modes"][mode][key] for s in sel], sel)
+                rows.append(
+                    _row("stabilization", f"diagnostic ({mode}): {label}", snap, est, lo, hi, 0.0, None, n, unit)
+                )
+    # How much beta_stab (the probed method's own preset) can move anything: the upper bound of its
+    # relative change of the update, per snapshot selection.
     for key, label in (("max_abs_dH", "max"), ("p99_abs_dH", "99th percentile")):
         for snap, sel in _by_snapshot(steps_data):
+            logs = [_log(s["stab"][key] / s["none"][key]) if s["none"][key] > 0 else math.nan for s in sel]
+            m, lo, hi, n = _interval(logs, sel)
+            producible = _interval([s["stab_relative_change"] for s in sel], sel)[2]
+            text = sensitivity_verdict(
+                lo, hi, supports_if="below", null=0.0, resolution=(hi - lo) / 2, producible=producible
+            )
+            quantity = f"{label} per-token |entropy change| in one optimiser step: with / without beta_stab"
+            rows.append(_row("stabilization", quantity, snap, *_exp((m, lo, hi)), 1.0, "below", n, "ratio", text))
+    return rows
+
+
+def compensation_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for snap, sel in _by_snapshot(steps_data):
+        est, lo, hi, n = _interval([s["comp_mean_beta_positive"] for s in sel], sel)
+        label = "diagnostic: mean beta_comp on A > 0 tokens (dynamo-posscale's constant)"
+        rows.append(_row("compensation", label, snap, est, lo, hi, 1.0, None, n, "factor"))
+    projection = "projection of the update (gradient space) on grad log p of confident correct tokens"
+    for num, den, label, side in (
+        ("comp", "none", "with / without beta_comp", "above"),
+        (
+            "posscale",
+            "none",
+            "diagnostic, null model: constant scale (c = mean beta_comp on A > 0) / without",
+            None,
+        ),
+        ("comp", "posscale", "beta_comp / constant scale of the same mean: beyond the null model", "above"),
+    ):
+        for snap, sel in _by_snapshot(steps_data):
             logs = [
-                math.log(s["stab"][key] / s["none"][key]) for s in sel if s["none"][key] > 0 and s["stab"][key] > 0
+                _log(s["confident_projection"][num] / s["confident_projection"][den])
+                if s["confident_projection"][den] > 0
+                else math.nan
+                for s in sel
             ]
+            m, lo, hi, n = _interval(logs, sel)
             rows.append(
-                _ratio_below_one(
-                    f"{label} per-token |entropy change| in one step: with / without beta_stab", snap, logs
-                )
+                _row("compensation", f"{projection}: {label}", snap, *_exp((m, lo, hi)), 1.0, side, n, "ratio")
             )
     for snap, sel in _by_snapshot(steps_data):
         diffs = [s["comp"]["confident_dlogp"] - s["none"]["confident_dlogp"] for s in sel]
-        est, lo, hi = mean_interval(diffs)
-        rows.append(
-            _row(
-                "compensation",
-                "log-prob change of confident correct tokens in one step: with - without beta_comp",
-                snap,
-                est,
-                lo,
-                hi,
-                0.0,
-                "above",
-                len([d for d in diffs if math.isfinite(d)]),
-                "nats",
-            )
+        est, lo, hi, n = _interval(diffs, sel)
+        scale = abs(np.nanmean([s["none"]["confident_dlogp"] for s in sel]))
+        producible = _interval([s["comp_relative_change"] for s in sel], sel)[2]
+        text = sensitivity_verdict(
+            lo,
+            hi,
+            supports_if="above",
+            null=0.0,
+            resolution=(hi - lo) / 2 / scale if scale > 0 else math.nan,
+            producible=producible,
         )
+        quantity = "log-prob change of confident correct tokens in one optimiser step: with - without beta_comp"
+        rows.append(_row("compensation", quantity, snap, est, lo, hi, 0.0, "above", n, "nats", text))
     return rows
+
+
+def one_step_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return indicator_rows(steps_data) + stabilization_rows(steps_data) + compensation_rows(steps_data)
 
 
 def entropy_roughness(metrics_path: Path) -> float:
@@ -151,18 +249,28 @@ def entropy_roughness(metrics_path: Path) -> float:
     return float(np.abs(np.diff(h)).mean()) if len(h) > 1 else math.nan
 
 
-def trajectory_row(runs_root: Path, with_stab: str, without_stab: str, seeds: list[int]) -> dict[str, Any]:
+def stab_producible(steps_data: list[dict[str, Any]]) -> float:
+    """Upper 95% bound of beta_stab's relative change of the update (the probed method's preset), over
+    every snapshot: the largest first-order effect it can have on anything measured downstream."""
+    return _interval([s["stab_relative_change"] for s in steps_data], steps_data)[2]
+
+
+def trajectory_row(
+    runs_root: Path, with_stab: str, without_stab: str, seeds: list[int], producible: float = math.nan
+) -> dict[str, Any]:
+    """Entropy roughness over training, paired by seed (seeds are the independent units)."""
     logs = []
     for seed in seeds:
         a = entropy_roughness(runs_root / with_stab / f"seed{seed}" / "metrics.jsonl")
         b = entropy_roughness(runs_root / without_stab / f"seed{seed}" / "metrics.jsonl")
         if a > 0 and b > 0:
             logs.append(math.log(a / b))
-    return _ratio_below_one(
-        f"entropy trajectory roughness mean|H(t+1)-H(t)|: {with_stab} / {without_stab} (paired by seed)",
-        "training",
-        logs,
+    m, lo, hi = mean_interval(logs)
+    text = sensitivity_verdict(
+        lo, hi, supports_if="below", null=0.0, resolution=(hi - lo) / 2, producible=producible
     )
+    quantity = f"entropy trajectory roughness mean|H(t+1)-H(t)|: {with_stab} / {without_stab} (paired by seed)"
+    return _row("stabilization", quantity, "training", *_exp((m, lo, hi)), 1.0, "below", len(logs), "ratio", text)
 
 
 CLAIMS = ("allocation", "indicator", "stabilization", "compensation")

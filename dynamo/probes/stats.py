@@ -10,6 +10,16 @@ so the [B, D] gradients never have to be kept, and the delete-one jackknife is c
     relative noise            tr(C) / ||E g||^2                                         (noise-to-signal)
     mean cosine               mean_b cos(g_b, mean of the other B - 1 batches)          (leave-one-out,
                               so a batch is never compared with itself)
+
+Schemes that estimate differently weighted targets are compared on one common reference direction u
+(the uniform scheme's mean gradient; for batch b, the mean of the uniform batches other than b, which
+share no draw with batch b of any scheme). From K = [g_a . g_b] of the scheme and the cross Gram
+X = [g_a . u_c] with the uniform batches u_c:
+
+    projection variance       var_b(g_b . u_{-b} / |u_{-b}|)                            (noise along u)
+    cosine to the reference   mean_b cos(g_b, u_{-b})
+
+Quantiles come from scipy.stats; intervals are over independent units (cells, snapshots, seeds).
 """
 
 from __future__ import annotations
@@ -17,8 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-Z975 = 1.959964  # two-sided 95% normal quantile
+from scipy import stats as sps
 
 
 def gradient_measures(K: np.ndarray) -> dict[str, float]:
@@ -55,7 +64,8 @@ def jackknife_log_ratio(K_scheme: np.ndarray, K_base: np.ndarray, measure: str) 
     def log_ratio(keep: np.ndarray) -> float:
         a = gradient_measures(K_scheme[np.ix_(keep, keep)])[measure]
         b = gradient_measures(K_base[np.ix_(keep, keep)])[measure]
-        return math.log(a / b) if a > 0 and b > 0 and math.isfinite(a / b) else math.nan
+        # log a - log b: a / b can underflow to 0 for a tiny a (e.g. a nearly zero mean gradient).
+        return math.log(a) - math.log(b) if 0 < a < math.inf and 0 < b < math.inf else math.nan
 
     full = log_ratio(np.arange(B))
     loo = np.array([log_ratio(np.delete(np.arange(B), b)) for b in range(B)])
@@ -66,7 +76,8 @@ def jackknife_log_ratio(K_scheme: np.ndarray, K_base: np.ndarray, measure: str) 
 
 
 def pooled_log_ratio(estimates: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """Ratio and 95% interval (exp of mean log ratio +- 1.96 SE) pooled over cells with equal weight.
+    """Ratio and 95% interval (exp of mean log ratio +- z(0.975) SE) pooled over cells with equal weight;
+    used for a single cell (with several cells the report takes a t-interval over cells).
 
     The cells (snapshot x prompt set) are independent, so the SE of the mean is
     sqrt(sum se_c^2) / C. The interval covers rollout noise for these cells (prompt sets and
@@ -77,47 +88,98 @@ def pooled_log_ratio(estimates: list[tuple[float, float]]) -> tuple[float, float
         return math.nan, math.nan, math.nan
     mean = float(logs.mean())
     se = float(math.sqrt((ses**2).sum()) / len(logs))
-    return math.exp(mean), math.exp(mean - Z975 * se), math.exp(mean + Z975 * se)
+    z = float(sps.norm.ppf(0.975))
+    return math.exp(mean), math.exp(mean - z * se), math.exp(mean + z * se)
 
 
 def rank(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
+    return sps.rankdata(np.asarray(x, dtype=np.float64), method="average")
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation (Pearson correlation of average ranks); NaN for constant input."""
     rx, ry = rank(x), rank(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
-    return float((rx * ry).sum() / denom) if denom > 0 else math.nan
+    if len(rx) < 2 or np.all(rx == rx[0]) or np.all(ry == ry[0]):
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Spearman correlation of x and y given z: the partial correlation of the ranks,
+    (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)). What x says about y beyond what z says."""
+    r_xy, r_xz, r_yz = spearman(x, y), spearman(x, z), spearman(y, z)
+    denom = (1.0 - r_xz**2) * (1.0 - r_yz**2)
+    if not (math.isfinite(r_xy) and math.isfinite(r_xz) and math.isfinite(r_yz)) or denom <= 0:
+        return math.nan
+    return float((r_xy - r_xz * r_yz) / math.sqrt(denom))
+
+
+def reference_measures(K: np.ndarray, X: np.ndarray, K_ref: np.ndarray) -> dict[str, float]:
+    """Projection variance and mean cosine of B gradients g_b on a common reference (module docstring).
+
+    K [B, B] = g_a . g_b of the scheme; X [B, B] = g_a . u_c with the reference scheme's batches;
+    K_ref [B, B] = u_a . u_c. Batch b is projected on u_{-b}, the mean of the reference batches c != b.
+    """
+    K, X, K_ref = (np.asarray(m, dtype=np.float64) for m in (K, X, K_ref))
+    B = K.shape[0]
+    if K.shape != (B, B) or X.shape != (B, B) or K_ref.shape != (B, B) or B < 3:
+        raise ValueError(f"need three [B, B] Gram matrices, B >= 3; got {K.shape}, {X.shape}, {K_ref.shape}")
+    dots = (X.sum(1) - np.diag(X)) / (B - 1)  # g_b . u_{-b}
+    row = K_ref.sum(1)
+    ref_sq = (K_ref.sum() - 2 * row + np.diag(K_ref)) / (B - 1) ** 2  # |u_{-b}|^2
+    ref_norm = np.sqrt(np.maximum(ref_sq, 1e-300))
+    projection = dots / ref_norm
+    cos = dots / (ref_norm * np.sqrt(np.maximum(np.diag(K), 1e-300)))
+    return {"projection_variance": float(projection.var(ddof=1)), "reference_cosine": float(cos.mean())}
+
+
+def jackknife_reference_log_ratio(
+    K: np.ndarray, X: np.ndarray, K_ref: np.ndarray, measure: str
+) -> tuple[float, float]:
+    """log(measure(scheme) / measure(reference scheme)) on the common reference, and its paired
+    delete-one jackknife standard error (batch b left out of every matrix at once)."""
+    B = K.shape[0]
+
+    def log_ratio(keep: np.ndarray) -> float:
+        sub = np.ix_(keep, keep)
+        a = reference_measures(K[sub], X[sub], K_ref[sub])[measure]
+        b = reference_measures(K_ref[sub], K_ref[sub], K_ref[sub])[measure]
+        # log a - log b: a / b can underflow to 0 for a tiny a (e.g. a nearly zero mean gradient).
+        return math.log(a) - math.log(b) if 0 < a < math.inf and 0 < b < math.inf else math.nan
+
+    full = log_ratio(np.arange(B))
+    loo = np.array([log_ratio(np.delete(np.arange(B), b)) for b in range(B)])
+    if not np.all(np.isfinite(loo)):
+        return full, math.nan
+    return full, math.sqrt((B - 1) / B * float(((loo - loo.mean()) ** 2).sum()))
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high): 95% Student-t interval over independent replicates; NaN bounds for one value."""
+    """(mean, low, high): 95% Student-t interval (scipy.stats.t) over independent replicates; NaN
+    bounds for one value."""
     v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
     if len(v) == 0:
         return math.nan, math.nan, math.nan
     mean = float(v.mean())
     if len(v) < 2:
         return mean, math.nan, math.nan
-    t = _T975.get(len(v) - 1, 2.0 if len(v) <= 30 else Z975)
-    half = t * float(v.std(ddof=1)) / math.sqrt(len(v))
+    half = float(sps.t.ppf(0.975, len(v) - 1)) * float(v.std(ddof=1)) / math.sqrt(len(v))
     return mean, mean - half, mean + half
+
+
+def cluster_interval(values: list[float], clusters: list) -> tuple[float, float, float, int]:
+    """(mean, low, high, units): the values averaged within each cluster first (batches of one
+    snapshot share its policy, so they are not independent), then a t-interval over the cluster
+    means. One cluster: the t-interval over its values (a statement about that snapshot only)."""
+    groups: dict = {}
+    for v, c in zip(values, clusters):
+        if math.isfinite(v):
+            groups.setdefault(c, []).append(v)
+    if len(groups) == 1:
+        only = next(iter(groups.values()))
+        return (*mean_interval(only), len(only))
+    return (*mean_interval([float(np.mean(g)) for g in groups.values()]), len(groups))
 
 
 def verdict(low: float, high: float, *, supports_if: str, null: float) -> str:

@@ -58,10 +58,48 @@ def _select(scores: pd.DataFrame, methods: list[str], benchmarks: list[str], exp
     return df, int(ks[0])
 
 
-def per_seed(df: pd.DataFrame, benchmarks: list[str], k: int) -> pd.DataFrame:
-    """Pass@k per (method, seed) and benchmark, plus "avg": the mean over benchmarks of each seed."""
+def per_seed(df: pd.DataFrame, benchmarks: list[str], k: int, averaged: list[str] | None = None) -> pd.DataFrame:
+    """Pass@k per (method, seed) and benchmark, plus "avg": the mean over the `averaged` benchmarks
+    (default: all) of each seed."""
     wide = df[df["k"] == k].pivot_table(index=["method", "seed"], columns="benchmark", values="value")[benchmarks]
-    return wide.assign(avg=wide.mean(axis=1))
+    return wide.assign(avg=wide[averaged or benchmarks].mean(axis=1))
+
+
+def floor_benchmarks(df: pd.DataFrame, benchmarks: list[str], k: int) -> list[str]:
+    """Benchmarks on which no sample of any run in the table is correct (Pass@k = 0 everywhere): they are
+    reported but left out of the average, where they would only shrink every difference towards 0.
+    When every benchmark is at the floor, none is left out."""
+    top = df[df["k"] == k]
+    floor = [b for b in benchmarks if (top.loc[top["benchmark"] == b, "value"] == 0).all()]
+    return floor if len(floor) < len(benchmarks) else []
+
+
+def evaluation_variance(df: pd.DataFrame, benchmarks: list[str]) -> pd.Series:
+    """Per (method, seed): the variance of its average Pass@1 that evaluation sampling alone causes.
+
+    For a problem solved with probability p, E[Pass@2 - Pass@1] = (1 - (1 - p)^2) - p = p (1 - p), both
+    estimators being unbiased; so benchmark b's sampling variance, sum_j p_j (1 - p_j) / (n_b N_b^2), is
+    estimated without bias by (Pass@2 - Pass@1) / (n_b N_b), and the average over B benchmarks divides
+    the sum by B^2. NaN with fewer than 2 samples per problem.
+    """
+    if df["samples_per_problem"].min() < 2:
+        return pd.Series(math.nan, index=per_seed(df, benchmarks, 1).index)
+    p1, p2 = per_seed(df, benchmarks, 1), per_seed(df, benchmarks, 2)
+    sizes = df.groupby("benchmark")[["num_problems", "samples_per_problem"]].first()
+    terms = [
+        (p2[b] - p1[b]).clip(lower=0) / (sizes.loc[b, "num_problems"] * sizes.loc[b, "samples_per_problem"])
+        for b in benchmarks
+    ]
+    return sum(terms) / len(benchmarks) ** 2
+
+
+def identical_runs(p1: pd.DataFrame, pk: pd.DataFrame, method: str, other: str) -> bool:
+    """True when `method` ran the same seeds as `other` with every score equal: a switch that changes
+    nothing in this config (the runs are identical by construction, not a measured zero effect)."""
+    a, b = p1.loc[method], p1.loc[other]
+    if set(a.index) != set(b.index):
+        return False
+    return all(t.loc[method].sort_index().equals(t.loc[other].sort_index()) for t in (p1, pk))
 
 
 def run_costs(df: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +120,10 @@ def derive_table(
     check_baseline(baseline, methods)
     df, k = _select(scores, methods, benchmarks, experiment)
     cols = [*benchmarks, "avg"]
-    p1, pk = per_seed(df, benchmarks, 1), per_seed(df, benchmarks, k)
+    floor = floor_benchmarks(df, benchmarks, k)
+    averaged = [b for b in benchmarks if b not in floor]
+    p1, pk = per_seed(df, benchmarks, 1, averaged), per_seed(df, benchmarks, k, averaged)
+    eval_var = evaluation_variance(df, averaged)
     costs = run_costs(df)
     rows, paired_diffs, unpaired = [], [], False
     # RL methods are also compared with the model they all start from: did training help at all?
@@ -99,11 +140,15 @@ def derive_table(
                 word = "start model"
             elif method == baseline:
                 word = "baseline"
+            elif identical_runs(p1, pk, method, baseline):
+                diff, half, test, word = 0.0, 0.0, "identical runs in every seed", IDENTICAL
+                paired_diffs.append([0.0] * len(p1.loc[method]))
             else:
                 diff, half, test, pairs = _difference(p1, method, baseline)
                 unpaired |= test.startswith("Welch")
                 if pairs:
                     paired_diffs.append(pairs)
+                    row.update(_comparison_power(pairs, eval_var, method, baseline, p1))
                 word = stats.verdict(diff, half)
             row[f"delta_avg_pass@1_vs_{baseline}"] = diff
             row[f"delta_ci95_vs_{baseline}"] = half
@@ -124,6 +169,7 @@ def derive_table(
         base_tokens = table.loc[table["method"] == baseline, "tokens_generated"].iloc[0]
         table[f"tokens_generated_vs_{baseline}"] = table["tokens_generated"] / base_tokens
     info = {"k": k, "benchmarks": benchmarks, "baseline": baseline, **_detectable(df, p1, baseline, paired_diffs)}
+    info["floor"] = floor
     info["unpaired"] = unpaired
     info["provenance"] = _provenance(df)
     info["means"] = _means_long(p1, pk, k)
@@ -152,6 +198,22 @@ def _difference(p1: pd.DataFrame, method: str, other: str) -> tuple[float, float
     return diff, half, "Welch, unpaired", []
 
 
+IDENTICAL = "identical runs"
+
+
+def _comparison_power(pairs: list[float], eval_var: pd.Series, method: str, other: str, p1) -> dict:
+    """This comparison's own MDE (from its per-seed differences) and the share of their variance that
+    evaluation sampling explains (the rest: training seed). Seeds are the units."""
+    m = len(pairs)
+    var_d = pd.Series(pairs).var()
+    seeds = sorted(p1.loc[method].index)
+    eval_d = float(sum(eval_var.loc[(method, s)] + eval_var.loc[(other, s)] for s in seeds) / m)
+    return {
+        f"mde_vs_{other}": stats.minimum_detectable_effect(math.sqrt(var_d), m, paired=True),
+        f"eval_var_share_vs_{other}": eval_d / var_d if var_d > 0 else math.nan,
+    }
+
+
 def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired_diffs: list) -> dict:
     """Minimum detectable effect (95%, 80% power) on the average Pass@1 difference to the baseline."""
     if not baseline:
@@ -165,7 +227,7 @@ def _detectable(df: pd.DataFrame, p1: pd.DataFrame, baseline: str | None, paired
         mde = stats.minimum_detectable_effect(sd, seeds, paired=True)
     else:
         mde = stats.minimum_detectable_effect(p1.loc[baseline, "avg"].std(), seeds, paired=False)
-    base = df[(df["method"] == baseline) & (df["k"] == 1)]
+    base = df[(df["method"] == baseline) & (df["k"] == 1) & df["benchmark"].isin(p1.columns.drop("avg"))]
     per_bench = base.groupby("benchmark").agg(p=("value", "mean"), n=("num_problems", "first"))
     per_bench["s"] = base.groupby("benchmark")["samples_per_problem"].first()
     sampling = stats.sampling_mde(list(per_bench["p"]), list(per_bench["n"]), list(per_bench["s"]), seeds)
@@ -204,6 +266,8 @@ def _pct(mean: float, half: float) -> str:
 def _delta_cell(row: pd.Series, other: str) -> str:
     """The difference to `other` in average Pass@1 with its interval and verdict, in points."""
     diff, half, word = row[f"delta_avg_pass@1_vs_{other}"], row[f"delta_ci95_vs_{other}"], row[f"vs_{other}"]
+    if word == IDENTICAL:
+        return f"= {other} (identical runs)"
     if math.isnan(diff):
         return word
     return f"{100 * diff:+.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}") + f": {word}"
@@ -273,6 +337,32 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 f"differences are likely to read 'within seed spread': that reading is not evidence of no "
                 f"difference."
             )
+        if f"mde_vs_{baseline}" in table.columns:
+            parts = []
+            for _, row in table.iterrows():
+                mde, share = row[f"mde_vs_{baseline}"], row[f"eval_var_share_vs_{baseline}"]
+                if isinstance(mde, float) and math.isfinite(mde):
+                    share_text = (
+                        f", evaluation sampling {100 * share:.0f}% of its variance" if math.isfinite(share) else ""
+                    )
+                    parts.append(f"{row['method']} {100 * mde:.1f}{share_text}")
+            if parts:
+                note += (
+                    f"\n\nPer comparison with {baseline}: its own MDE in points (from its per-seed differences) "
+                    "and the share of their variance that evaluation sampling explains (from Pass@2 - Pass@1; "
+                    "the rest is training-seed variation; docs/STATISTICS.md): " + "; ".join(parts) + "."
+                )
+        identical = [r["method"] for _, r in table.iterrows() if r.get(f"vs_{baseline}") == IDENTICAL]
+        if identical:
+            note += (
+                f"\n\n{', '.join(identical)}: every score equals {baseline}'s in every seed (the switch changes "
+                "nothing in this config): identical by construction, not a measured zero effect."
+            )
+    if info.get("floor"):
+        note += (
+            f"\n\n{', '.join(info['floor'])}: no sample of any run is correct (Pass@{k} = 0 throughout): "
+            "reported, but left out of the average, where it would only shrink every difference."
+        )
     return "\n".join(lines) + "\n" + note + "\n" + reference + info["provenance"]
 
 

@@ -76,6 +76,7 @@ SUPPORTED_FIELDS = {
     "modulation.lambda_min",
     "modulation.gamma",
     "modulation.tau",
+    "modulation.positive_scale",
     "window",
     "advantage.positive_weight",
     "loss.clip",
