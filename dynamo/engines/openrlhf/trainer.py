@@ -46,7 +46,7 @@ from openrlhf.trainer.ray import ppo_actor
 
 from dynamo import metrics_names as M
 from dynamo.checkpoint import repair_metrics
-from dynamo.core.allocation import rollout_counts
+from dynamo.core.rules import make_rule, planned_counts
 from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.core.stats import PromptStats
 from dynamo.engines.openrlhf import guards
@@ -58,6 +58,7 @@ from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 
 STATS_KEY = "dynamo_prompt_stats"
+RULE_KEY = "dynamo_allocation_rule"  # the allocation rule's own state (GRESO, VIP), when it has one
 GENERATOR_KEY = "dynamo_objective_rng"  # per-rank states of the token objective's generator
 STEPS_KEY = "dynamo_steps_done"
 
@@ -100,12 +101,20 @@ class DynamoPPOTrainer(_StockPPOTrainer):
 
     # -- allocation and statistics --------------------------------------------------------------
 
+    @property
+    def rule(self):
+        """The method's allocation rule (dynamo.core.rules), built on first use from the spec."""
+        if getattr(self, "_rule", None) is None:
+            # No seed: the rules that draw random numbers (pre-rollout skips) run in the local engine only.
+            self._rule = make_rule(self.spec.allocation)
+        return self._rule
+
     def allocate(self, prompt_ids: list[str]) -> list[int]:
-        """n_i for this step's prompts: uniform, or DynaMO's allocation from the history so far."""
+        """n_i for this step's prompts from the method's allocation rule and the history so far."""
         n = self.args.rollout.n_samples_per_prompt
         alloc = self.spec.allocation
         k, g = self.stats.counts(prompt_ids)
-        counts = rollout_counts(alloc, k, g, n)
+        counts = planned_counts(self.rule, prompt_ids, k, g, n)
         self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
         return counts.tolist()
 
@@ -115,6 +124,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         if graded:
             ids, scores = zip(*graded)
             self.stats = self.stats.updated(list(ids), np.asarray(scores, dtype=np.float64))
+            self.rule.observe(list(ids), (np.asarray(scores, dtype=np.float64) > 0.5).astype(np.float64))
 
     def train_step(self, rollout_samples, global_step: int):
         self.update_stats()
@@ -143,6 +153,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         client_states = {} if client_states is None else client_states
         client_states[STATS_KEY] = self.stats.to_dict()
         client_states[STEPS_KEY] = self.samples_generator.steps_done
+        client_states[RULE_KEY] = self.rule.state_dict()
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
         if global_step % self.args.ckpt.save_steps == 0:
             # The stock call returned after every rank's save_checkpoint: mark the tag complete (resume.py).
@@ -164,7 +175,8 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         if STATS_KEY in states:
             self.stats = PromptStats.from_dict(states[STATS_KEY])
             self.samples_generator.steps_done = int(states.get(STEPS_KEY, states.get("global_step", 0)))
-        elif states.get("global_step", 0) > 0 and self.spec.allocation.kind == "dynamo":
+            self.rule.load_state_dict(states.get(RULE_KEY, {}))
+        elif states.get("global_step", 0) > 0 and self.spec.allocation.kind != "uniform":
             raise RuntimeError(
                 "resuming a DynaMO run from a checkpoint without prompt statistics "
                 f"({STATS_KEY!r} missing from its client_states): it was not written by this engine"
