@@ -119,7 +119,8 @@ class Greso(AllocationRule):
 
 GRESO = MethodSpec(
     name="greso",
-    description="GRESO (Zheng et al. 2025): skip prompts with recent zero-spread groups before rollout "
+    description="GRESO (Zheng et al. 2025, arXiv 2506.02177): skip prompts with recent zero-spread groups "
+    "before rollout "
     "(adaptive probability), on DAPO's dynamic sampling.",
     allocation=AllocationSpec(kind="greso"),
     group_filter=GroupFilterSpec(kind="dynamic_sampling"),

@@ -139,7 +139,7 @@ class KnapsackRL(AllocationRule):
 
 KNAPSACK_RL = MethodSpec(
     name="knapsack-rl",
-    description="Knapsack RL (Li et al. 2025): n_i from a knapsack over value(n, p) = "
+    description="Knapsack RL (Li et al. 2025, arXiv 2509.25849): n_i from a knapsack over value(n, p) = "
     "(1 - p^n - (1-p)^n) p (1-p)^2, 2..16n per prompt.",
     allocation=AllocationSpec(kind="knapsack"),
 )

@@ -69,6 +69,7 @@ class Pods(AllocationRule):
 
 PODS = MethodSpec(
     name="pods",
-    description="PODS (Xu et al. 2025): generate n, train on the max-variance quarter of each group.",
+    description="PODS (Xu et al. 2025, arXiv 2504.13818): generate n, train on the max-variance quarter "
+    "of each group.",
     allocation=AllocationSpec(kind="pods"),
 )

@@ -106,7 +106,8 @@ class Vip(AllocationRule):
 
 VIP = MethodSpec(
     name="vip",
-    description="VIP (Nguyen et al. 2026): predicted p_i (GP, identity kernel offline), n_i minimising "
+    description="VIP (Nguyen et al. 2026, arXiv 2602.01601): predicted p_i (GP, identity kernel offline), "
+    "n_i minimising "
     "summed predicted gradient variance under the budget.",
     allocation=AllocationSpec(kind="vip"),
 )
