@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynamo.config import load_config
+from dynamo.core.rules import make_rule
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
@@ -41,7 +42,15 @@ def flag(cmd: list[str], name: str, count: int = 1):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     cfg = gpu_config(experiment)
-    for name in all_methods():
+    # Rules that skip prompts before rollout or down-select samples run in the local engine only; the
+    # launcher refuses them by name. This list is exact, so that it cannot grow unnoticed.
+    local_only = {name for name, spec in all_methods().items() if make_rule(spec.allocation).skips}
+    local_only |= {name for name, spec in all_methods().items() if make_rule(spec.allocation).selects}
+    assert local_only == {"greso", "pods"}
+    for name in sorted(local_only):
+        with pytest.raises(ValueError, match="local engine only"):
+            launcher.build_command(cfg, name, 1, str(tmp_path / name))
+    for name in sorted(set(all_methods()) - local_only):
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
         assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and flag(cmd, "--dynamo.method") == name
         spec = cfg.method(name)
