@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from dynamo.config import load_config
-from dynamo.core.rules import make_rule
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
@@ -44,8 +43,7 @@ def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     cfg = gpu_config(experiment)
     # Rules that skip prompts before rollout or down-select samples run in the local engine only; the
     # launcher refuses them by name. This list is exact, so that it cannot grow unnoticed.
-    local_only = {name for name, spec in all_methods().items() if make_rule(spec.allocation).skips}
-    local_only |= {name for name, spec in all_methods().items() if make_rule(spec.allocation).selects}
+    local_only = {name for name, spec in all_methods().items() if launcher.local_only(spec)}
     assert local_only == {"greso", "pods"}
     for name in sorted(local_only):
         with pytest.raises(ValueError, match="local engine only"):

@@ -100,6 +100,13 @@ SUPPORTED_FIELDS = {
 }
 
 
+def local_only(spec: MethodSpec) -> bool:
+    """True for methods whose allocation rule skips prompts before rollout or down-selects samples:
+    the patched generator does neither yet, so they run in the local engine only."""
+    rule = make_rule(spec.allocation)
+    return rule.skips or rule.selects
+
+
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot express."""
     default = flat_fields(dataclasses.asdict(MethodSpec(name=spec.name)))
@@ -118,7 +125,7 @@ def check_supported(spec: MethodSpec) -> None:
             f"allocation.kind={rule.name!r} with group_filter.kind='dynamic_sampling' (refilled prompts would "
             "get the default n, so the budget sum n_i = B could not be kept)"
         )
-    if rule.skips or rule.selects:
+    if local_only(spec):
         unsupported.append(
             f"allocation.kind={rule.name!r}: pre-rollout skips and post-rollout down-selection run in the "
             "local engine only"
