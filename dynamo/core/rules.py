@@ -61,7 +61,10 @@ class AllocationRule:
         return (n, n) if not self.varies_counts else self.spec.bounds(n)
 
     def check_feasible(self, num_prompts: int, n: int) -> None:
-        """Raise ValueError before any compute if the bounds cannot hold the budget N n."""
+        """Raise ValueError before any compute if the bounds cannot hold the budget N n (rules whose
+        n_i may differ from n; n_i = n always fits)."""
+        if not self.varies_counts:
+            return
         n_low, n_high = self.bounds(n)
         check_allocation_feasible(num_prompts, num_prompts * n, n_low, n_high, min_group=2)
 

@@ -238,8 +238,8 @@ class LocalTrainer:
 
     def _draw_prompts(self, count: int) -> tuple[list[int], int]:
         """`count` prompt indices from the sampler, minus those the rule skips before rollout, each
-        skipped one replaced by the next prompt (GRESO); returns (indices, number skipped). At most
-        `max_skip_draws` draws of `count` prompts are looked at; after that the last ones are kept."""
+        skipped one replaced by the next prompt (GRESO); returns (indices, number skipped). Once
+        MAX_SKIP_DRAWS * count prompts have been looked at, the rest are kept whatever the rule says."""
         indices = self.sampler.take(count)
         if not self.rule.skips:
             return indices, 0
