@@ -83,9 +83,12 @@ def test_budget_exact_and_bounds_held_under_degenerate_histories(method, num):
 
 def test_best_counts_matches_brute_force():
     rng = np.random.default_rng(0)
-    for _ in range(30):
+    for _ in range(60):
         num, levels, n_low = rng.integers(1, 5), rng.integers(1, 5), rng.integers(0, 3)
         value = rng.normal(size=(num, levels)).round(2)  # rounding makes ties common
+        if rng.random() < 0.5:  # concave rows (falling gains, ties included): the one-row formulation
+            gains = -np.sort(-rng.choice([0.0, 0.5, 1.0, 2.0], size=(num, levels - 1)), axis=1)
+            value = np.concatenate([np.zeros((num, 1)), np.cumsum(gains, axis=1)], axis=1)
         budget = int(rng.integers(num * n_low, num * (n_low + levels - 1) + 1))
         best = max(
             sum(value[i, c] for i, c in enumerate(choice))
