@@ -20,7 +20,9 @@ Departures: the released trace holds each group's mean reward and calls a group 
 released code adapts p only from the second epoch on; here p adapts on steps where at least one
 rolled-out prompt had history (the same once every prompt has been seen; with an epoch-wise
 shuffled pool, from the second epoch). The released adaptation counts every group a step
-generated; here each generation round (a DAPO refill round too) adapts p once. Skip draws come
+generated; so does the OpenRLHF engine (one update per step), while the local engine adapts p once
+per generation round (a DAPO refill round too). In the OpenRLHF engine DAPO's one-prompt refills
+are not checked for skips. Skip draws come
 from the rule's own generator, seeded from the run seed and saved in the checkpoint.
 """
 

@@ -1,6 +1,7 @@
 """Allocation rules in the OpenRLHF engine (real OpenRLHF 0.11.2 code, Ray faked as in test_openrlhf):
 the patched PPOTrainer allocates exactly as the local engine's rule fed the same graded samples, its
-rule state rides in the checkpoint's client_states, and rules the engine cannot run are refused."""
+rule state rides in the checkpoint's client_states, skipped prompts are replaced before allocation,
+and rules the engine cannot run are refused."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ except ImportError as err:  # pragma: no cover - CI installs it
 
 from test_openrlhf import GEN_KW, fake_ray, make_generator, make_trainer, openrlhf_args  # noqa: E402, F401
 
+from dynamo import metrics_names as M  # noqa: E402
 from dynamo.core.rules import make_rule, planned_counts  # noqa: E402
 from dynamo.engines.openrlhf.launcher import check_supported  # noqa: E402
+from dynamo.engines.openrlhf.rollout import prompt_id  # noqa: E402
 from dynamo.engines.openrlhf.trainer import RULE_KEY  # noqa: E402
 from dynamo.methods import get_method  # noqa: E402
 
@@ -67,9 +70,26 @@ def test_rule_state_rides_in_client_states(fake_ray, monkeypatch):  # noqa: F811
     assert client_states[RULE_KEY] == trainer.rule.state_dict() and client_states[RULE_KEY]["logit"]
 
 
-def test_openrlhf_refuses_skipping_and_down_selecting_rules():
-    check_supported(get_method("vip"))
-    check_supported(get_method("knapsack-rl"))
-    for name in ("greso", "pods"):
-        with pytest.raises(ValueError, match="local engine only"):
-            check_supported(get_method(name))
+def test_openrlhf_refuses_down_selecting_rules():
+    for name in ("vip", "knapsack-rl", "greso"):
+        check_supported(get_method(name))
+    with pytest.raises(ValueError, match="local engine only"):
+        check_supported(get_method("pods"))
+
+
+def test_skipped_prompts_are_replaced_before_allocation(fake_ray):  # noqa: F811
+    """GRESO in the OpenRLHF generator: q1 and q2 have long all-correct runs (skip probability
+    1 - 0.5^1000 = 1 with min_keep 0), so the step rolls out q0, q3, q4, q5; all four get n."""
+    n, num_prompts = 4, 4
+    args = openrlhf_args(n=n, batch=num_prompts)
+    trainer = make_trainer("grpo", args)
+    trainer.spec = get_method("greso", {"allocation": {"params": {"min_keep": 0.0}}})
+    gen, log = make_generator(args, 100, trainer.allocate)
+    gen.skip = trainer.skip_prompts
+    trainer.samples_generator = gen
+    for i in (1, 2):
+        trainer.rule.easy_run[prompt_id(f"q{i}", str(i))] = 1000
+    samples, _, consumed, _ = gen.generate_samples(**GEN_KW)
+    assert sorted(p for p, _ in log) == ["q0", "q3", "q4", "q5"] and {c for _, c in log} == {n}
+    assert len(samples) == num_prompts * n and consumed == num_prompts + 2
+    assert gen.step_log[M.SKIPPED_PROMPTS] == 2 and gen.step_log[M.PROMPTS] == num_prompts + 2

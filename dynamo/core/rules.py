@@ -4,7 +4,7 @@ For one RL step an allocation rule answers, from the step's prompts and their hi
 successes in G_i past responses, `dynamo.core.stats.PromptStats`, kept by the engine):
 
 - `skip(ids, k, G)`: which of the drawn prompts not to roll out at all (a pre-rollout filter; the
-  local engine draws replacements until N prompts remain, so the rollout budget is unchanged);
+  engines draw replacements until N prompts remain, so the rollout budget is unchanged);
 - `counts(ids, k, G, n)`: how many samples each prompt gets, summing to exactly B = N n and within
   the rule's bounds (checked here, in `planned_counts`, for every rule);
 - `keep(correct)`: which of one group's graded samples to train on (post-rollout down-selection);
@@ -36,6 +36,11 @@ from dynamo.core.allocation import (
 
 if TYPE_CHECKING:
     from dynamo.spec import AllocationSpec
+
+
+# A skipping rule (GRESO): once this many draws of N prompts were looked at in one generation round,
+# the engines keep the rest whatever the rule says (a rule that skips everything cannot stall a step).
+MAX_SKIP_DRAWS = 8
 
 
 class AllocationRule:

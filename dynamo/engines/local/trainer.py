@@ -56,7 +56,7 @@ from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import sequence_advantages
 from dynamo.core.objective import TokenBatch, objective_loss
-from dynamo.core.rules import make_rule, planned_counts
+from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts
 from dynamo.core.shaping import groups_with_spread, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.core.window import needs_window, window_stats
@@ -71,9 +71,6 @@ from dynamo.methods import MethodSpec
 from dynamo.models import load_model_and_tokenizer, save_pretrained_atomic
 from dynamo.tasks.prompts import build_prompt
 from dynamo.tracking import open_tracker
-
-# A skipping rule (GRESO) looks at no more than this many draws of N prompts per generation round.
-MAX_SKIP_DRAWS = 8
 
 
 @dataclass

@@ -101,10 +101,9 @@ SUPPORTED_FIELDS = {
 
 
 def local_only(spec: MethodSpec) -> bool:
-    """True for methods whose allocation rule skips prompts before rollout or down-selects samples:
-    the patched generator does neither yet, so they run in the local engine only."""
-    rule = make_rule(spec.allocation)
-    return rule.skips or rule.selects
+    """True for methods whose allocation rule down-selects samples after rollout (PODS): the patched
+    generator does not yet, so they run in the local engine only."""
+    return make_rule(spec.allocation).selects
 
 
 def check_supported(spec: MethodSpec) -> None:
@@ -127,8 +126,7 @@ def check_supported(spec: MethodSpec) -> None:
         )
     if local_only(spec):
         unsupported.append(
-            f"allocation.kind={rule.name!r}: pre-rollout skips and post-rollout down-selection run in the "
-            "local engine only"
+            f"allocation.kind={rule.name!r}: post-rollout down-selection runs in the local engine only"
         )
     if unsupported:
         raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")

@@ -81,6 +81,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         self.spec = self.options.method_spec()
         check_supported(self.spec)
         self.stats = PromptStats()
+        self._rule = make_rule(self.spec.allocation, int(strategy.args.train.seed))
         self.allocation_log: dict[str, float] = {}
         self.samples_generator.__class__ = DynamoSamplesGenerator
         self.samples_generator.configure(
@@ -89,6 +90,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             self.spec.group_filter.max_refill_rounds,
             length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
             keep_tail=self.options.keep_tail,
+            skip=self.skip_prompts if self.rule.skips else None,
         )
         seed_prompt_order(self.prompts_dataloader, strategy.args.train.seed)
         self.experience_maker.__class__ = DynamoExperienceMaker
@@ -105,8 +107,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
     def rule(self):
         """The method's allocation rule (dynamo.core.rules), built on first use from the spec."""
         if getattr(self, "_rule", None) is None:
-            # No seed: the rules that draw random numbers (pre-rollout skips) run in the local engine only.
-            self._rule = make_rule(self.spec.allocation)
+            self._rule = make_rule(self.spec.allocation)  # objects built without __init__ (tests): seed 0
         return self._rule
 
     def allocate(self, prompt_ids: list[str]) -> list[int]:
@@ -117,6 +118,10 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         counts = planned_counts(self.rule, prompt_ids, k, g, n)
         self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
         return counts.tolist()
+
+    def skip_prompts(self, prompt_ids: list[str]) -> np.ndarray:
+        """The rule's pre-rollout skips for these prompts, from the history so far."""
+        return self.rule.skip(prompt_ids, *self.stats.counts(prompt_ids))
 
     def update_stats(self) -> None:
         graded = self.samples_generator.graded
