@@ -92,4 +92,4 @@ def test_skipped_prompts_are_replaced_before_allocation(fake_ray):  # noqa: F811
     samples, _, consumed, _ = gen.generate_samples(**GEN_KW)
     assert sorted(p for p, _ in log) == ["q0", "q3", "q4", "q5"] and {c for _, c in log} == {n}
     assert len(samples) == num_prompts * n and consumed == num_prompts + 2
-    assert gen.step_log[M.SKIPPED_PROMPTS] == 2 and gen.step_log[M.PROMPTS] == num_prompts + 2
+    assert gen.step_log[M.SKIPPED_PROMPTS] == 2 and gen.step_log[M.PROMPTS] == num_prompts  # generated for

@@ -192,7 +192,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
                         next_group += 1
                         pending.extend(new_refs)
 
-        cost[M.PROMPTS] = float(prompts_consumed)
+        cost[M.PROMPTS] = float(prompts_consumed - skipped)  # prompts generated for: not the skipped ones
         self.step_log = {**cost, **self._round_metrics(first_round)}
         if self.skip is not None:
             self.step_log[M.SKIPPED_PROMPTS] = float(skipped)
