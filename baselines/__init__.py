@@ -8,8 +8,14 @@ from baselines.dapo import DAPO
 from baselines.entropy_adv import ENTROPY_ADV
 from baselines.entropy_loss import ENTROPY_LOSS
 from baselines.fork_tokens import FORK_TOKENS
+from baselines.greso import GRESO
 from baselines.grpo import GRPO
 from baselines.kl_cov import KL_COV
+from baselines.knapsack_rl import KNAPSACK_RL
+from baselines.pods import PODS
+from baselines.vip import VIP
 from baselines.w_reinforce import W_REINFORCE
 
 BASELINES = [GRPO, DAPO, CLIP_HIGHER, ENTROPY_LOSS, FORK_TOKENS, ENTROPY_ADV, CLIP_COV, KL_COV, W_REINFORCE]
+# Allocation methods: each module also registers its rule in dynamo.core.rules.
+BASELINES += [VIP, KNAPSACK_RL, GRESO, PODS]

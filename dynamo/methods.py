@@ -23,6 +23,7 @@ import difflib
 from typing import Any
 
 from baselines import BASELINES
+from dynamo.core.rules import make_rule
 
 # The spec dataclasses live in the leaf module `dynamo.spec` (so that `baselines/`, which this
 # registry imports, does not import the registry back); re-exported here for existing callers.
@@ -157,4 +158,8 @@ def get_method(name: str, overrides: dict[str, Any] | None = None) -> MethodSpec
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown method {name!r}.{hint} Known methods: {', '.join(sorted(methods))}")
     spec = methods[name]
-    return apply_overrides(spec, overrides) if overrides else spec
+    if not overrides:
+        return spec
+    spec = apply_overrides(spec, overrides)
+    make_rule(spec.allocation)  # the allocation rule exists and takes these params, or ValueError
+    return spec

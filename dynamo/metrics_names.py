@@ -30,6 +30,7 @@ RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
 KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update
 GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO: generation rounds this step
+SKIPPED_PROMPTS = "rollout/skipped_prompts"  # pre-rollout skips this step (GRESO)
 
 # -- allocation (`allocation_metrics`) --------------------------------------------------------
 N_TOTAL = "rollout/n_total"  # sum n_i (the budget)

@@ -15,11 +15,19 @@ from typing import Any, Literal
 
 @dataclass(frozen=True)
 class AllocationSpec:
-    kind: Literal["uniform", "dynamo"] = field(
+    kind: str = field(
         default="uniform",
         metadata={
-            "help": "uniform: every prompt gets n rollouts (GRPO). dynamo: variance-minimising "
-            "allocation n_i proportional to w_i within [n_low, n_high], sum n_i = B (DynaMO sec. 3.1)."
+            "help": "Registered allocation rule (dynamo.core.rules; `dynamo methods` lists them). uniform: "
+            "every prompt gets n rollouts (GRPO). dynamo: variance-minimising allocation n_i proportional "
+            "to w_i within [n_low, n_high], sum n_i = B (DynaMO sec. 3.1). Others: baselines/."
+        },
+    )
+    params: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Settings of a rule from baselines/ (its module lists them, defaults as released); "
+            "empty for uniform and dynamo, whose settings are the fields below."
         },
     )
     weight: Literal["p", "sqrt_p"] = field(

@@ -233,7 +233,7 @@ def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> li
 
 
 def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
-    from dynamo.core.allocation import check_allocation_feasible
+    from dynamo.core.rules import make_rule
     from dynamo.methods import all_methods, get_method
 
     problems: list[str] = []
@@ -267,7 +267,6 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"config.train.mini_batch_prompts ({t.mini_batch_prompts}) > "
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
-    budget = t.prompts_per_step * t.rollouts_per_prompt
     used = sorted({*cfg.methods, *cfg.ablation_methods, *cfg.method_overrides} & set(known))
     for name in used:
         try:
@@ -277,10 +276,15 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             continue
         spec_problems = method_problems(spec, f"method {name}")
         problems += spec_problems
-        if spec.allocation.kind == "dynamo" and not spec_problems:
-            n_low, n_high = spec.allocation.bounds(t.rollouts_per_prompt)
+        if not spec_problems:
             try:
-                check_allocation_feasible(t.prompts_per_step, budget, n_low, n_high, min_group=2)
+                rule = make_rule(spec.allocation)
+            except ValueError as err:
+                problems.append(f"method {name}: {err}")
+                continue
+            n_low, n_high = rule.bounds(t.rollouts_per_prompt)
+            try:
+                rule.check_feasible(t.prompts_per_step, t.rollouts_per_prompt)
             except ValueError as err:
                 problems.append(
                     f"method {name}: allocation bounds [{n_low}, {n_high}] from "
@@ -297,7 +301,7 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
         except ValueError as err:
             problems.append(f"config.openrlhf: {err}")
 
-    tokens = t.steps * budget * t.max_new_tokens
+    tokens = t.steps * t.prompts_per_step * t.rollouts_per_prompt * t.max_new_tokens
     if cfg.engine == "local" and tokens > LOCAL_TOKENS_WARNING:
         warnings.append(
             f"train: up to {tokens:.2g} generated tokens per run (steps x prompts x rollouts x max_new_tokens) "

@@ -58,7 +58,9 @@ def parse_with_openrlhf(cmd: list[str], monkeypatch):
 
 
 @pytest.mark.parametrize("experiment", ["qwen2.5-math-7b", "qwen2.5-math-1.5b"])
-@pytest.mark.parametrize("method", sorted(all_methods()))
+@pytest.mark.parametrize(
+    "method", sorted(name for name, spec in all_methods().items() if not launcher.local_only(spec))
+)
 def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkeypatch):
     from dynamo.engines.openrlhf.actor import DynamoActorTrainer
     from dynamo.engines.openrlhf.experience import DynamoExperienceMaker

@@ -41,7 +41,14 @@ def flag(cmd: list[str], name: str, count: int = 1):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     cfg = gpu_config(experiment)
-    for name in all_methods():
+    # Rules that down-select samples after rollout run in the local engine only; the launcher refuses
+    # them by name. This list is exact, so that it cannot grow unnoticed.
+    local_only = {name for name, spec in all_methods().items() if launcher.local_only(spec)}
+    assert local_only == {"pods"}
+    for name in sorted(local_only):
+        with pytest.raises(ValueError, match="local engine only"):
+            launcher.build_command(cfg, name, 1, str(tmp_path / name))
+    for name in sorted(set(all_methods()) - local_only):
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
         assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and flag(cmd, "--dynamo.method") == name
         spec = cfg.method(name)

@@ -296,22 +296,9 @@ def _is_greedy_optimal(counts: np.ndarray, w2: np.ndarray, n_low: int, n_high: i
 
 
 def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
-    """Per-prompt rollout counts for one step of a method, both engines' single entry point.
+    """Per-prompt rollout counts of the registered rule `spec.kind` for a history without rule state
+    (uniform: n_i = n; dynamo: the weights and bounds above). Engines hold a rule object instead
+    (`dynamo.core.rules.make_rule`), which also carries state, skips and down-selection."""
+    from dynamo.core.rules import make_rule, planned_counts  # rules build on this module
 
-    uniform: n_i = n.  dynamo: n_i = allocate_rollouts(w(k, G), B = N * n, n_low, n_high) with the
-    spec's weight, cold start, mastery floor and bounds (bounds default to n/2 .. 3n/2).
-    """
-    budget = len(k) * n
-    if spec.kind == "uniform":
-        return uniform_allocation(len(k), budget)
-    weights = allocation_weights(
-        k,
-        G,
-        weight=spec.weight,
-        min_history=spec.min_history,
-        mastery_threshold=spec.mastery_threshold,
-        weight_floor=spec.weight_floor,
-        cold_start=spec.cold_start,
-    )
-    n_low, n_high = spec.bounds(n)
-    return allocate_rollouts(weights, budget, n_low, n_high)
+    return planned_counts(make_rule(spec), [str(i) for i in range(len(k))], k, G, n)

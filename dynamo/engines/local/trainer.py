@@ -55,8 +55,8 @@ from dynamo import checkpoint
 from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import sequence_advantages
-from dynamo.core.allocation import rollout_counts
 from dynamo.core.objective import TokenBatch, objective_loss
+from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts
 from dynamo.core.shaping import groups_with_spread, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.core.window import needs_window, window_stats
@@ -138,6 +138,7 @@ class LocalTrainer:
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
         )
         self.stats = PromptStats()
+        self.rule = make_rule(method.allocation, seed)  # the allocation rule, by the spec's name
         self.sampler = PromptSampler(len(problems), seed)
         self.generator = objective_generator(seed)  # the token objective's random picks (Clip-Cov)
         self.step = 0
@@ -188,26 +189,31 @@ class LocalTrainer:
         dynamic = self.method.group_filter.kind == "dynamic_sampling"
         while True:
             rounds += 1
-            indices = self.sampler.take(N)
-            ids = [self.problems[i].id for i in indices]
             t0 = time.perf_counter()
+            indices, skipped = self._draw_prompts(N)
+            ids = [self.problems[i].id for i in indices]
             k, g = self.stats.counts(ids)
-            counts = rollout_counts(self.method.allocation, k, g, n)
+            counts = planned_counts(self.rule, ids, k, g, n)
             timer["allocate"] += time.perf_counter() - t0
             if rounds == 1:
                 info.update(M.allocation_metrics(counts, k, g, self.method.allocation.min_history))
+                if self.rule.skips:
+                    info[M.SKIPPED_PROMPTS] = skipped
             batch = self._generate(indices, counts, group_offset=generated, timer=timer)
             generated += N
             info[M.PROMPTS] += N
             info[M.RESPONSES] += batch.num_samples
             info[M.TOKENS_GENERATED] += int(batch.response_lengths.sum())
             self.stats = self.stats.updated(batch.prompt_ids, batch.correct.tolist())
+            self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
                 info[M.REWARD_MEAN] = float(batch.rewards.mean())
                 info[M.ACCURACY] = float(batch.correct.mean())
                 info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())
                 info[M.TRUNCATED_SHARE] = float(batch.truncated.float().mean())
+            if self.rule.selects:  # post-rollout down-selection (PODS): train on each group's chosen samples
+                batch = batch.select(self._kept_samples(batch))
             if not dynamic:
                 info[M.TOKENS_TRAINED] = float(batch.response_mask.sum())
                 return batch, info
@@ -226,6 +232,36 @@ class LocalTrainer:
         info[M.GENERATION_ROUNDS] = rounds
         info[M.TOKENS_TRAINED] = float(merged.response_mask.sum())
         return merged, info
+
+    def _draw_prompts(self, count: int) -> tuple[list[int], int]:
+        """`count` prompt indices from the sampler, minus those the rule skips before rollout, each
+        skipped one replaced by the next prompt (GRESO); returns (indices, number skipped). Once
+        MAX_SKIP_DRAWS * count prompts have been looked at, the rest are kept whatever the rule says."""
+        indices = self.sampler.take(count)
+        if not self.rule.skips:
+            return indices, 0
+        kept: list[int] = []
+        skipped, looked = 0, 0
+        while True:
+            ids = [self.problems[i].id for i in indices]
+            skip = self.rule.skip(ids, *self.stats.counts(ids))
+            looked += len(indices)
+            for index, drop in zip(indices, skip.tolist()):
+                if drop and looked < MAX_SKIP_DRAWS * count:
+                    skipped += 1
+                elif len(kept) < count:
+                    kept.append(index)
+            if len(kept) == count:
+                return kept, skipped
+            indices = self.sampler.take(count - len(kept))
+
+    def _kept_samples(self, batch: RolloutBatch) -> torch.Tensor:
+        """The rule's post-rollout choice of samples, group by group (a mask over the batch)."""
+        keep = torch.zeros(batch.num_samples, dtype=torch.bool)
+        for group in torch.unique(batch.group_ids):
+            rows = (batch.group_ids == group).nonzero().squeeze(1)
+            keep[rows] = torch.as_tensor(self.rule.keep(batch.correct[rows].numpy()), dtype=torch.bool)
+        return keep
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         """Per-response advantages from the core (group-normalised, or W-REINFORCE's from correctness)."""
@@ -435,7 +471,12 @@ class LocalTrainer:
                 },
                 fh,
             )
-        state = {"step": self.step, "sampler": self.sampler.state(), "stats": self.stats.to_dict()}
+        state = {
+            "step": self.step,
+            "sampler": self.sampler.state(),
+            "stats": self.stats.to_dict(),
+            **({"rule": rule_state} if (rule_state := self.rule.state_dict()) else {}),
+        }
         with writing(tmp / "state.json", remove_on_failure=tmp):
             write_json_atomic(tmp / "state.json", state)
         with writing(tmp / checkpoint.MANIFEST, remove_on_failure=tmp):
@@ -500,6 +541,7 @@ class LocalTrainer:
         self.step = int(state["step"])
         self.sampler.load(state["sampler"])
         self.stats = PromptStats.from_dict(state["stats"])
+        self.rule.load_state_dict(state.get("rule", {}))
         self.resumed_from = f"{ckpt.name} (step {self.step})"
         return True
 

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dynamo.core.rules import make_rule
 from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
@@ -100,6 +101,12 @@ SUPPORTED_FIELDS = {
 }
 
 
+def local_only(spec: MethodSpec) -> bool:
+    """True for methods whose allocation rule down-selects samples after rollout (PODS): the patched
+    generator does not yet, so they run in the local engine only."""
+    return make_rule(spec.allocation).selects
+
+
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot express."""
     default = flat_fields(dataclasses.asdict(MethodSpec(name=spec.name)))
@@ -107,12 +114,20 @@ def check_supported(spec: MethodSpec) -> None:
     unsupported = [
         f"{key}={value!r}"
         for key, value in values.items()
-        if key not in ("name", "description") and key not in SUPPORTED_FIELDS and value != default.get(key)
+        if key not in ("name", "description")
+        and key not in SUPPORTED_FIELDS
+        and not key.startswith("allocation.params.")  # the rule's own settings: read by the rule
+        and value != default.get(key)
     ]
-    if spec.allocation.kind == "dynamo" and spec.group_filter.kind == "dynamic_sampling":
+    rule = make_rule(spec.allocation)
+    if rule.varies_counts and spec.group_filter.kind == "dynamic_sampling":
         unsupported.append(
-            "allocation.kind='dynamo' with group_filter.kind='dynamic_sampling' (refilled prompts would get "
-            "the default n, so the budget sum n_i = B could not be kept)"
+            f"allocation.kind={rule.name!r} with group_filter.kind='dynamic_sampling' (refilled prompts would "
+            "get the default n, so the budget sum n_i = B could not be kept)"
+        )
+    if local_only(spec):
+        unsupported.append(
+            f"allocation.kind={rule.name!r}: post-rollout down-selection runs in the local engine only"
         )
     if unsupported:
         raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")
@@ -165,11 +180,7 @@ def build_command(
         )
     if (prompts * n) % train_batch:
         raise ValueError(f"budget N*n = {prompts * n} is not a whole number of mini-batches of {train_batch}")
-    if spec.allocation.kind == "dynamo":
-        from dynamo.core.allocation import check_allocation_feasible
-
-        n_low, n_high = spec.allocation.bounds(n)
-        check_allocation_feasible(prompts, prompts * n, n_low, n_high, min_group=2)
+    make_rule(spec.allocation).check_feasible(prompts, n)
 
     updates = prompts * n // train_batch * t.ppo_epochs  # optimizer steps per RL step
     total_updates = t.steps * updates

@@ -12,6 +12,9 @@ Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGener
 - Every graded response, including groups that dynamic filtering drops, is appended to
   `self.graded` as (prompt id, score) for the prompt statistics: the history counts all
   responses a prompt actually received.
+- Pre-rollout skips (an allocation rule with `skips`, GRESO): a prompt the rule skips is replaced by
+  the next one from the loader before allocation (the local engine's rule); DAPO's single-prompt
+  refills are not checked again (the local engine draws its refill rounds through the rule).
 - DAPO refill is capped: at most (max_refill_rounds - 1) * N replacement prompts per step
   (DAPO's max_num_gen_batches); stock refills without bound.
 - `max_steps`: after that many training batches the generator reports exhaustion, which ends
@@ -37,12 +40,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator, _collect_prompt_batch
 from vllm import SamplingParams
 
 from dynamo import metrics_names as M
+from dynamo.core.rules import MAX_SKIP_DRAWS
 from dynamo.core.shaping import groups_with_spread, informative_share
 from dynamo.engines.openrlhf.reward_func import EXTRA_LOG_KEYS
 
@@ -72,6 +77,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         max_refill_rounds: int,
         length_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
         keep_tail: bool = False,
+        skip: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place).
 
@@ -79,6 +85,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         logged shaped-reward mean; the experience maker applies it to the rewards.
         """
         self.allocate = allocate
+        self.skip = skip  # pre-rollout skips of the allocation rule (GRESO), or None
         self.max_steps = max_steps
         self.max_refill_rounds = max_refill_rounds
         self.length_penalty = length_penalty
@@ -127,6 +134,11 @@ class DynamoSamplesGenerator(SamplesGenerator):
             dropped = tail
             if not prompts:
                 return [], tail, True
+        skipped = 0
+        if self.skip is not None:
+            prompts, labels, images, skipped, exhausted = self._replace_skipped(
+                dataloader_iter, prompts, labels, images, exhausted
+            )
         ids = [prompt_id(p, lab) for p, lab in zip(prompts, labels)]
         counts = [int(c) for c in self.allocate(ids)]
         if len(counts) != len(prompts) or sum(counts) != len(prompts) * n_default or min(counts) < 1:
@@ -138,7 +150,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
         # ObjectRef -> (group id, prompt id): completion order says nothing about which prompt it was.
         tags = {ref: (group, pid) for group, (ref, pid) in enumerate(zip(refs, ids))}
         next_group = len(prompts)
-        prompts_consumed = len(prompts) + dropped
+        prompts_consumed = len(prompts) + dropped + skipped
         refills_left = (self.max_refill_rounds - 1) * len(prompts) if dynamic_filtering else 0
 
         first_round: list = []  # experiences of the first round's groups (before filtering)
@@ -180,11 +192,34 @@ class DynamoSamplesGenerator(SamplesGenerator):
                         next_group += 1
                         pending.extend(new_refs)
 
-        cost[M.PROMPTS] = float(prompts_consumed)
+        cost[M.PROMPTS] = float(prompts_consumed - skipped)  # prompts generated for: not the skipped ones
         self.step_log = {**cost, **self._round_metrics(first_round)}
+        if self.skip is not None:
+            self.step_log[M.SKIPPED_PROMPTS] = float(skipped)
         if dynamic_filtering:
             self.step_log[M.KEPT_GROUPS] = float(kept_groups)
         return accepted, prompts_consumed, exhausted
+
+    def _replace_skipped(self, dataloader_iter, prompts, labels, images, exhausted):
+        """Pre-rollout skips (GRESO): each prompt the rule skips is replaced by the next one from the
+        loader, as the local engine does; once MAX_SKIP_DRAWS * N prompts were looked at, the rest are
+        kept. Returns (prompts, labels, images, number skipped, exhausted)."""
+        want = len(prompts)
+        kept: tuple[list, list, list] = ([], [], [])
+        looked = skipped = 0
+        while prompts:
+            drop = self.skip([prompt_id(p, lab) for p, lab in zip(prompts, labels)])
+            looked += len(prompts)
+            for item, skip_it in zip(zip(prompts, labels, images), drop.tolist()):
+                if skip_it and looked < MAX_SKIP_DRAWS * want:
+                    skipped += 1
+                elif len(kept[0]) < want:
+                    for column, value in zip(kept, item):
+                        column.append(value)
+            if len(kept[0]) == want or exhausted:
+                break
+            prompts, labels, images, exhausted = _collect_prompt_batch(dataloader_iter, want - len(kept[0]))
+        return (*kept, skipped, exhausted)
 
     def _round_metrics(self, experiences: list) -> dict[str, float]:
         """Accuracy, shaped reward, informative share and lengths of one round, as the local engine logs them."""

@@ -45,7 +45,7 @@ from openrlhf.trainer.ray import ppo_actor
 
 from dynamo import metrics_names as M
 from dynamo.checkpoint import repair_metrics
-from dynamo.core.allocation import rollout_counts
+from dynamo.core.rules import make_rule, planned_counts
 from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.core.stats import PromptStats
 from dynamo.engines.openrlhf import guards
@@ -59,6 +59,7 @@ from dynamo.errors import writing
 from dynamo.io import write_text_atomic
 
 STATS_KEY = "dynamo_prompt_stats"
+RULE_KEY = "dynamo_allocation_rule"  # the allocation rule's own state (GRESO, VIP), when it has one
 GENERATOR_KEY = "dynamo_objective_rng"  # per-rank states of the token objective's generator
 STEPS_KEY = "dynamo_steps_done"
 
@@ -81,6 +82,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         self.spec = self.options.method_spec()
         check_supported(self.spec)
         self.stats = PromptStats()
+        self._rule = make_rule(self.spec.allocation, int(strategy.args.train.seed))
         self.allocation_log: dict[str, float] = {}
         self.samples_generator.__class__ = DynamoSamplesGenerator
         self.samples_generator.configure(
@@ -89,6 +91,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             self.spec.group_filter.max_refill_rounds,
             length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
             keep_tail=self.options.keep_tail,
+            skip=self.skip_prompts if self.rule.skips else None,
         )
         seed_prompt_order(self.prompts_dataloader, strategy.args.train.seed)
         self.experience_maker.__class__ = DynamoExperienceMaker
@@ -101,14 +104,25 @@ class DynamoPPOTrainer(_StockPPOTrainer):
 
     # -- allocation and statistics --------------------------------------------------------------
 
+    @property
+    def rule(self):
+        """The method's allocation rule (dynamo.core.rules), built on first use from the spec."""
+        if getattr(self, "_rule", None) is None:
+            self._rule = make_rule(self.spec.allocation)  # objects built without __init__ (tests): seed 0
+        return self._rule
+
     def allocate(self, prompt_ids: list[str]) -> list[int]:
-        """n_i for this step's prompts: uniform, or DynaMO's allocation from the history so far."""
+        """n_i for this step's prompts from the method's allocation rule and the history so far."""
         n = self.args.rollout.n_samples_per_prompt
         alloc = self.spec.allocation
         k, g = self.stats.counts(prompt_ids)
-        counts = rollout_counts(alloc, k, g, n)
+        counts = planned_counts(self.rule, prompt_ids, k, g, n)
         self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
         return counts.tolist()
+
+    def skip_prompts(self, prompt_ids: list[str]) -> np.ndarray:
+        """The rule's pre-rollout skips for these prompts, from the history so far."""
+        return self.rule.skip(prompt_ids, *self.stats.counts(prompt_ids))
 
     def update_stats(self) -> None:
         graded = self.samples_generator.graded
@@ -116,6 +130,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         if graded:
             ids, scores = zip(*graded)
             self.stats = self.stats.updated(list(ids), np.asarray(scores, dtype=np.float64))
+            self.rule.observe(list(ids), (np.asarray(scores, dtype=np.float64) > 0.5).astype(np.float64))
 
     def train_step(self, rollout_samples, global_step: int):
         self.update_stats()
@@ -145,6 +160,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         client_states = {} if client_states is None else client_states
         client_states[STATS_KEY] = self.stats.to_dict()
         client_states[STEPS_KEY] = self.samples_generator.steps_done
+        client_states[RULE_KEY] = self.rule.state_dict()
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
         if global_step % self.args.ckpt.save_steps == 0:
             # The stock call returned after every rank's save_checkpoint: mark the tag complete (resume.py).
@@ -166,7 +182,8 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         if STATS_KEY in states:
             self.stats = PromptStats.from_dict(states[STATS_KEY])
             self.samples_generator.steps_done = int(states.get(STEPS_KEY, states.get("global_step", 0)))
-        elif states.get("global_step", 0) > 0 and self.spec.allocation.kind == "dynamo":
+            self.rule.load_state_dict(states.get(RULE_KEY, {}))
+        elif states.get("global_step", 0) > 0 and self.spec.allocation.kind != "uniform":
             raise RuntimeError(
                 "resuming a DynaMO run from a checkpoint without prompt statistics "
                 f"({STATS_KEY!r} missing from its client_states): it was not written by this engine"

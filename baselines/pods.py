@@ -1,0 +1,75 @@
+"""PODS (Xu et al. 2025, "Not All Rollouts are Useful: Down-Sampling Rollouts in LLM Reinforcement
+Learning", arXiv 2504.13818): generate n responses per prompt, train on the m of them whose rewards
+have the largest variance ("max-variance down-sampling"); advantages are normalised within the m.
+
+Max-variance down-sampling: with the group's rewards sorted, the optimal m-subset is the i
+highest plus the m - i lowest for some i (the paper's lemma), so scanning i = 0..m finds it; the
+first maximising i wins. With 0/1 correctness this keeps as many correct as wrong responses as
+the group allows. Here the rule sees correctness (as DAPO's group filter does), not shaped rewards;
+ties among equal rewards keep the earliest responses.
+
+Settings: the paper's main runs generate n = 16 and train on m = 4 (a ratio of 4; not checked
+against the released code, which could not be read offline): `keep_fraction` = 0.25, m =
+max(2, round(keep_fraction * n_i)), so a group keeps at least two responses (a group-normalised
+advantage needs two). The generation budget is B = N n as for GRPO; fewer tokens are trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dynamo.core.rules import AllocationRule, register
+from dynamo.spec import AllocationSpec, MethodSpec
+
+
+@dataclass(frozen=True)
+class PodsSettings:
+    keep_fraction: float = field(
+        default=0.25, metadata={"help": "m / n: share of each group's responses trained on (paper: 4 of 16)."}
+    )
+
+
+def max_variance_subset(rewards: np.ndarray, m: int) -> np.ndarray:
+    """Boolean mask of the m rewards with the largest variance: the i highest and m - i lowest,
+    best i in 0..m (first on ties); stable order among equal rewards."""
+    r = np.asarray(rewards, dtype=np.float64)
+    m = min(int(m), r.size)
+    order = np.argsort(r, kind="stable")  # ascending
+    best, best_var = 0, -1.0
+    for i in range(m + 1):
+        chosen = np.concatenate([order[: m - i], order[r.size - i :]])
+        var = float(r[chosen].var()) if m else 0.0
+        if var > best_var + 1e-12:
+            best, best_var = i, var
+    keep = np.zeros(r.size, dtype=bool)
+    keep[order[: m - best]] = True
+    keep[order[r.size - best :]] = True
+    return keep
+
+
+@register
+class Pods(AllocationRule):
+    """Uniform n_i = n; then each group keeps its max-variance m-subset."""
+
+    name = "pods"
+    selects = True
+    settings_class = PodsSettings
+
+    def __init__(self, spec, seed=0):
+        super().__init__(spec, seed)
+        if not 0 < self.settings.keep_fraction <= 1:
+            raise ValueError(f"pods keep_fraction must be in (0, 1], got {self.settings.keep_fraction}")
+
+    def keep(self, correct):
+        m = max(2, round(self.settings.keep_fraction * len(correct)))
+        return max_variance_subset(correct, m)
+
+
+PODS = MethodSpec(
+    name="pods",
+    description="PODS (Xu et al. 2025, arXiv 2504.13818): generate n, train on the max-variance quarter "
+    "of each group.",
+    allocation=AllocationSpec(kind="pods"),
+)

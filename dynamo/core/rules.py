@@ -1,0 +1,182 @@
+"""Rollout allocation as a plug-in: the one interface both engines call, and the rules by name.
+
+For one RL step an allocation rule answers, from the step's prompts and their history (k_i
+successes in G_i past responses, `dynamo.core.stats.PromptStats`, kept by the engine):
+
+- `skip(ids, k, G)`: which of the drawn prompts not to roll out at all (a pre-rollout filter; the
+  engines draw replacements until N prompts remain, so the rollout budget is unchanged);
+- `counts(ids, k, G, n)`: how many samples each prompt gets, summing to exactly B = N n and within
+  the rule's bounds (checked here, in `planned_counts`, for every rule);
+- `keep(correct)`: which of one group's graded samples to train on (post-rollout down-selection);
+- `observe(ids, correct)`: what the rule learns from every graded sample (rules with state);
+- `state_dict()` / `load_state_dict()`: that state, JSON-safe, saved in the checkpoint.
+
+Engines build one rule per run with `make_rule(spec.allocation, seed)` and never name a method:
+the spec's `allocation.kind` is looked up in `RULES`. `uniform` and DynaMO's rule are defined
+here; the rules of other papers live in `baselines/`, one module each, and register themselves
+with `@register` when `baselines` is imported (which `make_rule` does on a name it lacks).
+"""
+
+from __future__ import annotations
+
+import importlib
+import operator
+from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dynamo.core.allocation import (
+    allocate_rollouts,
+    allocation_weights,
+    check_allocation_feasible,
+    uniform_allocation,
+)
+
+if TYPE_CHECKING:
+    from dynamo.spec import AllocationSpec
+
+
+# A skipping rule (GRESO): once this many draws of N prompts were looked at in one generation round,
+# the engines keep the rest whatever the rule says (a rule that skips everything cannot stall a step).
+MAX_SKIP_DRAWS = 8
+
+
+class AllocationRule:
+    """Base rule: n_i = n for every prompt, nothing skipped, every sample kept, no state.
+
+    Subclasses set `name` and override what they change. Flags the engines read:
+    `skips` (pre-rollout filter), `selects` (post-rollout down-selection), `varies_counts`
+    (n_i can differ from n, so a refilled prompt could not simply get n).
+    """
+
+    name: ClassVar[str] = ""
+    skips: ClassVar[bool] = False
+    selects: ClassVar[bool] = False
+    varies_counts: ClassVar[bool] = False
+    settings_class: ClassVar[type | None] = None  # typed settings read from `allocation.params`
+
+    def __init__(self, spec: AllocationSpec, seed: int = 0) -> None:
+        self.spec = spec
+        self.settings = _settings(self.settings_class, spec, self.name)
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """(fewest, most) samples a prompt may get this step, for the budget check."""
+        return (n, n) if not self.varies_counts else self.spec.bounds(n)
+
+    def check_feasible(self, num_prompts: int, n: int) -> None:
+        """Raise ValueError before any compute if the bounds cannot hold the budget N n (rules whose
+        n_i may differ from n; n_i = n always fits)."""
+        if not self.varies_counts:
+            return
+        n_low, n_high = self.bounds(n)
+        check_allocation_feasible(num_prompts, num_prompts * n, n_low, n_high, min_group=2)
+
+    def skip(self, prompt_ids: Sequence[str], k: np.ndarray, G: np.ndarray) -> np.ndarray:
+        return np.zeros(len(prompt_ids), dtype=bool)
+
+    def counts(self, prompt_ids: Sequence[str], k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
+        return uniform_allocation(len(prompt_ids), len(prompt_ids) * n)
+
+    def keep(self, correct: np.ndarray) -> np.ndarray:
+        return np.ones(len(correct), dtype=bool)
+
+    def observe(self, prompt_ids: Sequence[str], correct: np.ndarray) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"allocation rule {self.name!r} keeps no state, got keys {sorted(state)}")
+
+
+RULES: dict[str, type[AllocationRule]] = {}
+
+
+def register(cls: type[AllocationRule]) -> type[AllocationRule]:
+    """Class decorator: make `cls` the rule for `allocation.kind == cls.name`."""
+    if not cls.name or (cls.name in RULES and RULES[cls.name] is not cls):
+        raise ValueError(f"allocation rule name {cls.name!r} is empty or taken by {RULES.get(cls.name)}")
+    RULES[cls.name] = cls
+    return cls
+
+
+def rule_class(kind: str) -> type[AllocationRule]:
+    if kind not in RULES:
+        importlib.import_module("baselines")  # the papers' rules register on import
+    if kind not in RULES:
+        raise ValueError(f"method.allocation.kind must be one of {sorted(RULES)} (registered rules), got {kind!r}")
+    return RULES[kind]
+
+
+def make_rule(spec: AllocationSpec, seed: int = 0) -> AllocationRule:
+    """The run's rule for `spec.allocation` (settings checked now, before any compute)."""
+    return rule_class(spec.kind)(spec, seed)
+
+
+def planned_counts(rule: AllocationRule, prompt_ids: Sequence[str], k: np.ndarray, G: np.ndarray, n: int):
+    """`rule.counts`, checked: one whole count per prompt, sum exactly N n, each within the rule's bounds."""
+    counts = np.asarray(rule.counts(prompt_ids, k, G, n))
+    budget = len(prompt_ids) * operator.index(n)
+    n_low, n_high = rule.bounds(n)
+    if counts.shape != (len(prompt_ids),) or counts.dtype.kind not in "iu":
+        raise RuntimeError(f"rule {rule.name!r} returned counts of shape {counts.shape}, dtype {counts.dtype}")
+    if int(counts.sum()) != budget or (counts < n_low).any() or (counts > n_high).any():
+        raise RuntimeError(
+            f"rule {rule.name!r} broke the budget: sum {int(counts.sum())} (want {budget}), "
+            f"range [{counts.min()}, {counts.max()}] (bounds [{n_low}, {n_high}])"
+        )
+    return counts.astype(np.int64)
+
+
+def _settings(settings_class: type | None, spec: AllocationSpec, name: str) -> Any:
+    """The rule's typed settings: its dataclass defaults (as released) with `spec.params` applied."""
+    from dynamo.spec import apply_overrides
+
+    params = dict(spec.params)
+    if settings_class is None:
+        if params:
+            raise ValueError(f"allocation rule {name!r} takes no params, got {sorted(params)}")
+        return None
+    assert is_dataclass(settings_class), settings_class
+    known = {f.name for f in fields(settings_class)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown allocation.params {unknown} for rule {name!r}; known: {sorted(known)}")
+    return apply_overrides(settings_class(), params, f"method.allocation.params[{name}]")
+
+
+# -- the two rules of this project ---------------------------------------------------------------
+
+
+@register
+class Uniform(AllocationRule):
+    """GRPO's allocation: n_i = n."""
+
+    name = "uniform"
+
+
+@register
+class Dynamo(AllocationRule):
+    """DynaMO: n_i = allocate_rollouts(w(k, G), B = N n, n_low, n_high), with the spec's weight, cold
+    start, mastery floor and bounds (dynamo.core.allocation)."""
+
+    name = "dynamo"
+    varies_counts = True
+
+    def counts(self, prompt_ids, k, G, n):
+        spec = self.spec
+        weights = allocation_weights(
+            k,
+            G,
+            weight=spec.weight,
+            min_history=spec.min_history,
+            mastery_threshold=spec.mastery_threshold,
+            weight_floor=spec.weight_floor,
+            cold_start=spec.cold_start,
+        )
+        n_low, n_high = spec.bounds(n)
+        return allocate_rollouts(weights, len(prompt_ids) * n, n_low, n_high)
