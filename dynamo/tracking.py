@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamo.config import WandbConfig
+if TYPE_CHECKING:  # annotations only: tracking must not import the config layer (tests/test_imports.py)
+    from dynamo.config import WandbConfig
 
 ID_FILE = "wandb_run_id.txt"  # a resumed run continues the same W&B run
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from repo_copy import ROOT, copy_repo
 
-from dynamo.validation import check_main
+from dynamo.config import check_main
 
 # (name, YAML merged over config/config.yaml, text the message must contain)
 BAD_CONFIGS = [

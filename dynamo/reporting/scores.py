@@ -39,7 +39,7 @@ SCORE_COLUMNS = [
 
 def code_version() -> str:
     """The code that runs now: git commit if this is a checkout, else the package version + 'unknown'."""
-    from dynamo.engines.train import git_commit  # no torch: only config and io
+    from dynamo.provenance_info import git_commit
 
     commit = git_commit()
     if commit != "unknown":
