@@ -153,7 +153,7 @@ def snakemake_dry_run_in_process(repo, configfile) -> str:
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=1),
                 config_settings=ConfigSettings(configfiles=[configfile]),
-                snakefile=repo / "workflow" / "Snakefile",
+                snakefile=repo / "Snakefile",
                 workdir=repo,
             )
             workflow.dag(DAGSettings(targets={"results/table1.csv"})).execute_workflow(executor="dryrun")
