@@ -10,6 +10,17 @@ from baselines.entropy_loss import ENTROPY_LOSS
 from baselines.fork_tokens import FORK_TOKENS
 from baselines.grpo import GRPO
 from baselines.kl_cov import KL_COV
-from baselines.w_reinforce import W_REINFORCE
+from baselines.w_reinforce import W_REINFORCE, W_REINFORCE_PAPER
 
-BASELINES = [GRPO, DAPO, CLIP_HIGHER, ENTROPY_LOSS, FORK_TOKENS, ENTROPY_ADV, CLIP_COV, KL_COV, W_REINFORCE]
+BASELINES = [
+    GRPO,
+    DAPO,
+    CLIP_HIGHER,
+    ENTROPY_LOSS,
+    FORK_TOKENS,
+    ENTROPY_ADV,
+    CLIP_COV,
+    KL_COV,
+    W_REINFORCE,
+    W_REINFORCE_PAPER,
+]
