@@ -43,3 +43,36 @@ def test_a_clone_has_the_promised_top_level_and_ships_no_output():
     assert "profiles/default/config.yaml" in tracked
     for folder in ("results", "paper_figures"):
         assert [p for p in tracked if p.startswith(folder + "/")] == [f"{folder}/README.md"]
+
+
+@pytest.mark.parametrize(
+    "ci, reason, code",
+    [
+        ("true", "openrlhf 0.11.2 is not importable (No module named 'openrlhf')", 1),
+        ("", "openrlhf 0.11.2 is not importable (No module named 'openrlhf')", 0),
+        ("true", "this machine has a GPU", 0),
+    ],
+    ids=["ci-openrlhf-missing-fails", "local-openrlhf-missing-skips", "ci-other-skip-passes"],
+)
+def test_ci_fails_when_openrlhf_tests_skip(tmp_path, ci, reason, code):
+    """tests/conftest.py in a pytest run of its own: a module skipping because openrlhf is missing."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_engine.py").write_text(
+        f"import pytest\npytest.skip({reason!r}, allow_module_level=True)\ndef test_after_the_skip():\n    pass\n"
+    )
+    (tmp_path / "test_other.py").write_text("def test_passes():\n    pass\n")
+    env = {**os.environ, "CI": ci}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == code, out.stdout[-2000:]
+    assert ("openrlhf missing in CI" in out.stdout) == (code == 1)
