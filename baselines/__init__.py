@@ -14,8 +14,19 @@ from baselines.kl_cov import KL_COV
 from baselines.knapsack_rl import KNAPSACK_RL
 from baselines.pods import PODS
 from baselines.vip import VIP
-from baselines.w_reinforce import W_REINFORCE
+from baselines.w_reinforce import W_REINFORCE, W_REINFORCE_PAPER
 
-BASELINES = [GRPO, DAPO, CLIP_HIGHER, ENTROPY_LOSS, FORK_TOKENS, ENTROPY_ADV, CLIP_COV, KL_COV, W_REINFORCE]
+BASELINES = [
+    GRPO,
+    DAPO,
+    CLIP_HIGHER,
+    ENTROPY_LOSS,
+    FORK_TOKENS,
+    ENTROPY_ADV,
+    CLIP_COV,
+    KL_COV,
+    W_REINFORCE,
+    W_REINFORCE_PAPER,
+]
 # Allocation methods: each module also registers its rule in dynamo.core.rules.
 BASELINES += [VIP, KNAPSACK_RL, GRESO, PODS]

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.errors import UserError
-from dynamo.fingerprint import file_sha256
 from dynamo.io import write_json_atomic, write_text_atomic
+from dynamo.provenance_info import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = "dynamo.checkpoint/1"

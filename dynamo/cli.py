@@ -35,7 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("dynamo.evaluation.evaluate", "sample k answers per benchmark problem, grade, Pass@1/Pass@k"),
     "grade": ("dynamo.grading.cli", "grade a JSONL of {response, answer} lines without any model"),
     "verify": (
-        "dynamo.evaluation.verify",
+        "dynamo.reporting.verify",
         "recompute every score from its samples (and scores tables from score files); non-zero on a difference",
     ),
     "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),

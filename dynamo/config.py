@@ -19,6 +19,14 @@ from typing import Any, Literal
 import yaml
 
 from dynamo.methods import get_method
+from dynamo.validation import (
+    ConfigError,
+    bound_problems,
+    checked_build,
+    config_summary,
+    empty_file_problem,
+    semantic_problems,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -283,12 +291,23 @@ class ExperimentConfig:
 # Loading and validation
 
 
+def config_problems(data: dict[str, Any] | None) -> tuple[Any, list[str], list[str]]:
+    """(ExperimentConfig or None, problems, warnings) for a nested config dict; never raises."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [f"config must be a mapping, got {type(data).__name__}"], []
+    cfg, problems = checked_build(ExperimentConfig(), data, "config")
+    problems += bound_problems(cfg, "config")
+    semantic, warnings = semantic_problems(cfg)
+    problems += [p for p in semantic if p not in problems]
+    return (None if problems else cfg), problems, warnings
+
+
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Build and validate an ExperimentConfig from a (possibly partial) nested dict.
 
     Raises ConfigError (a ValueError) listing every problem, one line each (dynamo.validation)."""
-    from dynamo.validation import ConfigError, config_problems
-
     cfg, problems, _ = config_problems(data or {})
     if problems:
         raise ConfigError(problems)
@@ -299,8 +318,6 @@ def read_config_files(paths: list[str | Path] | tuple[str | Path, ...]) -> tuple
     """Merge YAML files left to right (later wins, nested mappings merged): (merged dict, file problems).
 
     An empty file is a problem (it silently meant "defaults" before), as are unreadable or non-YAML files."""
-    from dynamo.validation import empty_file_problem
-
     merged: dict[str, Any] = {}
     problems: list[str] = []
     for path in paths:
@@ -323,8 +340,6 @@ def read_config_files(paths: list[str | Path] | tuple[str | Path, ...]) -> tuple
 
 def load_config(*paths: str | Path) -> ExperimentConfig:
     """Merge YAML files left to right (later wins, nested mappings merged) into a validated config."""
-    from dynamo.validation import ConfigError
-
     merged, problems = read_config_files(paths)
     if problems:
         raise ConfigError(problems)
@@ -332,6 +347,22 @@ def load_config(*paths: str | Path) -> ExperimentConfig:
         return config_from_dict(merged)
     except ConfigError as err:
         raise ConfigError([f"{', '.join(map(str, paths))}: {p}" for p in err.problems]) from None
+
+
+def check_main(paths: list[str]) -> int:
+    """Validate the merged files; print the summary (exit 0) or one line per problem (exit 1)."""
+    data, problems = read_config_files(paths)
+    cfg, more, warnings = config_problems(data) if not problems else (None, [], [])
+    problems += more
+    for line in problems:
+        print(f"error: {line}")
+    for line in warnings:
+        print(f"warning: {line}")
+    if problems:
+        print(f"{len(problems)} problem(s) in {', '.join(map(str, paths))}; nothing was run")
+        return 1
+    print("\n".join(config_summary(cfg)))
+    return 0
 
 
 def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -401,6 +432,4 @@ if __name__ == "__main__":
     if args.write_schema:
         write_schema()
     if args.check:
-        from dynamo.validation import check_main
-
         raise SystemExit(check_main(args.check))

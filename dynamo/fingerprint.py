@@ -32,6 +32,7 @@ from typing import Any
 
 from dynamo.errors import UserError
 from dynamo.io import write_json_atomic
+from dynamo.provenance_info import file_sha256, git_commit
 
 FORMAT = "dynamo.fingerprint/1"
 FINGERPRINT_FILE = "fingerprint.json"
@@ -107,25 +108,8 @@ def data_identity(path: str) -> dict[str, Any]:
     return {"hub_id": path}
 
 
-def file_sha256(path: Path, *, partial: bool = False, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        if partial:
-            size = path.stat().st_size
-            digest.update(f"size={size};".encode())
-            digest.update(fh.read(chunk))
-            fh.seek(max(size - chunk, 0))
-            digest.update(fh.read(chunk))
-            return "partial:" + digest.hexdigest()
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def code_version() -> dict[str, str]:
     from importlib import metadata
-
-    from dynamo.engines.train import git_commit
 
     try:
         version = metadata.version("dynamo-rlvr")

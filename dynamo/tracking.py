@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamo.config import WandbConfig
 from dynamo.errors import failed_write_errno, writing
+
+if TYPE_CHECKING:  # annotations only: tracking must not import the config layer (tests/test_imports.py)
+    from dynamo.config import WandbConfig
 
 ID_FILE = "wandb_run_id.txt"  # a resumed run continues the same W&B run
 

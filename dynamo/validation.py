@@ -1,7 +1,9 @@
 """Complete validation of an experiment config before any compute: every problem at once.
 
-`config_problems(data)` builds the typed config field by field, so one bad field does not hide
-the next, and returns (config or None, problems, warnings). Each problem is one line that names
+`dynamo.config.config_problems(data)` builds the typed config field by field with
+`checked_build`, so one bad field does not hide the next, and returns (config or None, problems,
+warnings). This module imports no config class and no engine (the config imports it; engines
+are asked through `dynamo.engines.registry`). Each problem is one line that names
 the field (`config.train.lr`, `method dynamo: loss.eps_low`) or the path; the order is fixed
 (field order, then sorted names), so the same config always gives the same lines.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynamo.engines.registry import config_check
 from dynamo.spec import flat_fields
 
 MAX_SEED = 2**32 - 1
@@ -159,22 +162,7 @@ def path_problem(field: str, path: str, *, hub_allowed: bool, what: str) -> str 
 # The whole config
 
 
-def config_problems(data: dict[str, Any] | None) -> tuple[Any, list[str], list[str]]:
-    """(ExperimentConfig or None, problems, warnings) for a nested config dict; never raises."""
-    from dynamo.config import ExperimentConfig
-
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        return None, [f"config must be a mapping, got {type(data).__name__}"], []
-    cfg, problems = _build(ExperimentConfig(), data, "config")
-    problems += bound_problems(cfg, "config")
-    semantic, warnings = _semantic_problems(cfg)
-    problems += [p for p in semantic if p not in problems]
-    return (None if problems else cfg), problems, warnings
-
-
-def _build(base: Any, data: dict[str, Any], where: str) -> tuple[Any, list[str]]:
+def checked_build(base: Any, data: dict[str, Any], where: str) -> tuple[Any, list[str]]:
     """`base` with every valid field of `data` applied; one problem per invalid field."""
     from dynamo.methods import apply_overrides
 
@@ -189,7 +177,7 @@ def _build(base: Any, data: dict[str, Any], where: str) -> tuple[Any, list[str]]
             continue
         value, current = data[key], getattr(base, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            sub, sub_problems = _build(current, value, f"{where}.{key}")
+            sub, sub_problems = checked_build(current, value, f"{where}.{key}")
             problems += sub_problems
             changes[key] = sub
             continue
@@ -232,7 +220,8 @@ def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> li
     return []
 
 
-def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
+def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
+    """(problems, warnings) across fields: registered names, seeds, batches, allocation, paths, engine."""
     from dynamo.core.rules import make_rule
     from dynamo.methods import all_methods, get_method
 
@@ -293,13 +282,12 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
 
     problems += _path_problems(cfg)
     problems += _benchmark_problems(cfg)
-    if cfg.engine == "openrlhf" and not problems:
-        from dynamo.engines.openrlhf.launcher import validate
-
+    engine_check = config_check(cfg.engine)
+    if engine_check is not None and not problems:
         try:
-            validate(cfg)  # the openrlhf section, batch divisibility, every method expressible
+            engine_check(cfg)  # openrlhf: its section, batch divisibility, every method expressible
         except ValueError as err:
-            problems.append(f"config.openrlhf: {err}")
+            problems.append(f"config.{cfg.engine}: {err}")
 
     tokens = t.steps * t.prompts_per_step * t.rollouts_per_prompt * t.max_new_tokens
     if cfg.engine == "local" and tokens > LOCAL_TOKENS_WARNING:
@@ -372,7 +360,7 @@ def _benchmark_problems(cfg: Any) -> list[str]:
 # `python -m dynamo.config --check`: the human summary
 
 
-def summary(cfg: Any) -> list[str]:
+def config_summary(cfg: Any) -> list[str]:
     t, m = cfg.train, cfg.model
     methods = list(dict.fromkeys([*cfg.methods, *cfg.ablation_methods]))
     runs = len(methods) * len(cfg.seeds)
@@ -393,24 +381,6 @@ def summary(cfg: Any) -> list[str]:
         f"lr {t.lr:g}; up to {tokens:.3g} generated tokens per run",
         f"  eval:  {', '.join(cfg.eval.benchmarks)}; {cfg.eval.samples} samples per problem",
     ]
-
-
-def check_main(paths: list[str]) -> int:
-    """Validate the merged files; print the summary (exit 0) or one line per problem (exit 1)."""
-    from dynamo.config import read_config_files
-
-    data, problems = read_config_files(paths)
-    cfg, more, warnings = config_problems(data) if not problems else (None, [], [])
-    problems += more
-    for line in problems:
-        print(f"error: {line}")
-    for line in warnings:
-        print(f"warning: {line}")
-    if problems:
-        print(f"{len(problems)} problem(s) in {', '.join(map(str, paths))}; nothing was run")
-        return 1
-    print("\n".join(summary(cfg)))
-    return 0
 
 
 def empty_file_problem(path: str | Path, data: Any) -> str | None:

@@ -10,8 +10,6 @@ GENERATED = {
     ".venv",
     ".git",
     "runs",
-    "results",
-    "paper_figures",
     "data",
     "models",
     "cache",
@@ -22,11 +20,17 @@ GENERATED = {
     ".hypothesis",
     "__pycache__",
 }
+# Output folders: copied with their README only, as a fresh clone has them.
+OUTPUTS = {ROOT / "results", ROOT / "paper_figures"}
+
+
+def _ignored(directory: str, names: list[str]) -> list[str]:
+    if Path(directory) in OUTPUTS:
+        return [n for n in names if n != "README.md"]
+    return [n for n in names if n in GENERATED or n.endswith(".egg-info")]
 
 
 def copy_repo(dest: Path) -> Path:
     """Copy the project to `dest` so that a test never touches ./results or ./runs."""
-    shutil.copytree(
-        ROOT, dest, ignore=lambda d, names: [n for n in names if n in GENERATED or n.endswith(".egg-info")]
-    )
+    shutil.copytree(ROOT, dest, ignore=_ignored)
     return dest

@@ -66,8 +66,14 @@ def test_every_paper_method_is_registered_with_its_settings():
         1.0,
         False,
     )
-    wr = methods["w-reinforce"]
-    assert wr.advantage.estimator == "w_reinforce" and wr.advantage.positive_weight == 0.1 and not wr.loss.clip
+    wr, written = methods["w-reinforce"], methods["w-reinforce-paper"]
+    assert wr.advantage == written.advantage
+    assert wr.advantage.estimator == "w_reinforce" and wr.advantage.positive_weight == 0.1
+    # as released (verl's stock PPO loss): clip 0.2 both ways, no dual clip, entropy bonus 0.001
+    assert (wr.loss.clip, wr.loss.eps_low, wr.loss.eps_high, wr.loss.dual_clip) == (True, 0.2, 0.2, None)
+    assert wr.loss.entropy_coef == 0.001
+    # as written: REINFORCE, no clip, no bonus
+    assert (written.loss.clip, written.loss.dual_clip, written.loss.entropy_coef) == (False, None, 0.0)
 
 
 def test_dynamo_methods_lists_every_paper_method(capsys):
@@ -238,7 +244,7 @@ def test_kl_cov_every_response_correct_and_on_policy():
 
 
 def test_w_reinforce_advantages_and_unclipped_loss():
-    spec = get_method("w-reinforce")
+    spec = get_method("w-reinforce-paper")
     rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
     correct = torch.tensor([True, False, True, True])
     groups = torch.tensor([0, 0, 1, 1])
@@ -254,3 +260,15 @@ def test_w_reinforce_advantages_and_unclipped_loss():
     b = batch([[math.log(2.0), math.log(3.0)]], [[0.0, 0.0]], [[0.1, -1.0]])
     loss, metrics, _ = objective_loss(spec, b)
     assert loss.item() == pytest.approx((-0.2 + 3.0) / 2, abs=1e-12) and metrics["pg_clipfrac"] == 0
+
+
+def test_w_reinforce_as_released_clips_and_adds_the_entropy_bonus():
+    spec = get_method("w-reinforce")
+    # r = 2 with A = 0.1 is clipped to 1.2: -0.12; r = 20 with A = -1 is not capped (no dual clip,
+    # GRPO's c = 10 would give 10): 20; entropy bonus -0.001 * mean(0.5, 1.5).
+    b = batch([[math.log(2.0), math.log(20.0)]], [[0.0, 0.0]], [[0.1, -1.0]], entropy=[[0.5, 1.5]])
+    loss, metrics, _ = objective_loss(spec, b)
+    assert loss.item() == pytest.approx((-0.12 + 20.0) / 2 - 0.001 * 1.0, abs=1e-12)
+    assert metrics["pg_clipfrac"] == 0.5
+    written, _, _ = objective_loss(get_method("w-reinforce-paper"), b)
+    assert written.item() == pytest.approx((-0.2 + 20.0) / 2, abs=1e-12)

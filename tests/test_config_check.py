@@ -11,7 +11,7 @@ import sys
 import pytest
 from repo_copy import ROOT, copy_repo
 
-from dynamo.validation import check_main
+from dynamo.config import check_main
 
 # (name, YAML merged over config/config.yaml, text the message must contain)
 BAD_CONFIGS = [
@@ -153,7 +153,7 @@ def snakemake_dry_run_in_process(repo, configfile) -> str:
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=1),
                 config_settings=ConfigSettings(configfiles=[configfile]),
-                snakefile=repo / "workflow" / "Snakefile",
+                snakefile=repo / "Snakefile",
                 workdir=repo,
             )
             workflow.dag(DAGSettings(targets={"results/table1.csv"})).execute_workflow(executor="dryrun")

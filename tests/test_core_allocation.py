@@ -247,7 +247,7 @@ def test_fast_at_scale():
 
 
 def test_rollout_counts_for_method_specs():
-    from dynamo.core.allocation import rollout_counts
+    from dynamo.core.rules import rollout_counts
     from dynamo.methods import get_method
 
     k = np.array([0, 3, 8, 1, 0, 5])

@@ -223,7 +223,9 @@ def test_dapo_refill_replaces_filtered_groups_with_a_cap(fake_ray):
 
 def test_generator_stops_after_max_steps(fake_ray):
     gen, _ = make_generator(openrlhf_args(n=2, batch=2), 10, lambda ids: [2] * len(ids), max_steps=2)
-    assert gen.generate_samples(**GEN_KW)[0] and gen.generate_samples(**GEN_KW)[3] is not False
+    first, second = gen.generate_samples(**GEN_KW), gen.generate_samples(**GEN_KW)
+    assert first[0] and first[3] is False  # 10 prompts, 2 per step: the data is not used up
+    assert second[0] and second[3] is True  # step 2 of 2 has samples and tells the trainer to stop
     assert gen.generate_samples(**GEN_KW) == ([], None, 0, True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
@@ -13,6 +14,7 @@ from dynamo.config import load_config
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
+from dynamo.engines.registry import config_check
 from dynamo.methods import all_methods
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +24,6 @@ EXPERIMENTS = ["qwen2.5-math-7b", "qwen2.5-math-1.5b"]
 def gpu_config(name: str = "qwen2.5-math-7b", **overrides):
     cfg = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "experiments" / f"{name}.yaml")
     if overrides:
-        import dataclasses
-
         from dynamo.config import config_from_dict
 
         data = dataclasses.asdict(cfg)
@@ -60,8 +60,20 @@ def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_validates_for_the_engine(experiment):
-    launcher.validate(gpu_config(experiment))
+def test_experiment_validates_for_the_engine(experiment, monkeypatch):
+    cfg = gpu_config(experiment)
+    assert config_check("openrlhf") is launcher.validate  # what config validation runs for this engine
+    launcher.validate(cfg)
+    # it builds the command of every method the experiment trains ...
+    built = []
+    with monkeypatch.context() as m:
+        m.setattr(launcher, "build_command", lambda cfg, name, *args, **kw: built.append(name))
+        launcher.validate(cfg)
+    assert sorted(built) == sorted({*cfg.methods, *cfg.ablation_methods})
+    # ... and so fails on what could not run, e.g. a budget that is no whole number of mini-batches
+    odd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mini_batch_prompts=24))
+    with pytest.raises(ValueError, match=r"budget N\*n = 8192 is not a whole number of mini-batches of 384"):
+        launcher.validate(odd)
 
 
 def test_7b_dynamo_command_carries_the_authors_settings(tmp_path):

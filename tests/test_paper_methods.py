@@ -60,6 +60,7 @@ def test_paper_embedded_config_adds_the_nine_and_the_default_keeps_three():
     assert paper.train == default.train  # same budget as the main job, more methods
 
 
+@pytest.mark.slow  # nine training jobs, ~13 min on 2 busy cores; the smoke pipeline covers the same path
 @pytest.mark.timeout(1800)  # nine training jobs: more than the smoke pipeline's six
 def test_nine_paper_methods_train_on_the_embedded_task(tmp_path):
     repo = copy_repo(tmp_path / "repo")

@@ -32,10 +32,10 @@ def test_dry_run_lists_every_method_and_seed():
     for rule, count in {"train": 9, "evaluate": 12, "warmstart": 1, "table1": 1}.items():
         line = next((ln for ln in text.splitlines() if ln.split()[:1] == [rule]), "")
         assert line.split()[1:2] == [str(count)], f"{rule}: {line!r}\n{text}"
-    # The default profile is found (it must sit next to the Snakefile): without its
+    # The default profile is found (it must sit beside the root Snakefile): without its
     # rerun-incomplete, an output killed after it was written stops every later run.
-    assert "Using workflow specific profile workflow/profiles/default" in text
-    profile = yaml.safe_load((ROOT / "workflow/profiles/default/config.yaml").read_text())
+    assert "Using workflow specific profile profiles/default" in text
+    profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
     assert profile["rerun-incomplete"] is True
 
 

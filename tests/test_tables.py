@@ -14,6 +14,7 @@ import pytest
 from reporting_fixture import BENCHMARKS, METHODS, SEEDS, make_runs, pass_curve, write_run
 from scipy import stats as st
 
+from dynamo.methods import get_method
 from dynamo.reporting import load_metrics, load_scores, reference, tables
 from dynamo.reporting import stats as rstats
 from dynamo.reporting.scores import SCORE_COLUMNS, collect_scores, write_scores
@@ -260,7 +261,10 @@ def test_every_trained_method_is_also_compared_with_the_start_model(tmp_path):
     assert by.loc["grpo", "vs_base"] == "higher" and by.loc["noisy", "vs_base"] == "within seed spread"
     assert by.loc["grpo", "delta_avg_pass@1_vs_base"] == pytest.approx((0.36 + 0.36 + 0.35) / 3 - 0.30)
     assert by.loc["base", "vs_base"] == "-"
-    assert "| vs base (avg P@1) |" in tables.to_markdown(table, info)
+    md = tables.to_markdown(table, info)
+    assert "| vs base (avg P@1) |" in md
+    # the rows that are registered methods say what they ran; base and unknown names are not listed
+    assert f"- `grpo`: {get_method('grpo').description}" in md and "- `base`" not in md and "- `noisy`" not in md
 
 
 def test_missing_and_inconsistent_scores_fail_clearly(tmp_path):

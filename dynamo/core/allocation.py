@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from dynamo.spec import AllocationSpec
+    pass
 
 # Largest value of p(1 - p) and of its square root: the cold-start weight.
 COLD_WEIGHT = {"p": 0.25, "sqrt_p": 0.5}
@@ -293,12 +293,3 @@ def _is_greedy_optimal(counts: np.ndarray, w2: np.ndarray, n_low: int, n_high: i
     m_best = m_left[sel].min()
     best = (-g_left.max(), m_best, left[sel][m_left[sel] == m_best].min())
     return worst < best
-
-
-def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
-    """Per-prompt rollout counts of the registered rule `spec.kind` for a history without rule state
-    (uniform: n_i = n; dynamo: the weights and bounds above). Engines hold a rule object instead
-    (`dynamo.core.rules.make_rule`), which also carries state, skips and down-selection."""
-    from dynamo.core.rules import make_rule, planned_counts  # rules build on this module
-
-    return planned_counts(make_rule(spec), [str(i) for i in range(len(k))], k, G, n)

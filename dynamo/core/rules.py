@@ -180,3 +180,10 @@ class Dynamo(AllocationRule):
         )
         n_low, n_high = spec.bounds(n)
         return allocate_rollouts(weights, len(prompt_ids) * n, n_low, n_high)
+
+
+def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
+    """Per-prompt rollout counts of the registered rule `spec.kind` for a history without rule state
+    (uniform: n_i = n; dynamo: its weights and bounds). Engines hold a rule object instead
+    (`make_rule`), which also carries state, skips and down-selection."""
+    return planned_counts(make_rule(spec), [str(i) for i in range(len(k))], k, G, n)

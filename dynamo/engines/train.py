@@ -15,7 +15,6 @@ import dataclasses
 import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from dynamo import metrics_names as M
 from dynamo.config import load_config
 from dynamo.io import read_jsonl, write_json_atomic
+from dynamo.provenance_info import git_commit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -188,20 +188,3 @@ def _phase_means(metrics_path: Path) -> dict[str, float]:
     rows = read_jsonl(metrics_path)
     keys = sorted({k for r in rows for k in r if k.startswith("time/")})
     return {k[5:]: sum(r.get(k, 0.0) for r in rows) / max(len(rows), 1) for k in keys}
-
-
-def git_commit() -> str:
-    """HEAD of the checkout running this code, with '-dirty' when it has uncommitted changes."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,6 +1,5 @@
-"""`dynamo verify`: check that every score follows from the samples it claims to come from.
-
-    dynamo verify runs/embedded results/ [--regrade]
+"""Checks that every score follows from the samples it claims to come from (`dynamo verify`,
+whose command walks directories in `dynamo.reporting.verify`).
 
 A per-run score file (`<run>/eval/<benchmark>/scores.json`, written by `dynamo evaluate`) is
 checked against itself and its samples (`check_score_file`):
@@ -32,7 +31,6 @@ which side is right is for a person to decide.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -42,16 +40,9 @@ from typing import Any
 
 from dynamo.errors import UserError, read_json_file
 from dynamo.evaluation.metrics import mean_pass_at_k
+from dynamo.provenance_info import file_sha256
 
 TOLERANCE = 1e-9  # recomputed Pass@k may differ from the recorded value in its last bits only
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=64)
@@ -244,67 +235,3 @@ def require_verified(problems: list[str]) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more; `dynamo verify` lists them)" if len(problems) > 1 else ""
         raise UserError(problems[0] + more)
-
-
-def verify_paths(paths: list[Path], *, regrade: bool = False) -> tuple[list[str], dict[str, int]]:
-    """Every problem under `paths` (directories are searched) and counts of what was checked."""
-    from dynamo.reporting.scores import load_scores
-
-    counts = {
-        "score_files": 0,
-        "scores_tables": 0,
-        "rows_unchecked": 0,
-        "provenance_files": 0,
-        "inputs_unchecked": 0,
-    }
-    problems: list[str] = []
-    for root in paths:
-        if not root.exists():
-            raise UserError(f"{root}: no such file or directory")
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            if path.name == "scores.json" and path.parent.parent.name == "eval":
-                counts["score_files"] += 1
-                problems += check_score_file(path, regrade=regrade)
-            elif path.suffix == ".csv" and path.name.startswith("scores"):
-                counts["scores_tables"] += 1
-                found, unchecked = check_scores_table(load_scores(path), path)
-                problems += found
-                counts["rows_unchecked"] += unchecked
-            elif path.name.endswith(".provenance.json"):
-                counts["provenance_files"] += 1
-                found, unchecked = check_provenance(path)
-                problems += found
-                counts["inputs_unchecked"] += unchecked
-    return problems, counts
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "paths", nargs="*", type=Path,
-        help="run directories, results/, or single files (default: runs/ and results/, where they exist)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--regrade", action="store_true", help="also grade every stored response again and compare verdicts"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    paths = args.paths or [p for p in (Path("runs"), Path("results")) if p.exists()]
-    if not paths:
-        raise UserError("nothing to verify: no runs/ or results/ here (name the directories or files)")
-    problems, counts = verify_paths(paths, regrade=args.regrade)
-    for problem in problems:
-        print(f"DIFFERENCE {problem}")
-    absent = [
-        f"{counts['rows_unchecked']} scores rows without their run directory" * bool(counts["rows_unchecked"]),
-        f"{counts['inputs_unchecked']} absent provenance inputs" * bool(counts["inputs_unchecked"]),
-    ]
-    absent_text = " and ".join(a for a in absent if a)
-    print(
-        f"[dynamo verify] {counts['score_files']} score files, {counts['scores_tables']} scores tables, "
-        f"{counts['provenance_files']} provenance records checked"
-        + (f" ({absent_text} not checked)" if absent_text else "")
-        + (f": {len(problems)} difference(s)" if problems else ": no differences")
-    )
-    return 1 if problems else 0

@@ -24,13 +24,13 @@ from pathlib import Path
 import yaml
 
 from dynamo.io import write_json_atomic
-from dynamo.reporting.style import git_commit
+from dynamo.provenance_info import git_commit
 
 
 def provenance(config_path: str | Path, outputs: list[str | Path], inputs: list[str | Path] = ()) -> dict:
     return {
         "format": "dynamo.provenance/1",
-        "commit": git_commit(),
+        "commit": git_commit(short=True),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from dynamo.errors import read_json_file
-from dynamo.evaluation.verify import check_score_file, file_sha256, require_verified
+from dynamo.evaluation.verify import check_score_file, require_verified
 from dynamo.io import read_jsonl, write_text_atomic
+from dynamo.provenance_info import file_sha256
 
 METRIC = "pass_at_k"  # Pass@k for every k = 1..n in scores.json; Pass@1 is the row with k = 1
 # summary.json["cost"] fields copied into scores.csv as cost_<field> (NaN where a run lacks them).
@@ -46,7 +47,7 @@ SCORE_COLUMNS = [
 
 def code_version() -> str:
     """The code that runs now: git commit if this is a checkout, else the package version + 'unknown'."""
-    from dynamo.engines.train import git_commit  # no torch: only config and io
+    from dynamo.provenance_info import git_commit
 
     commit = git_commit()
     if commit != "unknown":

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from dynamo.errors import writing
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def git_commit() -> str:
-    """HEAD of this checkout (short), '-dirty' with uncommitted changes to tracked code, or 'unknown'."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            # Shipped outputs are tracked and rewritten by a rerun: they do not make the code dirty.
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!paper_figures"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
+from dynamo.provenance_info import git_commit
 
 
 def pyplot():
@@ -49,7 +28,15 @@ def finish(fig, path: Path, *, caption: str, source: str, right: float = 1.0) ->
     bottom = min(0.45, (n_lines * 0.16 + 0.15) / fig.get_figheight())
     fig.tight_layout(rect=(0, bottom, right, 1))
     fig.text(0.01, bottom - 0.02, wrapped, fontsize=8, va="top", ha="left")
-    fig.text(0.01, 0.005, f"{source} | commit {git_commit()}", fontsize=6.5, color="0.4", va="bottom", ha="left")
+    fig.text(
+        0.01,
+        0.005,
+        f"{source} | commit {git_commit(short=True)}",
+        fontsize=6.5,
+        color="0.4",
+        va="bottom",
+        ha="left",
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("pdf", "png"):
         tmp = path.with_name(f".{path.name}.tmp.{ext}")

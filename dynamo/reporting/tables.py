@@ -363,7 +363,23 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
             f"\n\n{', '.join(info['floor'])}: no sample of any run is correct (Pass@{k} = 0 throughout): "
             "reported, but left out of the average, where it would only shrink every difference."
         )
+    note += _methods_note(list(table["method"]))
     return "\n".join(lines) + "\n" + note + "\n" + reference + info["provenance"]
+
+
+def _methods_note(methods: list[str]) -> str:
+    """What each row ran, in the registry's words: which reading of a method (W-REINFORCE as released
+    or as written, a DynaMO switch) the table holds. Rows that are no registered method (base) are left out."""
+    from dynamo.methods import all_methods
+
+    known = all_methods()
+    rows = [f"- `{m}`: {known[m].description}" for m in methods if m in known]
+    if not rows:
+        return ""
+    return (
+        "\n\nMethods as registered (`dynamo methods`; the config's method_overrides, if any, apply on top):\n"
+        + "\n".join(rows)
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from dynamo.config import config_from_dict, read_config_files
-from dynamo.validation import ConfigError, config_problems
+from dynamo.config import ConfigError, config_from_dict, config_problems, read_config_files
 
 # `--config fresh_runs=true` arrives as a string.
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

@@ -464,8 +464,8 @@ def write_summary(
 ) -> dict[str, Any]:
     """summary.json of a finished run: provenance and the run's cost (dynamo.metrics_names)."""
     from dynamo import metrics_names as M
-    from dynamo.engines.train import git_commit
     from dynamo.io import read_jsonl, write_json_atomic
+    from dynamo.provenance_info import git_commit
 
     spec = cfg.method(method_name)
     rows = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []

@@ -4,6 +4,8 @@
 #   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
 #   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
 # Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
+# The rules are in workflow/rules/. Snakemake reads profiles/default/ (rerun-incomplete) because it sits
+# beside this file: keep the two together.
 
 from snakemake.utils import min_version
 
@@ -13,14 +15,14 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-include: "rules/common.smk"
-include: "rules/stage.smk"
-include: "rules/data.smk"
-include: "rules/model.smk"
-include: "rules/train.smk"
-include: "rules/evaluate.smk"
-include: "rules/report.smk"
-include: "rules/probes.smk"
+include: "workflow/rules/common.smk"
+include: "workflow/rules/stage.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:
