@@ -8,8 +8,19 @@ from baselines.dapo import DAPO
 from baselines.entropy_adv import ENTROPY_ADV
 from baselines.entropy_loss import ENTROPY_LOSS
 from baselines.fork_tokens import FORK_TOKENS
-from baselines.grpo import GRPO
+from baselines.grpo import GRPO, GRPO_MORE_ROLLOUTS
 from baselines.kl_cov import KL_COV
 from baselines.w_reinforce import W_REINFORCE
 
-BASELINES = [GRPO, DAPO, CLIP_HIGHER, ENTROPY_LOSS, FORK_TOKENS, ENTROPY_ADV, CLIP_COV, KL_COV, W_REINFORCE]
+BASELINES = [
+    GRPO,
+    DAPO,
+    CLIP_HIGHER,
+    ENTROPY_LOSS,
+    FORK_TOKENS,
+    ENTROPY_ADV,
+    CLIP_COV,
+    KL_COV,
+    W_REINFORCE,
+    GRPO_MORE_ROLLOUTS,
+]

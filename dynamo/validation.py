@@ -225,6 +225,27 @@ def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> li
     return []
 
 
+def _study_problems(cfg: Any, known: dict[str, Any]) -> list[str]:
+    """The allocation study's section: its own experiment name, registered arms, a pool it can generate."""
+    from dynamo.tasks.arithmetic import validate_sizes
+
+    st, where = cfg.study_allocation, "config.study_allocation"
+    problems = []
+    if st.experiment == cfg.experiment:
+        problems.append(f"{where}.experiment must differ from experiment ({cfg.experiment!r}): runs would collide")
+    problems += [f"{where}.arms: unknown method {a!r}" for a in st.arms if a not in known]
+    for key in ("baseline", "positive_control"):
+        if getattr(st, key) not in st.arms:
+            problems.append(f"{where}.{key} {getattr(st, key)!r} is not one of the arms {st.arms}")
+    if len(st.seeds) < 2 or len(set(st.seeds)) != len(st.seeds):
+        problems.append(f"{where}.seeds must be at least two distinct integers (paired intervals), got {st.seeds}")
+    try:
+        validate_sizes(st.pool_size, st.eval_size, 1, st.level_weights)
+    except ValueError as err:
+        problems.append(f"{where}: {err}")
+    return problems
+
+
 def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     from dynamo.core.allocation import check_allocation_feasible
     from dynamo.methods import all_methods, get_method
@@ -253,6 +274,7 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
         )
     if any(s < 0 for s in cfg.probe.seeds):
         problems.append(f"config.probe.seeds must be >= 0, got {cfg.probe.seeds}")
+    problems += _study_problems(cfg, known)
 
     t = cfg.train
     if t.mini_batch_prompts > t.prompts_per_step:
@@ -269,11 +291,16 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             problems.append(f"config.method_overrides.{name}: {err}")
             continue
         spec_problems = method_problems(spec, f"method {name}")
+        try:
+            spec.allocation.per_prompt(t.rollouts_per_prompt)
+        except ValueError as err:
+            spec_problems.append(f"method {name}: {err}")
         problems += spec_problems
         if spec.allocation.kind == "dynamo" and not spec_problems:
-            n_low, n_high = spec.allocation.bounds(t.rollouts_per_prompt)
+            n = spec.allocation.per_prompt(t.rollouts_per_prompt)
+            n_low, n_high = spec.allocation.bounds(n)
             try:
-                check_allocation_feasible(t.prompts_per_step, budget, n_low, n_high, min_group=2)
+                check_allocation_feasible(t.prompts_per_step, t.prompts_per_step * n, n_low, n_high, min_group=2)
             except ValueError as err:
                 problems.append(
                     f"method {name}: allocation bounds [{n_low}, {n_high}] from "

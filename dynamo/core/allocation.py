@@ -299,8 +299,10 @@ def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -
     """Per-prompt rollout counts for one step of a method, both engines' single entry point.
 
     uniform: n_i = n.  dynamo: n_i = allocate_rollouts(w(k, G), B = N * n, n_low, n_high) with the
-    spec's weight, cold start, mastery floor and bounds (bounds default to n/2 .. 3n/2).
+    spec's weight, cold start, mastery floor and bounds (bounds default to n/2 .. 3n/2). n is first
+    scaled by the spec's budget_scale (1 for every method but the allocation study's positive control).
     """
+    n = spec.per_prompt(n)
     budget = len(k) * n
     if spec.kind == "uniform":
         return uniform_allocation(len(k), budget)
