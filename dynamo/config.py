@@ -229,10 +229,11 @@ class StudyAllocationConfig:
     )
     steps: int = _f(200, "RL steps of every study run (train.steps of the study).", minimum=1, maximum=10**6)
     level_weights: list[float] = _f(
-        [3.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        "Share of arithmetic levels 1..6 in the study's pool (and its in-distribution split). Chosen so "
-        "that about 60% of the pool is near-solved (level 1) or unsolvable (levels 4, 6) for the start "
-        "model: the heterogeneity allocation exploits; the report measures the share.",
+        [1.0, 1.0, 1.0, 2.5, 1.0, 2.5],
+        "Share of arithmetic levels 1..6 in the study's pool (and its in-distribution split). Levels 4 and 6 "
+        "(multi-digit products, 0% solved by the start model: arith-hard) make 56% of the pool, and a few "
+        "percent of the other levels' prompts are never or always solved: about 60% of the pool gives "
+        "uniform groups no spread, the heterogeneity allocation exploits. The report measures the share.",
         items={"minimum": 0},
     )
     pool_size: int = _f(1024, "Problems in the study's training pool.", minimum=1, maximum=10**7)

@@ -231,8 +231,6 @@ def _study_problems(cfg: Any, known: dict[str, Any]) -> list[str]:
 
     st, where = cfg.study_allocation, "config.study_allocation"
     problems = []
-    if st.experiment == cfg.experiment:
-        problems.append(f"{where}.experiment must differ from experiment ({cfg.experiment!r}): runs would collide")
     problems += [f"{where}.arms: unknown method {a!r}" for a in st.arms if a not in known]
     for key in ("baseline", "positive_control"):
         if getattr(st, key) not in st.arms:

@@ -114,7 +114,6 @@ def test_positive_control_spends_one_and_a_half_times_the_budget():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"study_allocation": {"experiment": "embedded"}}, "must differ from experiment"),
         ({"study_allocation": {"positive_control": "dapo"}}, "positive_control 'dapo' is not one of the arms"),
         ({"study_allocation": {"arms": ["grpo", "grpo-2x"]}}, "unknown method 'grpo-2x'"),
         ({"study_allocation": {"seeds": [1]}}, "at least two distinct"),

@@ -6,6 +6,10 @@
 import json
 
 ST = CFG.study_allocation
+if ST.experiment == CFG.experiment:  # checked here: the study's own resolved config has both equal
+    raise ConfigError(
+        [f"config.study_allocation.experiment must differ from experiment ({EXP!r}): runs would collide"]
+    )
 STUDY_CFG = dataclasses.replace(
     CFG,
     experiment=ST.experiment,

@@ -32,6 +32,7 @@ stock `init_model_from_pretrained` built it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -103,7 +104,8 @@ class DynamoPPOTrainer(_StockPPOTrainer):
     def allocate(self, prompt_ids: list[str]) -> list[int]:
         """n_i for this step's prompts: uniform, or DynaMO's allocation from the history so far."""
         n = self.args.rollout.n_samples_per_prompt
-        alloc = self.spec.allocation
+        # n is already n * budget_scale (the launcher's --rollout.n_samples_per_prompt): not scaled twice
+        alloc = dataclasses.replace(self.spec.allocation, budget_scale=1.0)
         k, g = self.stats.counts(prompt_ids)
         counts = rollout_counts(alloc, k, g, n)
         self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
