@@ -163,3 +163,25 @@ def test_eval_sampling_variance_is_unbiased():
     scores = 100 * draws.mean(axis=(1, 2))
     estimates = [eval_sampling_variance(list(run)) for run in draws[:200]]
     assert np.mean(estimates) == pytest.approx(scores.var(ddof=1), rel=0.1)
+
+
+def test_study_experiment_must_differ_from_the_main_one(tmp_path):
+    clash = tmp_path / "clash.yaml"
+    clash.write_text("study_allocation: {experiment: embedded}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "results/study_allocation.csv"]
+        + ["--configfile", "config/config.yaml", str(clash)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0
+    assert "study_allocation.experiment must differ from experiment ('embedded')" in out.stdout + out.stderr
+
+
+def test_arm_identical_to_the_baseline_gets_no_mde_and_is_left_out_of_the_pool():
+    runs = _runs({"grpo": [0.0] * len(SEEDS), "dynamo-nomod": [0.0] * len(SEEDS), "grpo-1.5x": ALTERNATING})
+    table = study_table(runs, "grpo", "grpo-1.5x").set_index("arm")
+    assert table.loc["dynamo-nomod", "verdict"].startswith("identical to the baseline in every seed")
+    assert math.isnan(table.loc["dynamo-nomod", "mde"])
+    assert pooled_mde(runs, "grpo") == pytest.approx(table.loc["grpo-1.5x", "mde"])

@@ -39,10 +39,9 @@ def paired_comparison(arm: Sequence[float], baseline: Sequence[float]) -> dict[s
     d = np.asarray(arm, float) - np.asarray(baseline, float)
     if d.size < 2:
         raise ValueError(f"a paired interval needs at least 2 seeds, got {d.size}")
-    if np.all(d == d[0]):  # no spread: ttest_rel's interval is undefined
-        lo = hi = float(d[0])
-    else:
-        lo, hi = st.ttest_rel(arm, baseline).confidence_interval(LEVEL)
+    if np.all(d == d[0]):  # no spread (an arm identical to the baseline): no interval, no MDE
+        return {"diff": float(d[0]), "diff_low": float(d[0]), "diff_high": float(d[0]), "mde": math.nan}
+    lo, hi = st.ttest_rel(arm, baseline).confidence_interval(LEVEL)
     return {
         "diff": float(d.mean()),
         "diff_low": float(lo),
@@ -57,7 +56,9 @@ def verdict(row: dict, role: str, control_resolved: bool) -> str:
         return "baseline"
     if role == "positive control":
         return "resolved" if row["diff_low"] > 0 else "not resolved: the study is underpowered"
-    if row["diff_low"] > 0:
+    if math.isnan(row["mde"]) and row["diff"] == 0:
+        out = "identical to the baseline in every seed (no spread)"
+    elif row["diff_low"] > 0:
         out = "better"
     elif row["diff_high"] < 0:
         out = "worse"
@@ -106,6 +107,10 @@ def pooled_mde(runs: pd.DataFrame, baseline: str) -> float:
     """The study's MDE: the spread of paired differences pooled over every arm compared with the baseline."""
     wide = runs.pivot(index="seed", columns="arm", values="endpoint")
     diffs = wide.drop(columns=baseline).sub(wide[baseline], axis=0)
+    # an arm identical to the baseline in every seed has no spread to pool (docs/STATISTICS.md)
+    diffs = diffs.loc[:, (diffs != 0).any()]
+    if diffs.empty:
+        return math.nan
     return minimum_detectable_effect(math.sqrt(float(diffs.var(ddof=1).mean())), len(wide), paired=True)
 
 
@@ -193,18 +198,21 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, 
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table.to_dict("records"):
-        diff = (
-            "-" if r["role"] == "baseline" else f"{r['diff']:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}]"
-        )
-        mde_cell = "-" if r["role"] == "baseline" else f"{r['mde']:.2f}"
+        if r["role"] == "baseline":
+            diff = mde_cell = "-"
+        elif math.isnan(r["mde"]):  # identical to the baseline in every seed
+            diff, mde_cell = f"{r['diff']:+.2f} (no spread)", "-"
+        else:
+            diff = f"{r['diff']:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}]"
+            mde_cell = f"{r['mde']:.2f}"
         lines.append(
             f"| {r['arm']} | {r['role']} | {r['endpoint']:.2f} | {diff} | {mde_cell} "
             f"| {r['informative_share']:.3f} | {r['tokens_vs_baseline']:.2f} | {r['verdict']} |"
         )
     b = runs[runs["arm"] == base]
-    # evaluation sampling's share of the variance of a paired difference (two runs' sampling variances)
-    d_var = (pooled_mde(runs, base) / mde_factor(m)) ** 2
-    eval_share = 2 * runs["eval_var"].mean() / d_var if d_var > 0 else math.nan
+    # variance of a paired difference: observed (from the pooled MDE) vs evaluation sampling alone
+    d_sd = mde / mde_factor(m)
+    eval_sd = math.sqrt(2 * runs["eval_var"].mean())
     control = table[table["role"] == "positive control"].iloc[0]
     lines += [
         "",
@@ -215,9 +223,9 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, 
         "level, from that arm's spread of paired differences.",
         "",
         f"Study MDE (pooled over the compared arms): {mde:.2f} points with {m} seeds; design target "
-        f"{study['mde_target']:.2f} ({'met' if mde <= study['mde_target'] else 'NOT met'}). Evaluation sampling "
-        f"(per-problem binomial variance of the runs' samples) makes {100 * eval_share:.0f}% of the variance of "
-        "the paired differences; the rest is training (seed) variation.",
+        f"{study['mde_target']:.2f} ({'met' if mde <= study['mde_target'] else 'NOT met'}). The paired "
+        f"differences' sd is {d_sd:.2f} points; evaluation sampling alone (per-problem binomial variance of the "
+        f"runs' samples) accounts for an sd of {eval_sd:.2f} points, the rest is training (seed) variation.",
         "",
         f"Positive control ({study['positive_control']}, 1.5x the rollout budget): "
         + (
