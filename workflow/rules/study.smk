@@ -52,14 +52,17 @@ rule study_make_task:
     params:
         out=lambda w, output: Path(output.manifest).parent,
         weights=",".join(map(str, ST.level_weights)),
+        seed=CFG.data.seed,
+        pool=ST.pool_size,
+        eval=ST.eval_size,
     threads: 1
     resources:
         **resources_of("data"),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo make-task --out {params.out} --seed {CFG.data.seed} --pool-size {ST.pool_size} "
-        "--eval-size {ST.eval_size} --sft-size 1 --level-weights {params.weights} > {log} 2>&1"
+        "dynamo make-task --out {params.out} --seed {params.seed} --pool-size {params.pool} "
+        "--eval-size {params.eval} --sft-size 1 --level-weights {params.weights} > {log} 2>&1"
 
 
 # The start model's per-prompt pass rates on the study pool: the share of near-solved and
@@ -74,7 +77,8 @@ rule study_start_rates:
         f"logs/{SEXP}/start_rates.log",
     params:
         model=lambda w, input: input.model or CFG.base_model_path,
-        out=f"runs/{SEXP}/start",
+        out=lambda w, output: Path(output[0]).parents[1],
+        samples=ST.start_samples,
         e=STUDY_CFG.eval,
         template=lambda w: CFG.data.template,
     threads: 1
@@ -84,7 +88,7 @@ rule study_start_rates:
         "../envs/dynamo.yaml"
     shell:
         "OMP_NUM_THREADS={threads} dynamo evaluate --model {params.model} --benchmarks pool={input.pool} "
-        "--samples {ST.start_samples} --out {params.out} --seed 0 --temperature {params.e.temperature} "
+        "--samples {params.samples} --out {params.out} --seed 0 --temperature {params.e.temperature} "
         "--top-p {params.e.top_p} --max-new-tokens {params.e.max_new_tokens} --backend {params.e.backend} "
         "--batch-size {params.e.batch_size} --limit 0 --template {params.template:q} --no-chat-template > {log} 2>&1"
 
@@ -161,7 +165,7 @@ rule study_table:
     log:
         f"logs/{SEXP}/study_table.log",
     params:
-        runs_root=f"runs/{SEXP}",
+        runs_root=lambda w, input: Path(input.config).parent,
     conda:
         "../envs/dynamo.yaml"
     shell:
