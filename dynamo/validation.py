@@ -226,7 +226,9 @@ def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> li
 
 
 def _study_problems(cfg: Any, known: dict[str, Any]) -> list[str]:
-    """The allocation study's section: its own experiment name, registered arms, a pool it can generate."""
+    """The allocation study's section: registered arms, a paired design, a pool it can generate. (That its
+    experiment name differs from the main one is checked by workflow/rules/study.smk: the study's own
+    resolved config has both equal.)"""
     from dynamo.tasks.arithmetic import validate_sizes
 
     st, where = cfg.study_allocation, "config.study_allocation"
@@ -281,7 +283,9 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
     budget = t.prompts_per_step * t.rollouts_per_prompt
-    used = sorted({*cfg.methods, *cfg.ablation_methods, *cfg.method_overrides} & set(known))
+    used = sorted(
+        {*cfg.methods, *cfg.ablation_methods, *cfg.study_allocation.arms, *cfg.method_overrides} & set(known)
+    )
     for name in used:
         try:
             spec = get_method(name, cfg.method_overrides.get(name))
