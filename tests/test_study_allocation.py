@@ -15,7 +15,7 @@ from scipy import stats as st
 from dynamo.config import config_from_dict
 from dynamo.core.allocation import rollout_counts
 from dynamo.methods import get_method
-from dynamo.reporting.study import eval_sampling_variance, paired_comparison, pooled_mde, study_table
+from dynamo.reporting.study import eval_sampling_variance, markdown, paired_comparison, pooled_mde, study_table
 
 SEEDS = list(range(1, 13))
 
@@ -185,3 +185,26 @@ def test_arm_identical_to_the_baseline_gets_no_mde_and_is_left_out_of_the_pool()
     assert table.loc["dynamo-nomod", "verdict"].startswith("identical to the baseline in every seed")
     assert math.isnan(table.loc["dynamo-nomod", "mde"])
     assert pooled_mde(runs, "grpo") == pytest.approx(table.loc["grpo-1.5x", "mde"])
+
+
+def test_report_states_the_verdicts_the_mde_and_the_start_share():
+    runs = _runs({"grpo": [0.0] * len(SEEDS), "dynamo": ALTERNATING, "grpo-1.5x": [3.0 + x for x in ALTERNATING]})
+    runs = runs.assign(num_problems=500, samples=16, eval_var=0.09)
+    table = study_table(runs, "grpo", "grpo-1.5x")
+    study = {"baseline": "grpo", "positive_control": "grpo-1.5x", "endpoint": "final_id_pass1"}
+    study |= {"mde_target": 1.0, "extreme_band": 0.1}
+    start = {"prompts": 10, "samples_per_prompt": 16, "extreme": 0.6, "near_solved": 0.1, "unsolvable": 0.5}
+    start |= {
+        "pass_rate": 0.3,
+        "expected_informative": 0.35,
+        "per_level": {4: {"share": 1, "pass_rate": 0, "extreme": 1}},
+    }
+    text = markdown(table, runs, study, start, pooled_mde(runs, "grpo"))
+    mde = pooled_mde(runs, "grpo")
+    assert f"Study MDE (pooled over the compared arms): {mde:.2f} points with 12 seeds" in text
+    assert ("(met)" if mde <= 1.0 else "(NOT met)") in text
+    assert "Positive control (grpo-1.5x, 1.5x the rollout budget): resolved (+3.00 points)" in text
+    assert "| dynamo | compared arm |" in text and "not distinguishable (MDE" in text
+    assert "60.0% of prompts near-solved or unsolvable" in text
+    # evaluation sampling: sqrt(2 * 0.09) = 0.42 points of a paired difference's sd
+    assert "predicts 0.42" in text
