@@ -1,6 +1,7 @@
 # DynaMO reproduction pipeline.
 #   snakemake --cores all results/table1.csv                 # embedded CPU experiment (default config)
 #   snakemake --cores all results/table3.csv                 # mechanism checks at policy snapshots
+#   snakemake --cores all results/study_allocation.csv       # the powered allocation study (~2 h)
 #   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
 #   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
 # Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
@@ -23,6 +24,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/study.smk"  # results/study_allocation.csv, not in rule all
 
 
 rule all:

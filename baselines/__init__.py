@@ -9,7 +9,7 @@ from baselines.entropy_adv import ENTROPY_ADV
 from baselines.entropy_loss import ENTROPY_LOSS
 from baselines.fork_tokens import FORK_TOKENS
 from baselines.greso import GRESO
-from baselines.grpo import GRPO
+from baselines.grpo import GRPO, GRPO_MORE_ROLLOUTS
 from baselines.kl_cov import KL_COV
 from baselines.knapsack_rl import KNAPSACK_RL
 from baselines.pods import PODS
@@ -27,6 +27,7 @@ BASELINES = [
     KL_COV,
     W_REINFORCE,
     W_REINFORCE_PAPER,
+    GRPO_MORE_ROLLOUTS,
 ]
 # Allocation methods: each module also registers its rule in dynamo.core.rules.
 BASELINES += [VIP, KNAPSACK_RL, GRESO, PODS]

@@ -213,6 +213,77 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class StudyAllocationConfig:
+    """The powered allocation study (docs/STUDY_ALLOCATION.md): its own pool, arms, seeds and endpoint.
+
+    Not part of `rule all`; `snakemake results/study_allocation.csv` runs it. It starts from the
+    experiment's start model (models/<experiment>/warmstart) and inherits every other setting."""
+
+    experiment: str = _f(
+        "study-allocation",
+        "Experiment name of the study: its pool in data/<this>, its runs in runs/<this>/<arm>/seed<s>; "
+        "must differ from `experiment` so that the study's runs never collide with the main job's.",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
+    arms: list[str] = _f(
+        ["grpo", "dynamo-nomod", "dynamo", "grpo-1.5x"],
+        "Methods compared, by registered name; each runs once per seed.",
+    )
+    baseline: str = _f("grpo", "The arm every other arm is compared with (paired by seed).")
+    positive_control: str = _f(
+        "grpo-1.5x",
+        "Arm with a known advantage over the baseline (1.5x its rollout budget). If the study cannot "
+        "resolve it, it reports itself underpowered.",
+    )
+    seeds: list[int] = _f(
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+        "Seeds; every arm runs once per seed (sets prompt order and evaluation sampling).",
+        items={"minimum": 0, "maximum": 2**32 - 1},
+    )
+    steps: int = _f(200, "RL steps of every study run (train.steps of the study).", minimum=1, maximum=10**6)
+    level_weights: list[float] = _f(
+        [1.0, 1.0, 1.0, 2.5, 1.0, 2.5],
+        "Share of arithmetic levels 1..6 in the study's pool (and its in-distribution split). Levels 4 and 6 "
+        "(multi-digit products, 0% solved by the start model: arith-hard) make 56% of the pool, and a few "
+        "percent of the other levels' prompts are never or always solved: about 60% of the pool gives "
+        "uniform groups no spread, the heterogeneity allocation exploits. The report measures the share.",
+        items={"minimum": 0},
+    )
+    pool_size: int = _f(1024, "Problems in the study's training pool.", minimum=1, maximum=10**7)
+    eval_size: int = _f(
+        500, "Problems per held-out split of the study (the endpoint split among them).", minimum=1, maximum=10**6
+    )
+    eval_samples: int = _f(
+        16,
+        "Samples per endpoint problem (16: evaluation sampling stays a minor part of the paired variance; "
+        "500 x 16 costs about 19 s of CPU per run).",
+        minimum=1,
+        maximum=4096,
+    )
+    endpoint: Literal["final_id_pass1"] = _f(
+        "final_id_pass1",
+        "Primary endpoint, fixed before the study is run: final_id_pass1 = the final model's Pass@1 "
+        "(percent) on the in-distribution split arith-id (the pool's level mix, eval_size problems x "
+        "eval_samples samples). Every verdict of results/study_allocation is about this number only.",
+    )
+    mde_target: float = _f(
+        1.0,
+        "Design target: the minimum detectable effect (points of the endpoint, 95% two-sided, 80% power) "
+        "the study should reach; the report prints the achieved MDE beside it.",
+        exclusiveMinimum=0,
+    )
+    start_samples: int = _f(
+        16, "Samples per pool prompt when measuring the start model's per-prompt pass rates.", minimum=2
+    )
+    extreme_band: float = _f(
+        0.1,
+        "A pool prompt counts as near-solved (pass rate >= 1 - band) or unsolvable (<= band) at the start.",
+        minimum=0,
+        maximum=0.5,
+    )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = _f(
         "embedded",
@@ -253,6 +324,9 @@ class ExperimentConfig:
     openrlhf: dict[str, Any] = _f({}, "OpenRLHF engine settings (see dynamo.engines.openrlhf.config).")
     logger: LoggerConfig = _f(LoggerConfig(), "Experiment trackers beside metrics.jsonl and TensorBoard.")
     report: ReportConfig = _f(ReportConfig(), "Results tables.")
+    study_allocation: StudyAllocationConfig = _f(
+        StudyAllocationConfig(), "The powered allocation study (results/study_allocation; not in `rule all`)."
+    )
     fresh_runs: bool = _f(
         False,
         "Retrain from step 0 any run whose checkpoint was made with a different fingerprint (config, model, "

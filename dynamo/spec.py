@@ -65,6 +65,24 @@ class AllocationSpec:
         default=0.0,
         metadata={"help": "Lower bound on every weight (released code: 0.01). 0 = paper."},
     )
+    budget_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Rollout budget relative to the experiment's: the per-prompt count becomes "
+            "n * budget_scale (a whole number), B = N * n * budget_scale. 1 = every method spends the "
+            "same; 1.5 is the allocation study's positive control (grpo-1.5x: what more samples buy)."
+        },
+    )
+
+    def per_prompt(self, n: int) -> int:
+        """This method's uniform per-prompt count for the experiment's n (n * budget_scale, exact)."""
+        scaled = n * self.budget_scale
+        if scaled < 1 or scaled != round(scaled):
+            raise ValueError(
+                f"allocation.budget_scale={self.budget_scale} times train.rollouts_per_prompt={n} "
+                f"must be a whole number >= 1, got {scaled}"
+            )
+        return int(round(scaled))
 
     def bounds(self, n: int) -> tuple[int, int]:
         """(n_low, n_high) for a uniform per-prompt count n."""

@@ -220,6 +220,27 @@ def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> li
     return []
 
 
+def _study_problems(cfg: Any, known: dict[str, Any]) -> list[str]:
+    """The allocation study's section: registered arms, a paired design, a pool it can generate. (That its
+    experiment name differs from the main one is checked by workflow/rules/study.smk: the study's own
+    resolved config has both equal.)"""
+    from dynamo.tasks.arithmetic import validate_sizes
+
+    st, where = cfg.study_allocation, "config.study_allocation"
+    problems = []
+    problems += [f"{where}.arms: unknown method {a!r}" for a in st.arms if a not in known]
+    for key in ("baseline", "positive_control"):
+        if getattr(st, key) not in st.arms:
+            problems.append(f"{where}.{key} {getattr(st, key)!r} is not one of the arms {st.arms}")
+    if len(st.seeds) < 2 or len(set(st.seeds)) != len(st.seeds):
+        problems.append(f"{where}.seeds must be at least two distinct integers (paired intervals), got {st.seeds}")
+    try:
+        validate_sizes(st.pool_size, st.eval_size, 1, st.level_weights)
+    except ValueError as err:
+        problems.append(f"{where}: {err}")
+    return problems
+
+
 def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     """(problems, warnings) across fields: registered names, seeds, batches, allocation, paths, engine."""
     from dynamo.core.rules import make_rule
@@ -249,6 +270,7 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
         )
     if any(s < 0 for s in cfg.probe.seeds):
         problems.append(f"config.probe.seeds must be >= 0, got {cfg.probe.seeds}")
+    problems += _study_problems(cfg, known)
 
     t = cfg.train
     if t.mini_batch_prompts > t.prompts_per_step:
@@ -256,7 +278,9 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"config.train.mini_batch_prompts ({t.mini_batch_prompts}) > "
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
-    used = sorted({*cfg.methods, *cfg.ablation_methods, *cfg.method_overrides} & set(known))
+    used = sorted(
+        {*cfg.methods, *cfg.ablation_methods, *cfg.study_allocation.arms, *cfg.method_overrides} & set(known)
+    )
     for name in used:
         try:
             spec = get_method(name, cfg.method_overrides.get(name))
@@ -264,6 +288,10 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             problems.append(f"config.method_overrides.{name}: {err}")
             continue
         spec_problems = method_problems(spec, f"method {name}")
+        try:
+            spec.allocation.per_prompt(t.rollouts_per_prompt)
+        except ValueError as err:
+            spec_problems.append(f"method {name}: {err}")
         problems += spec_problems
         if not spec_problems:
             try:
@@ -271,9 +299,10 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             except ValueError as err:
                 problems.append(f"method {name}: {err}")
                 continue
-            n_low, n_high = rule.bounds(t.rollouts_per_prompt)
+            n = spec.allocation.per_prompt(t.rollouts_per_prompt)
+            n_low, n_high = rule.bounds(n)
             try:
-                rule.check_feasible(t.prompts_per_step, t.rollouts_per_prompt)
+                rule.check_feasible(t.prompts_per_step, n)
             except ValueError as err:
                 problems.append(
                     f"method {name}: allocation bounds [{n_low}, {n_high}] from "

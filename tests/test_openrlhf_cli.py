@@ -71,11 +71,9 @@ def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkey
     spec, t = cfg.method(method), cfg.train
     assert options.method == method and options.max_steps == t.steps
 
-    assert (
-        args.rollout.batch_size == t.prompts_per_step
-        and args.rollout.n_samples_per_prompt == t.rollouts_per_prompt
-    )
-    assert args.train.batch_size == t.mini_batch_prompts * t.rollouts_per_prompt
+    n = spec.allocation.per_prompt(t.rollouts_per_prompt)  # n * budget_scale (grpo-1.5x: 1.5 n)
+    assert args.rollout.batch_size == t.prompts_per_step and args.rollout.n_samples_per_prompt == n
+    assert args.train.batch_size == t.mini_batch_prompts * n
     assert args.rollout.max_new_tokens == t.max_new_tokens and args.train.seed == 1
     assert tuple(args.actor.eps_clip_low_high) == (spec.loss.eps_low, spec.loss.eps_high)
     assert args.actor.dual_clip == spec.loss.dual_clip and args.actor.loss_agg_mode == spec.loss.aggregation

@@ -152,6 +152,11 @@ def test_alignment_budget_and_stats_under_nonuniform_allocation(tmp_path, tiny_m
         for (pid, count, n_right), group in zip(step_log, sorted(per_group)):
             assert [p for p, _ in per_group[group]] == [pid] * count
             assert sum(c for _, c in per_group[group]) == n_right
+        # Samples in groups with spread, counted from what was generated: under unequal n_i the
+        # sample-weighted share differs from the group share, and is what allocation moves.
+        spread = [(count, 0 < n_right < count) for _, count, n_right in step_log]
+        assert info["rollout/informative_sample_share"] == pytest.approx(sum(c for c, s in spread if s) / 32)
+        assert info["rollout/informative_share"] == pytest.approx(sum(s for _, s in spread) / 8)
     assert saw_nonuniform, "allocation never departed from uniform: the test proves nothing"
     # Statistics count exactly what each prompt received and got right, across all steps.
     expected = PromptStats()

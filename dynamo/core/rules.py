@@ -185,5 +185,6 @@ class Dynamo(AllocationRule):
 def rollout_counts(spec: AllocationSpec, k: np.ndarray, G: np.ndarray, n: int) -> np.ndarray:
     """Per-prompt rollout counts of the registered rule `spec.kind` for a history without rule state
     (uniform: n_i = n; dynamo: its weights and bounds). Engines hold a rule object instead
-    (`make_rule`), which also carries state, skips and down-selection."""
-    return planned_counts(make_rule(spec), [str(i) for i in range(len(k))], k, G, n)
+    (`make_rule`), which also carries state, skips and down-selection. n is first scaled by the spec's
+    budget_scale (1 for every method but the allocation study's positive control, grpo-1.5x)."""
+    return planned_counts(make_rule(spec), [str(i) for i in range(len(k))], k, G, spec.per_prompt(n))

@@ -182,7 +182,8 @@ class LocalTrainer:
 
     def collect(self, timer: dict[str, float]) -> tuple[RolloutBatch, dict[str, float]]:
         """Rollouts for one step: allocation, generation, grading, statistics, DAPO's group filter."""
-        N, n = self.t.prompts_per_step, self.t.rollouts_per_prompt
+        # n is the method's own per-prompt budget: n * budget_scale (grpo-1.5x), else the experiment's n
+        N, n = self.t.prompts_per_step, self.method.allocation.per_prompt(self.t.rollouts_per_prompt)
         info: dict[str, float] = {M.PROMPTS: 0, M.RESPONSES: 0, M.TOKENS_GENERATED: 0}
         kept: list[RolloutBatch] = []
         kept_groups, generated, rounds = 0, 0, 0
@@ -208,6 +209,9 @@ class LocalTrainer:
             self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
+                info[M.INFORMATIVE_SAMPLE_SHARE] = float(
+                    groups_with_spread(batch.group_ids, batch.correct).double().mean()
+                )
                 info[M.REWARD_MEAN] = float(batch.rewards.mean())
                 info[M.ACCURACY] = float(batch.correct.mean())
                 info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())

@@ -67,6 +67,7 @@ SUPPORTED_FIELDS = {
     "allocation.mastery_threshold",
     "allocation.weight_floor",
     "allocation.cold_start",
+    "allocation.budget_scale",
     "advantage.estimator",
     "advantage.eps",
     "group_filter.kind",
@@ -169,7 +170,8 @@ def build_command(
     model = base_model or cfg.base_model_path
     if os.path.exists(model):
         model = str(Path(model).resolve())
-    n, prompts = t.rollouts_per_prompt, t.prompts_per_step
+    # a method with allocation.budget_scale (grpo-1.5x) samples n * budget_scale per prompt
+    n, prompts = spec.allocation.per_prompt(t.rollouts_per_prompt), t.prompts_per_step
     train_batch = t.mini_batch_prompts * n
     world = o.actor_gpus
     dynamic, micro_train, micro_rollout = batch_layout(spec, o, t.max_new_tokens)

@@ -114,10 +114,10 @@ class DynamoPPOTrainer(_StockPPOTrainer):
     def allocate(self, prompt_ids: list[str]) -> list[int]:
         """n_i for this step's prompts from the method's allocation rule and the history so far."""
         n = self.args.rollout.n_samples_per_prompt
-        alloc = self.spec.allocation
+        # n is already n * budget_scale (the launcher's --rollout.n_samples_per_prompt): not scaled twice
         k, g = self.stats.counts(prompt_ids)
         counts = planned_counts(self.rule, prompt_ids, k, g, n)
-        self.allocation_log = M.allocation_metrics(counts, k, g, alloc.min_history)
+        self.allocation_log = M.allocation_metrics(counts, k, g, self.spec.allocation.min_history)
         return counts.tolist()
 
     def skip_prompts(self, prompt_ids: list[str]) -> np.ndarray:
