@@ -45,3 +45,10 @@ def test_killed_run_resumes_with_the_rule_state(tmp_path, tiny_model, monkeypatc
     state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2 and state["rule"]  # the rule's state is in the checkpoint
     assert_same_trajectory(uninterrupted, run(tmp_path, tiny_model, spec, cfg=cfg, name="killed"))
+
+
+def test_budget_scale_sets_the_local_engines_rollouts(tmp_path, tiny_model):  # noqa: F811
+    """grpo-1.5x (allocation.budget_scale 1.5) samples 6 per prompt where the experiment's n is 4."""
+    rows, _ = run(tmp_path, tiny_model, get_method("grpo-1.5x"), cfg=make_cfg(steps=2))
+    assert [r[M.N_TOTAL] for r in rows] == [24, 24]  # 4 prompts x 6
+    assert all(r[M.N_MIN] == r[M.N_MAX] == 6 for r in rows)
