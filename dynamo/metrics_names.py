@@ -26,6 +26,8 @@ REWARD_MEAN = "reward/mean"  # mean shaped reward
 ACCURACY = "reward/accuracy"  # share of responses graded correct
 MISSING_REWARDS = "reward/missing"  # OpenRLHF: responses whose reward function failed (scored 0)
 INFORMATIVE_SHARE = "rollout/informative_share"  # share of groups whose correctness is not all equal
+# Share of samples in such groups: with per-prompt n_i it differs from the share of groups (table 4).
+INFORMATIVE_SAMPLES = "rollout/informative_sample_share"
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
 KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update

@@ -239,7 +239,7 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     known = all_methods()
-    for key in ("methods", "ablation_methods"):
+    for key in ("methods", "ablation_methods", "allocation_methods"):
         names = getattr(cfg, key)
         if key == "methods" and not names:
             problems.append("config.methods must name at least one method")
@@ -267,7 +267,9 @@ def _semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"config.train.mini_batch_prompts ({t.mini_batch_prompts}) > "
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
-    used = sorted({*cfg.methods, *cfg.ablation_methods, *cfg.method_overrides} & set(known))
+    used = sorted(
+        {*cfg.methods, *cfg.ablation_methods, *cfg.allocation_methods, *cfg.method_overrides} & set(known)
+    )
     for name in used:
         try:
             spec = get_method(name, cfg.method_overrides.get(name))

@@ -208,6 +208,9 @@ class LocalTrainer:
             self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
+                info[M.INFORMATIVE_SAMPLES] = float(
+                    groups_with_spread(batch.group_ids, batch.correct).double().mean()
+                )
                 info[M.REWARD_MEAN] = float(batch.rewards.mean())
                 info[M.ACCURACY] = float(batch.correct.mean())
                 info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())

@@ -367,7 +367,7 @@ def _check_wandb(cfg: ExperimentConfig) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Fail now, not on the cluster: the openrlhf section and every method of the experiment must map."""
-    for name in sorted({*cfg.methods, *cfg.ablation_methods}):
+    for name in sorted({*cfg.methods, *cfg.ablation_methods, *cfg.allocation_methods}):
         build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
 
 

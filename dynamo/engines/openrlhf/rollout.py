@@ -236,6 +236,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
             M.ACCURACY: float(correct.mean()),
             M.REWARD_MEAN: float(rewards.mean()),
             M.INFORMATIVE_SHARE: informative_share(groups, correct),
+            M.INFORMATIVE_SAMPLES: float(groups_with_spread(groups, correct).double().mean()),
             M.RESPONSE_LENGTH: float(lengths.mean()),
             M.TRUNCATED_SHARE: sum(truncated) / len(truncated),
         }
