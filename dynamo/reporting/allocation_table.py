@@ -38,6 +38,7 @@ from dynamo.io import write_text_atomic
 from dynamo.reporting.scores import load_metrics, load_scores
 from dynamo.reporting.tables import _delta_cell, _pct, derive_table, to_csv
 
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*"]
 SHARE_COLUMNS = {M.INFORMATIVE_SAMPLES: "spread_sample_share", M.INFORMATIVE_SHARE: "spread_group_share"}
 
 
@@ -61,7 +62,8 @@ def derive_allocation_table(
     costs = scores[scores["method"].isin(methods)].groupby(["method", "seed"]).first()
     keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
     if baseline:
-        keep += [c for c in table.columns if c.endswith(f"_vs_{baseline}") or c == f"vs_{baseline}"]
+        keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
+        keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}"]
     out = table[[c for c in keep if c in table.columns]].copy()
     for key, column in SHARE_COLUMNS.items():
         if key not in steps.columns:
@@ -77,8 +79,8 @@ def derive_allocation_table(
         out[field] = [float(values.loc[m].mean()) for m in methods]
     if baseline:
         base = out.set_index("method").loc[baseline]
-        out[f"tokens_generated_vs_{baseline}"] = out["tokens_generated"] / base["tokens_generated"]
-        out[f"responses_generated_vs_{baseline}"] = out["responses_generated"] / base["responses_generated"]
+        for field in ("responses_generated", "tokens_generated"):
+            out.insert(out.columns.get_loc(field) + 1, f"{field}_vs_{baseline}", out[field] / base[field])
     return out.reset_index(drop=True), info
 
 
@@ -156,11 +158,14 @@ def plot_cost(
             left.fill_between(x, accuracy.min(0), accuracy.max(0), color=f"C{i}", alpha=0.12, lw=0)
         row = table.set_index("method").loc[method]
         half = row["avg/pass@1_ci95"]
+        # Open markers of different shapes: methods with equal cost and accuracy stay visible on top of each other.
         right.errorbar(
             row["tokens_generated"],
             100 * row["avg/pass@1"],
             yerr=None if math.isnan(half) else 100 * half,
-            fmt="o",
+            fmt=MARKERS[i % len(MARKERS)],
+            mfc="none",
+            ms=5 + 2 * (len(methods) - i),
             color=f"C{i}",
             capsize=3,
             label=method,
@@ -173,7 +178,7 @@ def plot_cost(
     right.set_ylabel("average Pass@1 (%)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    right.legend(loc="best", frameon=False, title="method")
+    right.legend(loc="best", frameon=False, title="method", markerscale=0.5)
     band = f"band = min..max over seeds {seeds}" if len(seeds) > 1 else "one seed, no band"
     finish(
         fig,
