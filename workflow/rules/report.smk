@@ -150,6 +150,10 @@ rule table4:
     input:
         scores="results/scores_allocation.csv",
         config=f"runs/{EXP}/config.yaml",
+        # The figure and the spread shares read each run's metrics.jsonl, finished with its summary.
+        summaries=expand(
+            f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.allocation_methods, seed=CFG.seeds
+        ),
     output:
         csv=report("results/table4.csv", caption="../report/table4.rst", category="Tables"),
         md="results/table4.md",
@@ -158,7 +162,7 @@ rule table4:
     log:
         f"logs/{EXP}/table4.log",
     params:
-        runs_root=f"runs/{EXP}",
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
         methods=",".join(CFG.allocation_methods),
         benchmarks=",".join(benchmark_labels()),
         baseline="--baseline grpo" if "grpo" in CFG.allocation_methods else "",
