@@ -97,6 +97,18 @@ def test_cost_figure_is_written(runs, tmp_path):
     assert (tmp_path / "fig" / "allocation_cost.png").stat().st_size > 0
 
 
+def test_sample_share_weighs_groups_by_size_unlike_the_group_share():
+    import torch
+
+    from dynamo.core.shaping import informative_sample_share, informative_share
+
+    groups = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1])  # n_0 = 2 (both correct), n_1 = 6 (one correct)
+    correct = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    assert informative_share(groups, correct) == 0.5  # 1 of 2 groups
+    assert informative_sample_share(groups, correct) == 0.75  # 6 of 8 samples
+    assert informative_sample_share(groups[:0], correct[:0]) == 0.0
+
+
 def rule_counts(*args: str) -> dict[str, int]:
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--nolock", *args, "--quiet", "rules"],
