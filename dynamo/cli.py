@@ -39,6 +39,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "recompute every score from its samples (and scores tables from score files); non-zero on a difference",
     ),
     "report": ("dynamo.reporting.tables", "aggregate per-run scores into results tables (csv + md)"),
+    "table4": (
+        "dynamo.reporting.allocation_table",
+        "table 4: allocation methods at equal rollouts with their generation cost, and its figure",
+    ),
     "figures": ("dynamo.reporting.figures", "draw training curves and allocation figures from runs"),
     "methods": ("dynamo.reporting.methods", "list the registered methods and their specs"),
     "stage": ("dynamo.stage", "download an experiment's hub inputs into cache/ for offline compute nodes"),

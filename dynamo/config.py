@@ -310,6 +310,11 @@ class ExperimentConfig:
         ],
         "Methods for table 2 (ablations and released-code switches), by registered name.",
     )
+    allocation_methods: list[str] = _f(
+        ["grpo", "dapo", "dynamo-nomod", "vip", "knapsack-rl", "greso", "pods"],
+        "Methods for table 4 (rollout-allocation methods at equal rollouts per step, compared with grpo when "
+        "listed), by registered name; runs shared with tables 1 and 2 are reused. Not part of `snakemake all`.",
+    )
     seeds: list[int] = _f(
         [1, 2, 3], "Seeds; every method runs once per seed.", items={"minimum": 0, "maximum": 2**32 - 1}
     )

@@ -26,7 +26,8 @@ REWARD_MEAN = "reward/mean"  # mean shaped reward
 ACCURACY = "reward/accuracy"  # share of responses graded correct
 MISSING_REWARDS = "reward/missing"  # OpenRLHF: responses whose reward function failed (scored 0)
 INFORMATIVE_SHARE = "rollout/informative_share"  # share of groups whose correctness is not all equal
-# share of *samples* in such groups: what allocation can raise by moving samples (the study's metric)
+# Share of samples in such groups: what allocation can raise by moving samples; with per-prompt
+# n_i it differs from the share of groups (the allocation study, table 4).
 INFORMATIVE_SAMPLE_SHARE = "rollout/informative_sample_share"
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens

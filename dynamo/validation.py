@@ -249,7 +249,7 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     known = all_methods()
-    for key in ("methods", "ablation_methods"):
+    for key in ("methods", "ablation_methods", "allocation_methods"):
         names = getattr(cfg, key)
         if key == "methods" and not names:
             problems.append("config.methods must name at least one method")
@@ -279,7 +279,14 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
     used = sorted(
-        {*cfg.methods, *cfg.ablation_methods, *cfg.study_allocation.arms, *cfg.method_overrides} & set(known)
+        {
+            *cfg.methods,
+            *cfg.ablation_methods,
+            *cfg.allocation_methods,
+            *cfg.study_allocation.arms,
+            *cfg.method_overrides,
+        }
+        & set(known)
     )
     for name in used:
         try:

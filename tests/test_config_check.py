@@ -50,6 +50,11 @@ BAD_CONFIGS = [
     ("method_unknown", "methods: [grpo, dynamoo]", "config.methods[1]: unknown method 'dynamoo'"),
     ("ablation_unknown", "ablation_methods: [xyz]", "config.ablation_methods[0]: unknown method 'xyz'"),
     (
+        "allocation_unknown",
+        "allocation_methods: [grpo, vipp]",
+        "config.allocation_methods[1]: unknown method 'vipp'",
+    ),
+    (
         "rollouts_1",
         "train: {rollouts_per_prompt: 1}",
         "method dynamo: allocation bounds [0, 1] from train.rollouts",

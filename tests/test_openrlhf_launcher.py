@@ -76,6 +76,11 @@ def test_experiment_validates_for_the_engine(experiment, monkeypatch):
         launcher.validate(odd)
 
 
+def test_a_local_only_method_in_table_4s_list_is_refused_naming_the_list():
+    with pytest.raises(ValueError, match=r"'pods'.*local engine only.*allocation_methods"):
+        launcher.validate(gpu_config(allocation_methods=["grpo", "pods"]))
+
+
 def test_7b_dynamo_command_carries_the_authors_settings(tmp_path):
     cfg = gpu_config()
     cmd = launcher.build_command(cfg, "dynamo", 1, str(tmp_path / "run"))

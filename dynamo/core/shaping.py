@@ -65,6 +65,14 @@ def informative_share(group_ids: torch.Tensor, values: torch.Tensor) -> float:
     return float(spread.double().mean())
 
 
+def informative_sample_share(group_ids: torch.Tensor, values: torch.Tensor) -> float:
+    """Share of *samples* in groups whose values are not all equal (with per-prompt n_i it differs from the
+    share of groups: a large informative group weighs more); 0 for an empty batch."""
+    if values.numel() == 0:
+        return 0.0
+    return float(groups_with_spread(group_ids, values).double().mean())
+
+
 def group_std(group_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Per sample: the unbiased std of its group's values (0 for singletons), in the values' dtype."""
     inverse, sizes = _groups(group_ids)

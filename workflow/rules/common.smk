@@ -29,7 +29,7 @@ ARITH_SPLITS = ["arith-easy", "arith-medium", "arith-hard", "arith-id"]
 # "base" is the model every run starts from, evaluated like a method as the table's reference row.
 # The mechanism probes (table 3) compare the probed method's entropy trajectory with this one's.
 STAB_OFF = "dynamo-nostab"
-ALL_METHODS = sorted({*CFG.methods, *CFG.ablation_methods, CFG.probe.method, STAB_OFF})
+ALL_METHODS = sorted({*CFG.methods, *CFG.ablation_methods, *CFG.allocation_methods, CFG.probe.method, STAB_OFF})
 
 
 wildcard_constraints:

@@ -57,7 +57,7 @@ from dynamo.config import ExperimentConfig
 from dynamo.core.advantages import sequence_advantages
 from dynamo.core.objective import TokenBatch, objective_loss
 from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts
-from dynamo.core.shaping import groups_with_spread, informative_share
+from dynamo.core.shaping import groups_with_spread, informative_sample_share, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.core.window import needs_window, window_stats
 from dynamo.engines.common import OBJECTIVE_METRICS, VALID_TOKEN_MEANS, micro_loss_tokens, objective_generator
@@ -209,9 +209,7 @@ class LocalTrainer:
             self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
-                info[M.INFORMATIVE_SAMPLE_SHARE] = float(
-                    groups_with_spread(batch.group_ids, batch.correct).double().mean()
-                )
+                info[M.INFORMATIVE_SAMPLE_SHARE] = informative_sample_share(batch.group_ids, batch.correct)
                 info[M.REWARD_MEAN] = float(batch.rewards.mean())
                 info[M.ACCURACY] = float(batch.correct.mean())
                 info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())

@@ -371,6 +371,11 @@ def validate(cfg: ExperimentConfig) -> None:
     """Fail now, not on the cluster: the openrlhf section and every method of the experiment must map."""
     for name in sorted({*cfg.methods, *cfg.ablation_methods}):
         build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
+    for name in cfg.allocation_methods:  # table 4's list defaults to one with pods (local engine only)
+        try:
+            build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
+        except ValueError as err:
+            raise ValueError(f"{err} (listed in allocation_methods: leave it out for this engine)") from err
 
 
 def _check_extra_args(extra: list[str], cmd: list[str]) -> None:

@@ -48,7 +48,7 @@ from vllm import SamplingParams
 
 from dynamo import metrics_names as M
 from dynamo.core.rules import MAX_SKIP_DRAWS
-from dynamo.core.shaping import groups_with_spread, informative_share
+from dynamo.core.shaping import groups_with_spread, informative_sample_share, informative_share
 from dynamo.engines.openrlhf.reward_func import EXTRA_LOG_KEYS
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ class DynamoSamplesGenerator(SamplesGenerator):
             M.ACCURACY: float(correct.mean()),
             M.REWARD_MEAN: float(rewards.mean()),
             M.INFORMATIVE_SHARE: informative_share(groups, correct),
-            M.INFORMATIVE_SAMPLE_SHARE: float(groups_with_spread(groups, correct).double().mean()),
+            M.INFORMATIVE_SAMPLE_SHARE: informative_sample_share(groups, correct),
             M.RESPONSE_LENGTH: float(lengths.mean()),
             M.TRUNCATED_SHARE: sum(truncated) / len(truncated),
         }
