@@ -69,7 +69,7 @@ def test_experiment_validates_for_the_engine(experiment, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(launcher, "build_command", lambda cfg, name, *args, **kw: built.append(name))
         launcher.validate(cfg)
-    assert sorted(built) == sorted({*cfg.methods, *cfg.ablation_methods})
+    assert sorted(built) == sorted({*cfg.methods, *cfg.ablation_methods, *cfg.allocation_methods})  # each once
     # ... and so fails on what could not run, e.g. a budget that is no whole number of mini-batches
     odd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mini_batch_prompts=24))
     with pytest.raises(ValueError, match=r"budget N\*n = 8192 is not a whole number of mini-batches of 384"):

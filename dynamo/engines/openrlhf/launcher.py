@@ -369,9 +369,11 @@ def _check_wandb(cfg: ExperimentConfig) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Fail now, not on the cluster: the openrlhf section and every method of the experiment must map."""
-    for name in sorted({*cfg.methods, *cfg.ablation_methods}):
+    tables_1_2 = sorted({*cfg.methods, *cfg.ablation_methods})
+    for name in tables_1_2:
         build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
-    for name in cfg.allocation_methods:  # table 4's list defaults to one with pods (local engine only)
+    # table 4's list defaults to one with pods (local engine only): name the list on failure
+    for name in sorted(set(cfg.allocation_methods) - set(tables_1_2)):
         try:
             build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
         except ValueError as err:
