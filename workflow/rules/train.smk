@@ -30,8 +30,7 @@ rule train:
     # last training job running alone on one core while the other idles.
     priority: 1
     resources:
-        **resources_of("train"),
-        **train_nodes(),
+        **train_resources(),
     conda:
         "../envs/dynamo.yaml"
     shell:

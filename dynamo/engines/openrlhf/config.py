@@ -21,6 +21,8 @@ from typing import Any, Literal
 from dynamo.methods import MethodSpec, apply_overrides, get_method
 
 OPTIONS_ENV = "DYNAMO_OPENRLHF_OPTIONS"
+# openrlhf.ray_address value: start Ray over the train job's Slurm allocation (multinode.py).
+SLURM_RAY = "slurm"
 
 
 def _f(default: Any, help: str) -> Any:
@@ -60,7 +62,10 @@ class OpenRLHFConfig:
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
     max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
     ray_address: str = _f(
-        "", "Ray cluster to join ('auto' inside a multi-node job); empty = start a private one for this run."
+        "",
+        "Ray cluster of the run. Empty: a private one on this node (single node only). 'host:port': join "
+        "that existing cluster. 'slurm': start Ray over the train job's own allocation (multinode.py; not "
+        "yet run on a real multi-node allocation). A multi-node layout must name one of the last two.",
     )
     srun_args: list[str] = _f(
         [], "Multi-node: extra srun flags for the Ray worker step (e.g. ['--gres=gpu:8'] where steps need them)."
@@ -94,6 +99,12 @@ class OpenRLHFConfig:
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError(
                 f"openrlhf.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}"
+            )
+        if self.actor_num_nodes > 1 and not self.ray_address:
+            raise ValueError(
+                f"openrlhf.actor_num_nodes = {self.actor_num_nodes} needs openrlhf.ray_address: 'host:port' of a "
+                "running Ray cluster spanning the nodes, or 'slurm' to start one over the train job's Slurm "
+                "allocation (untested on real multi-node hardware, docs/OPENRLHF_ENGINE.md)"
             )
         if len(self.adam_betas) != 2:
             raise ValueError(f"openrlhf.adam_betas needs two numbers, got {self.adam_betas}")
