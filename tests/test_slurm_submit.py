@@ -125,3 +125,15 @@ def test_config_refuses_train_gpus_that_do_not_match_the_actor_layout():
         p.startswith("config.resources.train.gpus = 16 does not match openrlhf.actor_num_nodes x")
         for p in config_problems(data)[1]
     )
+
+
+def test_checkpoint_pruning_is_opt_in_and_waits_for_the_evaluation(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    (repo / "one.yaml").write_text("seeds: [1]\nmethods: [grpo]\nablation_methods: []\n")
+    (repo / "prune.yaml").write_text("openrlhf: {delete_checkpoints_after_eval: true}\n")
+    assert set(dag_jobs(repo, [SEVEN_B, "one.yaml"], "prune_checkpoints")) == {"prune_checkpoints"}
+    jobs = dag_jobs(repo, [SEVEN_B, "one.yaml", "prune.yaml"], "prune_checkpoints")
+    prune = jobs["prune_run_checkpoints"]
+    assert {"train", "evaluate"} <= set(jobs)
+    assert set(jobs["evaluate"].output) <= set(prune.input) and "runs/qwen2.5-math-7b/grpo/seed1/final" in prune.input
+    assert list(prune.output) == ["runs/qwen2.5-math-7b/grpo/seed1/ckpt.deleted"]

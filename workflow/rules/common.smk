@@ -95,6 +95,14 @@ def train_resources():
     return res
 
 
+def checkpoints_to_prune():
+    """Markers of the runs whose checkpoints rule prune_run_checkpoints deletes (opt-in, openrlhf engine)."""
+    if CFG.engine != "openrlhf" or not CFG.openrlhf.get("delete_checkpoints_after_eval", False):
+        return []
+    methods = sorted({*CFG.methods, *CFG.ablation_methods})
+    return expand(f"runs/{EXP}/{{method}}/seed{{seed}}/ckpt.deleted", method=methods, seed=CFG.seeds)
+
+
 def scores(methods):
     return expand(
         f"runs/{EXP}/{{method}}/seed{{seed}}/eval/{{bench}}/scores.json",

@@ -36,3 +36,26 @@ rule train:
     shell:
         "{params.offline}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} {params.fresh} > {log} 2>&1"
+
+
+# Opt-in (openrlhf.delete_checkpoints_after_eval): a finished run's DeepSpeed checkpoints (~14 bytes
+# per parameter each: bf16 weights, fp32 master copy, Adam moments) are deleted once its final
+# weights exist and every benchmark has scored them. Nothing reads them afterwards: a rerun of the
+# train job (changed setup) starts over, as it would after `--config fresh_runs=true`.
+rule prune_run_checkpoints:
+    input:
+        final=f"{RUN}/final",
+        summary=f"{RUN}/summary.json",
+        scores=expand(f"{RUN}/eval/{{bench}}/scores.json", bench=benchmark_labels(), allow_missing=True),
+    output:
+        f"{RUN}/ckpt.deleted",
+    params:
+        ckpt=f"{RUN}/ckpt",
+    shell:
+        "du -sh {params.ckpt} > {output}.tmp 2>/dev/null || echo 'no checkpoint' > {output}.tmp; "
+        "rm -rf {params.ckpt} && mv {output}.tmp {output}"
+
+
+rule prune_checkpoints:
+    input:
+        checkpoints_to_prune(),

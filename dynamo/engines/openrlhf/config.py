@@ -60,7 +60,17 @@ class OpenRLHFConfig:
     adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
-    max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
+    max_ckpt_num: int = _f(
+        2,
+        "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest; `dynamo plan` prints the disk). "
+        "1 halves the disk, but OpenRLHF deletes the old one before writing the next: a job killed during "
+        "that write has nothing to resume from (the resume check refuses and names what to delete).",
+    )
+    delete_checkpoints_after_eval: bool = _f(
+        False,
+        "Pipeline: delete a run's <run>/ckpt (weights + optimizer states) once its final weights are saved "
+        "and evaluated on every benchmark (rule prune_checkpoints; a marker file records it).",
+    )
     ray_address: str = _f(
         "",
         "Ray cluster of the run. Empty: a private one on this node (single node only). 'host:port': join "
