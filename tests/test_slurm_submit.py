@@ -135,5 +135,6 @@ def test_checkpoint_pruning_is_opt_in_and_waits_for_the_evaluation(tmp_path):
     jobs = dag_jobs(repo, [SEVEN_B, "one.yaml", "prune.yaml"], "prune_checkpoints")
     prune = jobs["prune_run_checkpoints"]
     assert {"train", "evaluate"} <= set(jobs)
-    assert set(jobs["evaluate"].output) <= set(prune.input) and "runs/qwen2.5-math-7b/grpo/seed1/final" in prune.input
+    assert set(jobs["evaluate"].output) <= set(prune.input)
+    assert "runs/qwen2.5-math-7b/grpo/seed1/final" in prune.input
     assert list(prune.output) == ["runs/qwen2.5-math-7b/grpo/seed1/ckpt.deleted"]
