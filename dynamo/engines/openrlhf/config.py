@@ -53,6 +53,13 @@ class OpenRLHFConfig:
         "micro_*_batch_size fields are then unused. `dynamo plan` picks the budget.",
     )
     max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.")
+    shuffle_mini_batches: bool = _f(
+        False,
+        "With dynamic_batch: shuffle each GPU's share of the rollouts before it is cut into optimizer-step "
+        "mini-batches and token-balanced micro-batches (seeded; stock OpenRLHF shuffles only fixed "
+        "micro-batches). Default off: mini-batches are consecutive slices of the rollout order, as in stock "
+        "OpenRLHF dynamic batching and the DynaMO authors' released code (which does not shuffle either).",
+    )
     rollout_max_tokens_per_gpu: int = _f(
         0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training)."
     )
@@ -116,6 +123,11 @@ class OpenRLHFConfig:
                 "running Ray cluster spanning the nodes, or 'slurm' to start one over the train job's Slurm "
                 "allocation (untested on real multi-node hardware, docs/OPENRLHF_ENGINE.md)"
             )
+        if self.shuffle_mini_batches and not self.dynamic_batch:
+            raise ValueError(
+                "openrlhf.shuffle_mini_batches applies to dynamic_batch: true only (fixed micro-batches are "
+                "already shuffled by OpenRLHF)"
+            )
         if len(self.adam_betas) != 2:
             raise ValueError(f"openrlhf.adam_betas needs two numbers, got {self.adam_betas}")
         if self.colocate_all and self.vllm_num_engines * self.vllm_tensor_parallel_size != self.actor_gpus:
@@ -138,6 +150,7 @@ class DynamoOptions:
     max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
     run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
     keep_tail: bool = _f(False, "Keep the short last step of an epoch (fewer than N prompts left).")
+    shuffle_mini_batches: bool = _f(False, "openrlhf.shuffle_mini_batches (dynamic batching only).")
 
     def method_spec(self) -> MethodSpec:
         return get_method(self.method, self.overrides or None)

@@ -184,6 +184,8 @@ def build_command(
         cmd += ["--dynamo.ray_address", o.ray_address]
     if o.keep_tail_step:
         cmd += ["--dynamo.keep_tail", "1"]
+    if o.shuffle_mini_batches:
+        cmd += ["--dynamo.shuffle_mini_batches", "1"]
 
     cmd += [
         # model, data and reward
