@@ -24,8 +24,9 @@ SEVEN_B = "config/experiments/qwen2.5-math-7b.yaml"
 NODE_CPUS = 112
 
 
-def dag_jobs(repo: Path, configfiles: list[str], target: str) -> dict:
-    """rule name -> job of a dry run as the Slurm executor plans it (threads uncapped by local cores)."""
+def dag_jobs(repo: Path, configfiles: list[str], target: str, all_jobs: bool = False):
+    """rule name -> job of a dry run as the Slurm executor plans it (threads uncapped by local cores);
+    with all_jobs, the list of every job."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
@@ -37,7 +38,8 @@ def dag_jobs(repo: Path, configfiles: list[str], target: str) -> dict:
             workdir=repo,
         )
         workflow.dag(DAGSettings(targets={target})).execute_workflow(executor="slurm", pseudo_executor="dryrun")
-        return {job.rule.name: job for job in workflow._workflow.dag.jobs}
+        jobs = list(workflow._workflow.dag.jobs)
+        return jobs if all_jobs else {job.rule.name: job for job in jobs}
 
 
 def sbatch_args(job) -> list[str]:
