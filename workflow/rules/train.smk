@@ -25,6 +25,9 @@ rule train:
         # so toggling the flag does not rerun every training job.
         fresh=lambda w, input: "--fresh" if CFG.fresh_runs else "",
         offline=OFFLINE_ENV,
+        # DeepSpeed compiles FusedAdam on first use unless it was prebuilt (DS_BUILD_FUSED_ADAM=1, README):
+        # a node-local build directory, so that a killed job leaves no stale lock in the shared home.
+        extensions="TORCH_EXTENSIONS_DIR=${TMPDIR:-/tmp}/torch-extensions-${USER:-dynamo} " if CFG.engine == "openrlhf" else "",
     threads: CFG.resources.train.threads
     # Longest jobs first: the short evaluations then fill the cores at the end, instead of a
     # last training job running alone on one core while the other idles.
@@ -34,7 +37,7 @@ rule train:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "{params.offline}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
+        "{params.offline}{params.extensions}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} {params.fresh} > {log} 2>&1"
 
 
