@@ -24,15 +24,19 @@ SEVEN_B = "config/experiments/qwen2.5-math-7b.yaml"
 NODE_CPUS = 112
 
 
-def dag_jobs(repo: Path, configfiles: list[str], target: str, all_jobs: bool = False):
+def dag_jobs(repo: Path, configfiles: list[str], target: str, all_jobs: bool = False, site: dict | None = None):
     """rule name -> job of a dry run as the Slurm executor plans it (threads uncapped by local cores);
-    with all_jobs, the list of every job."""
+    with all_jobs, the list of every job; `site`: default-resources and set-resources as a profile's."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(nodes=100),
+            resource_settings=ResourceSettings(
+                nodes=100,
+                default_resources=(site or {}).get("default-resources"),
+                overwrite_resources=(site or {}).get("set-resources", {}),
+            ),
             config_settings=ConfigSettings(configfiles=[repo / c for c in configfiles]),
             snakefile=repo / "workflow" / "Snakefile",
             workdir=repo,
@@ -140,3 +144,34 @@ def test_checkpoint_pruning_is_opt_in_and_waits_for_the_evaluation(tmp_path):
     assert set(jobs["evaluate"].output) <= set(prune.input)
     assert "runs/qwen2.5-math-7b/grpo/seed1/final" in prune.input
     assert list(prune.output) == ["runs/qwen2.5-math-7b/grpo/seed1/ckpt.deleted"]
+
+
+def site_examples() -> dict:
+    """The commented SITE examples of workflow/profiles/slurm/config.yaml, uncommented."""
+    import yaml
+
+    text = (ROOT / "workflow/profiles/slurm/config.yaml").read_text()
+    defaults = dict(
+        yaml.safe_load(
+            "\n".join(
+                line.strip().removeprefix("# ")
+                for line in text.splitlines()
+                if re.match(r"\s+# (qos|constraint):", line)
+            )
+        )
+    )
+    block = text[text.index("# set-resources:") :].split("\n\n")[0]
+    overrides = yaml.safe_load("\n".join(line.removeprefix("# ") for line in block.splitlines()))["set-resources"]
+    return {"default-resources": {"mem_mb": 4000, "runtime": 60, **defaults}, "set-resources": overrides}
+
+
+def test_profile_site_examples_pass_the_plugin_and_ask_per_node_gres(tmp_path):
+    site = site_examples()
+    assert site["default-resources"]["qos"] and site["set-resources"]["train"]["gres"] == "gpu:8"
+    repo = copy_repo(tmp_path / "repo")
+    jobs = dag_jobs(repo, [SEVEN_B], "runs/qwen2.5-math-7b/grpo/seed1/eval/math500/scores.json", site=site)
+    args = sbatch_args(jobs["train"])  # validate_slurm_extra and the GRES format check pass
+    assert flag(args, "--qos") == "normal" and flag(args, "-C") == "h100"
+    assert flag(args, "--gres") == "gpu:8" and flag(args, "--gpus") is None and flag(args, "--nodes") == "1"
+    assert flag(args, "--ntasks-per-gpu") is None and cpus_per_node(args) == 64
+    assert flag(sbatch_args(jobs["evaluate"]), "--gres") == "gpu:1"
