@@ -35,4 +35,5 @@ rule all:
         "results/table3.csv",
         FIGURES,
         PROBE_FIGURES,  # named too, so that deleted figures are made again
+        checkpoints_to_prune(),  # empty unless openrlhf.delete_checkpoints_after_eval
     default_target: True

@@ -1,7 +1,21 @@
 """GPU check: DynaMO/GRPO step-time ratio and the log-prob pass's peak memory at the 7B shape, on one GPU.
 
     python benchmarks/gpu_check.py                 # ~5-10 min on one 80 GB GPU, no internet, no vLLM
+    python benchmarks/gpu_check.py --real-engine   # the 1.5B smoke through the real OpenRLHF engine
     python benchmarks/gpu_check.py --help
+
+--real-engine: two RL steps of `grpo` and then `dynamo` with the settings of
+config/experiments/qwen2.5-math-1.5b-smoke.yaml laid out on one GPU (actor + one colocated vLLM
+engine), through `dynamo train` and the real OpenRLHF 0.11.2 engine, on a generated pool of 64
+arithmetic prompts (no dataset download); the model must be on disk (`dynamo stage --model
+Qwen/Qwen2.5-Math-1.5B` once, or `--model DIR`). Needs a CUDA GPU, vLLM and an importable flash-attn,
+and refuses with the list of what is missing otherwise. Writes one JSON report (`--report`): package
+versions, driver and GPU, each step's phase times, the GPU's peak memory in each phase (nvidia-smi
+sampled every 0.25 s; phase windows reconstructed from the step timings, which OpenRLHF sums into
+the step time) beside `dynamo plan`'s estimate for the same layout, and the DynaMO/GRPO step-time
+ratio. Estimated 6-10 minutes on one 80 GB GPU (not measured yet).
+
+Default mode:
 
 Needs only torch and transformers (any recent pair: torch >= 2.4, transformers >= 4.45 have Qwen2)
 plus this project installed without its dependencies (`pip install --no-deps -e .`) and numpy; no
@@ -57,6 +71,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per synthetic sequence (prompt + response)")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per method (after one warm-up step)")
     p.add_argument("--skip-memory", action="store_true", help="only the step-time part")
+    p.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="run the 1.5B smoke (2 RL steps of grpo and dynamo) through the real OpenRLHF engine on one GPU "
+        "and write one JSON report (needs vLLM and flash-attn)",
+    )
+    p.add_argument(
+        "--model", default="", help="--real-engine: local directory of Qwen2.5-Math-1.5B (default: staged)"
+    )
+    p.add_argument("--workdir", default="gpu_check_runs", help="--real-engine: where the two runs are written")
+    p.add_argument("--report", default="gpu_check_report.json", help="--real-engine: the JSON report to write")
     return p.parse_args(argv)
 
 
@@ -207,8 +232,235 @@ def check_logprob_memory(cfg, device: str = "cuda", **shrink) -> tuple[float, fl
     return peak, planned
 
 
+# ---------------------------------------------------------------------------------------------
+# --real-engine
+
+SMOKE = ["config/config.yaml", "config/experiments/qwen2.5-math-1.5b-smoke.yaml"]
+REAL_MODEL = "Qwen/Qwen2.5-Math-1.5B"
+PHASES = ("generation", "make_experience", "ppo_train", "broadcast")  # OpenRLHF's order within a step
+PLAN_PHASE = {"generation": "generation", "make_experience": "log-prob pass", "ppo_train": "training"}
+STACK = ("torch", "vllm", "flash-attn", "openrlhf", "deepspeed", "ray", "transformers")
+
+
+def real_engine_missing() -> list[str]:
+    """What the real-engine mode lacks on this machine (empty: it can run)."""
+    import torch
+
+    from dynamo.doctor import flash_attn_import, package_version
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append(f"a CUDA GPU (torch {torch.__version__} sees none)")
+    for name, why in (("openrlhf", "the engine"), ("vllm", "generation")):
+        if package_version(name) is None:
+            missing.append(f"{name} ({why}; README 'GPUs and clusters')")
+    fa = flash_attn_import()
+    if fa != "ok":
+        missing.append("flash-attn (OpenRLHF imports it): " + ("not installed" if fa is None else fa))
+    return missing
+
+
+def one_gpu_override(model: str, pool: str) -> dict:
+    """The smoke's settings on one GPU: one actor GPU and one colocated vLLM engine, a local prompt pool."""
+    return {
+        "experiment": "gpu-check",
+        "model": {"path": model},
+        "data": {"train_path": pool},
+        "resources": {"train": {"gpus": 1}},
+        "openrlhf": {"actor_gpus_per_node": 1, "vllm_num_engines": 1},
+    }
+
+
+def write_pool(path: Path, count: int = 64, seed: int = 0) -> None:
+    """Arithmetic prompts with exact answers, in the smoke's record format (problem, answer)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for _ in range(count):
+            a, b, c = rng.randint(10, 99), rng.randint(10, 99), rng.randint(2, 9)
+            fh.write(json.dumps({"problem": f"Compute ({a} + {b}) * {c}.", "answer": str((a + b) * c)}) + "\n")
+
+
+def phase_windows(step_end: float, row: dict) -> dict[str, tuple[float, float]]:
+    """(start, end) wall time of each phase of one step, back from when its metrics row appeared: the
+    phases run in PHASES order and OpenRLHF's step time is their sum."""
+    from dynamo import metrics_names as M
+
+    names = {"generation": M.TIME_ROLLOUT, "make_experience": M.TIME_EXPERIENCE, "ppo_train": M.TIME_TRAIN}
+    names["broadcast"] = M.TIME_SYNC
+    windows, end = {}, step_end
+    for phase in reversed(PHASES):
+        seconds = float(row.get(names[phase], 0.0))
+        windows[phase] = (end - seconds, end)
+        end -= seconds
+    return windows
+
+
+def phase_peaks(samples: list[tuple[float, float]], windows: dict[str, tuple[float, float]]) -> dict:
+    """Largest sampled GPU memory (GiB) inside each phase window; None where no sample fell in it."""
+    peaks = {}
+    for phase, (start, end) in windows.items():
+        inside = [gib for t, gib in samples if start <= t <= end]
+        peaks[phase] = max(inside) if inside else None
+    return peaks
+
+
+class MemorySampler:
+    """nvidia-smi's used memory of GPU 0 (all processes: actor and vLLM), every `interval` seconds."""
+
+    def __init__(self, interval: float = 0.25):
+        import threading
+
+        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import subprocess
+
+        query = ["nvidia-smi", "--id=0", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+        while not self._stop.is_set():
+            out = subprocess.run(query, capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip():
+                self.samples.append((time.time(), float(out.stdout.split()[0]) / 1024))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_method(cmd: list[str], run_dir: Path, log: Path, poll: float = 0.5) -> list[dict]:
+    """Run one training command (output to `log`); return its metrics rows, each with the wall time it
+    appeared in run_dir/metrics.jsonl (the end of that step: the row is written right after it)."""
+    import subprocess
+
+    metrics = run_dir / "metrics.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        rows = _follow(proc, metrics, poll)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training exited with {proc.returncode}: see {log}")
+    return rows
+
+
+def _follow(proc, metrics: Path, poll: float) -> list[dict]:
+    import json
+
+    rows: list[dict] = []
+
+    def read_new() -> None:
+        if metrics.exists():
+            lines = metrics.read_text().splitlines()
+            for line in lines[len(rows) :]:
+                rows.append({**json.loads(line), "_seen_at": time.time()})
+
+    while proc.poll() is None:
+        read_new()
+        time.sleep(poll)
+    read_new()
+    return rows
+
+
+def real_engine(args) -> int:
+    import json
+    import os
+
+    import yaml
+
+    from dynamo import metrics_names as M
+    from dynamo.config import load_config
+    from dynamo.doctor import driver_version, package_version
+    from dynamo.io import write_json_atomic
+    from dynamo.plan import estimate, layout_of, model_shape
+    from dynamo.stage import plan_items
+
+    missing = real_engine_missing()
+    model = os.path.abspath(args.model or str(ROOT / plan_items(REAL_MODEL, None, []).model[1]))
+    if not os.path.isdir(model):
+        missing.append(f"the model on disk: {model} (`dynamo stage --model {REAL_MODEL}` once, or --model DIR)")
+    if missing:
+        print(
+            "gpu_check.py --real-engine cannot run here; missing:\n  - " + "\n  - ".join(missing), file=sys.stderr
+        )
+        return 2
+    import torch
+
+    work = Path(args.workdir).resolve()
+    pool, override = work / "prompts.jsonl", work / "one-gpu.yaml"
+    write_pool(pool)
+    override.write_text(yaml.safe_dump(one_gpu_override(model, str(pool))))
+    configs = [str(ROOT / c) for c in SMOKE] + [str(override)]
+    cfg = load_config(*configs)
+    gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    plan = estimate(model_shape(model), layout_of(cfg, gpu_gib)).totals
+    report = {
+        "versions": {name: package_version(name) for name in STACK},
+        "cuda": torch.version.cuda,
+        "driver": driver_version(),
+        "gpu": f"{torch.cuda.get_device_name(0)} ({gpu_gib:.1f} GiB)",
+        "config": configs,
+        "plan_gib": plan,
+        "methods": {},
+    }
+    with MemorySampler() as sampler:
+        for method in ("grpo", "dynamo"):
+            run_dir = work / method
+            cmd = [sys.executable, "-m", "dynamo.cli", "train", "--config", *configs, "--method", method]
+            cmd += ["--seed", "1", "--out", str(run_dir), "--base-model", model, "--fresh"]
+            print(f"{method}: {' '.join(cmd)}", flush=True)
+            rows = run_method(cmd, run_dir, work / f"{method}.log")
+            steps = []
+            for row in rows:
+                windows = phase_windows(row["_seen_at"], row)
+                peaks = phase_peaks(sampler.samples, windows)
+                times = {
+                    p: row.get(k)
+                    for p, k in zip(PHASES, (M.TIME_ROLLOUT, M.TIME_EXPERIENCE, M.TIME_TRAIN, M.TIME_SYNC))
+                }
+                steps.append(
+                    {
+                        "step": row.get(M.STEP),
+                        "seconds": times,
+                        "step_seconds": row.get(M.TIME_STEP),
+                        "peak_gib": peaks,
+                    }
+                )
+            report["methods"][method] = {"steps": steps}
+    last = {m: report["methods"][m]["steps"][-1]["step_seconds"] for m in ("grpo", "dynamo")}
+    report["dynamo_over_grpo_last_step"] = last["dynamo"] / last["grpo"] if all(last.values()) else None
+    report["peak_vs_plan"] = {
+        phase: {
+            "measured_gib": max(
+                (
+                    s["peak_gib"][phase]
+                    for m in report["methods"].values()
+                    for s in m["steps"]
+                    if s["peak_gib"][phase]
+                ),
+                default=None,
+            ),
+            "plan_gib": plan[plan_phase],
+        }
+        for phase, plan_phase in PLAN_PHASE.items()
+    }
+    write_json_atomic(Path(args.report), report)
+    print(json.dumps({k: report[k] for k in ("dynamo_over_grpo_last_step", "peak_vs_plan")}, indent=1))
+    print(f"report: {args.report}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.real_engine:
+        return real_engine(args)
     import torch
 
     if not torch.cuda.is_available():

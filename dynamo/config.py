@@ -171,8 +171,15 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class RuleResources:
-    threads: int = _f(1, "Threads (CPU cores) for the rule.", minimum=1, maximum=4096)
-    gpus: int = _f(0, "GPUs for the rule (Slurm: --gpus).", minimum=0, maximum=4096)
+    threads: int = _f(
+        1, "Threads (CPU cores) for the rule, per node (Slurm: --cpus-per-task).", minimum=1, maximum=4096
+    )
+    gpus: int = _f(
+        0,
+        "GPUs for the rule, the total over all its nodes (Slurm: --gpus, or --gres per node).",
+        minimum=0,
+        maximum=4096,
+    )
     mem_mb: int = _f(2000, "Memory in MB.", minimum=1, maximum=10**8)
     runtime: int = _f(30, "Wall-time limit in minutes.", minimum=1, maximum=10**6)
 

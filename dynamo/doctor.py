@@ -3,6 +3,13 @@
     dynamo doctor                                               # the embedded default (config/config.yaml)
     dynamo doctor --config config/config.yaml config/experiments/qwen2.5-math-7b.yaml
 
+Checked: the NVIDIA driver (nvidia-smi) against what the installed torch's CUDA needs -- or, with a
+CPU build of torch (a login node), against what the `gpu` extra's torch will need; DeepSpeed's
+FusedAdam prebuilt, or else nvcc and ninja to compile it just in time; flash-attn importable (a
+subprocess import: its CUDA extension must match torch); the Slurm executor plugin's version; the
+free disk where the run directories go against the config's checkpoint footprint (`dynamo plan`);
+the openrlhf stack's versions, GPU count and memory, offline inputs.
+
 Prints one line per item (`ok`, `--` for absent but not needed, `WARN`, `FAIL`) and, for each
 missing piece, one line saying how to get it. Exits 1 when the chosen config cannot run here
 (a FAIL line), else 0. Nothing is downloaded and no GPU work is started: packages are looked up
@@ -25,6 +32,10 @@ from pathlib import Path
 from dynamo.config import ExperimentConfig
 
 MIN_DRIVER_CUDA13 = 580  # torch 2.13.0's PyPI wheels are CUDA 13.0 builds (cuda-toolkit 13.0.3)
+# Smallest driver major of each CUDA major (NVIDIA's minor-version compatibility: 12.x runs on >= 525).
+MIN_DRIVER = {13: MIN_DRIVER_CUDA13, 12: 525, 11: 450}
+GPU_EXTRA_TORCH = ("2.13.0", "13.0")  # the `gpu` extra's torch pin and its CUDA build
+SLURM_PLUGIN = ("snakemake-executor-plugin-slurm", "2.6.1")  # pyproject's pin (tests/test_doctor.py checks)
 OPENRLHF_STACK = {  # package -> (pinned version, how to get it)
     "openrlhf": (
         "0.11.2",
@@ -102,6 +113,47 @@ def driver_version() -> str | None:
     return None
 
 
+def deepspeed_prebuilt_ops() -> dict[str, bool] | None:
+    """DeepSpeed's ops compiled at install (DS_BUILD_*=1), from its generated git_version_info_installed.py
+    (read, not imported: importing deepspeed probes the accelerator). None without deepspeed."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("deepspeed")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    info = Path(next(iter(spec.submodule_search_locations))) / "git_version_info_installed.py"
+    if not info.is_file():
+        return {}
+    for node in ast.parse(info.read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "installed_ops":
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def flash_attn_import() -> str | None:
+    """None if flash-attn is not installed; "ok" if it and its CUDA extension import; else the error."""
+    if package_version("flash-attn") is None:
+        return None
+    code = "import flash_attn, flash_attn_2_cuda"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "import timed out after 300 s"
+    if out.returncode == 0:
+        return "ok"
+    lines = out.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit code {out.returncode}"
+
+
+def disk_free_gb(path: str = "runs") -> float:
+    """Free space (decimal GB) on the filesystem that holds `path` (its nearest existing parent)."""
+    where = Path(path).resolve()
+    while not where.exists():
+        where = where.parent
+    return shutil.disk_usage(where).free / 1e9
+
+
 def nvcc_version() -> str | None:
     if not shutil.which("nvcc"):
         return None
@@ -110,6 +162,13 @@ def nvcc_version() -> str | None:
         if part.startswith("V") and part[1:2].isdigit():
             return part[1:]
     return "unknown"
+
+
+def ninja_version() -> str | None:
+    if not shutil.which("ninja"):
+        return None
+    out = subprocess.run(["ninja", "--version"], capture_output=True, text=True).stdout.strip()
+    return out or "unknown"
 
 
 def gpus() -> list[tuple[str, float]]:
@@ -161,9 +220,8 @@ def check(cfg: ExperimentConfig, facts: dict | None = None) -> Report:
     gpu_list = f["gpus"]
     cuda = f["torch_cuda"]
     r.add("ok", "torch", f"{f['torch']} ({'CUDA ' + cuda if cuda else 'CPU build'})")
-    driver = f["driver"]
-    r.add("ok" if driver else "--", "NVIDIA driver", driver or "none found (nvidia-smi, /proc/driver/nvidia)")
-    r.add("ok" if f["nvcc"] else "--", "nvcc", f["nvcc"] or "not on PATH (only needed to build flash-attn)")
+    needs_gpu = cfg.engine == "openrlhf" or cfg.eval.backend == "vllm"
+    _check_driver(f, r, needs_gpu)
     if gpu_list:
         r.add("ok", "GPUs", ", ".join(f"{name} {mem:.0f} GiB" for name, mem in gpu_list))
     else:
@@ -180,7 +238,17 @@ def check(cfg: ExperimentConfig, facts: dict | None = None) -> Report:
         else "none running (the engine starts a private one)",
     )
 
-    needs_gpu = cfg.engine == "openrlhf" or cfg.eval.backend == "vllm"
+    plugin, pinned = SLURM_PLUGIN
+    version = f["packages"].get(plugin)
+    if version is None:
+        r.add("--", "Slurm plugin", f"{plugin} not installed (only the Slurm profile needs it)")
+    else:
+        r.add(
+            "ok" if version == pinned else "WARN",
+            "Slurm plugin",
+            f"{plugin} {version}" + ("" if version == pinned else f": the profile and its tests use {pinned}"),
+            "" if version == pinned else f"pip install {plugin}=={pinned}",
+        )
     if cfg.engine == "openrlhf":
         _check_openrlhf(cfg, f, r)
     if cfg.eval.backend == "vllm" and not f["packages"].get("vllm"):
@@ -194,15 +262,82 @@ def check(cfg: ExperimentConfig, facts: dict | None = None) -> Report:
                 f"engine {cfg.engine!r} / eval backend {cfg.eval.backend!r} need CUDA GPUs: {why}",
                 "run on a GPU node (Slurm profile: README) with the CUDA build of torch 2.13.0 (driver >= 580)",
             )
-        if cuda and cuda.startswith("13") and driver and int(driver.split(".")[0]) < MIN_DRIVER_CUDA13:
-            r.add(
-                "FAIL",
-                "driver",
-                f"torch {f['torch']} is a CUDA {cuda} build: needs driver >= {MIN_DRIVER_CUDA13}, found {driver}",
-                "ask the cluster admins for driver >= 580, or install a torch build for your CUDA (not our pins)",
-            )
     _check_inputs(cfg, f, r)
     return r
+
+
+def _check_driver(f: dict, r: Report, needs_gpu: bool) -> None:
+    """The driver against the installed torch's CUDA, or (CPU build of torch) the `gpu` extra's."""
+    driver, cuda = f["driver"], f["torch_cuda"]
+    if cuda:
+        what, major = f"torch {f['torch']} (CUDA {cuda} build)", int(cuda.split(".")[0])
+    else:
+        what, major = f"the gpu extra's torch {GPU_EXTRA_TORCH[0]} (CUDA {GPU_EXTRA_TORCH[1]})", 13
+    need = MIN_DRIVER.get(major, MIN_DRIVER_CUDA13)
+    fix = f"ask the cluster admins for driver >= {need}, or install a torch build for your CUDA (not our pins)"
+    if driver is None:
+        where = "this machine" if cuda or needs_gpu else "the GPU nodes"
+        r.add(
+            "--",
+            "NVIDIA driver",
+            f"none found (nvidia-smi, /proc/driver/nvidia); {what} needs >= {need} on {where}",
+        )
+    elif int(driver.split(".")[0]) >= need:
+        r.add("ok", "NVIDIA driver", f"{driver} (>= {need}, as {what} needs)")
+    else:
+        # Fatal where this torch must run on this driver; a warning on a CPU-torch login node.
+        status = "FAIL" if cuda and needs_gpu else "WARN"
+        r.add(status, "NVIDIA driver", f"{what} needs driver >= {need}, found {driver}", fix)
+
+
+def _check_build_tools(f: dict, r: Report) -> None:
+    """OpenRLHF's optimizer is DeepSpeed's FusedAdam: prebuilt at install, or compiled on first use."""
+    ops = f["deepspeed_ops"]
+    if ops is None:
+        return  # deepspeed missing: reported with the stack
+    if ops.get("fused_adam"):
+        r.add("ok", "DeepSpeed ops", "FusedAdam prebuilt (DS_BUILD_FUSED_ADAM=1): no compiler needed")
+        return
+    how = (
+        "DS_BUILD_FUSED_ADAM=1 pip install --no-build-isolation --force-reinstall --no-deps deepspeed==0.19.6 "
+        "on a GPU node (README), or put nvcc of torch's CUDA and ninja on PATH"
+    )
+    cuda = f["torch_cuda"]
+    missing = [name for name in ("nvcc", "ninja") if not f[name]]
+    if not missing and cuda and f["nvcc"].split(".")[0] != cuda.split(".")[0]:
+        r.add(
+            "FAIL" if f["gpus"] else "WARN",
+            "DeepSpeed ops",
+            f"FusedAdam is compiled on first use: nvcc {f['nvcc']} does not match torch's CUDA {cuda}",
+            how,
+        )
+    elif not missing:
+        r.add("ok", "DeepSpeed ops", f"FusedAdam compiled on first use (nvcc {f['nvcc']}, ninja {f['ninja']})")
+    else:
+        status = "FAIL" if f["gpus"] else "WARN"  # the train job compiles it on a GPU node
+        r.add(status, "DeepSpeed ops", f"FusedAdam is not prebuilt and {' and '.join(missing)} not on PATH", how)
+
+
+def _check_disk(cfg: ExperimentConfig, f: dict, r: Report) -> None:
+    from dynamo.plan import disk_plan
+
+    try:
+        d = disk_plan(cfg)
+    except Exception as exc:  # no model shape: the plan is advice
+        r.add("WARN", "disk", f"checkpoint footprint not available: {exc}")
+        return
+    free = f["disk_free_gb"]
+    detail = (
+        f"{free:,.0f} GB free for runs/; one run keeps up to {d.per_run_gb:,.0f} GB, the sweep "
+        f"{d.per_sweep_gb:,.0f} GB ({d.runs} runs x {d.kept} ckpt of {d.per_checkpoint_gb:,.0f} GB + final)"
+    )
+    fix = "free space, openrlhf.max_ckpt_num: 1, or openrlhf.delete_checkpoints_after_eval: true (dynamo plan)"
+    if free < d.per_run_gb:
+        r.add("FAIL", "disk", detail, fix)
+    elif free < d.per_sweep_gb:
+        r.add("WARN", "disk", detail + ": not enough for all runs at once", fix)
+    else:
+        r.add("ok", "disk", detail)
 
 
 def _check_openrlhf(cfg: ExperimentConfig, f: dict, r: Report) -> None:
@@ -215,6 +350,13 @@ def _check_openrlhf(cfg: ExperimentConfig, f: dict, r: Report) -> None:
             r.add("FAIL", name, f"engine 'openrlhf' needs {name}=={pinned}", how)
         elif version.split("+")[0] != pinned:
             r.add("WARN", name, f"{version} installed, the engine is tested with {pinned}", how)
+    fa = f["flash_attn_import"]
+    if fa is not None and fa != "ok":
+        r.add("FAIL", "flash-attn import", fa, OPENRLHF_STACK["flash-attn"][1] + " against this torch")
+    elif fa == "ok":
+        r.add("ok", "flash-attn import", "flash_attn and its CUDA extension import")
+    _check_build_tools(f, r)
+    _check_disk(cfg, f, r)
     count = len(f["gpus"])
     if count and count < o.actor_gpus_per_node:
         r.add(
@@ -302,8 +444,12 @@ def gather() -> dict:
         "torch_cuda": torch_cuda,
         "driver": driver_version(),
         "nvcc": nvcc_version(),
+        "ninja": ninja_version(),
+        "deepspeed_ops": deepspeed_prebuilt_ops(),
+        "flash_attn_import": flash_attn_import(),
+        "disk_free_gb": disk_free_gb(),
         "gpus": gpus() if torch_version else [],
-        "packages": {name: package_version(name) for name in OPENRLHF_STACK},
+        "packages": {name: package_version(name) for name in [*OPENRLHF_STACK, SLURM_PLUGIN[0]]},
         "ray_cluster": ray_cluster(),
         "exists": os.path.exists,
         "hf_cached": hf_cached,

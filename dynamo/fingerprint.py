@@ -53,6 +53,9 @@ RUN_STATE = (
 # Checkpoint folders of the two engines (local: checkpoint*, OpenRLHF/DeepSpeed: ckpt).
 CHECKPOINT_DIRS = ("checkpoint", "checkpoint.prev", "checkpoint.tmp", "checkpoint.old", "ckpt")
 _TRAIN_EXCLUDED = ("threads", "checkpoint_every")
+# Disk bookkeeping of the openrlhf engine: how many checkpoints are kept, whether the pipeline deletes
+# them after evaluation; changing either mid-sweep must not stop runs from resuming.
+_OPENRLHF_EXCLUDED = ("max_ckpt_num", "delete_checkpoints_after_eval")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 # Above this many bytes of weights, hash the first and last MiB of each file plus its size
 # instead of every byte (a 7B model is ~15 GB; hashing it at every start costs a minute).
@@ -72,7 +75,9 @@ def compute(cfg: Any, method_name: str, seed: int, base_model: str, engine: str)
         "data": sections["data"],
         "model": sections["model"],
         "warmstart": sections["warmstart"],
-        "openrlhf": sections["openrlhf"] if engine == "openrlhf" else {},
+        "openrlhf": {k: v for k, v in sections["openrlhf"].items() if k not in _OPENRLHF_EXCLUDED}
+        if engine == "openrlhf"
+        else {},
         "base_model": model_identity(base_model),
         "task_data": data_identity(cfg.train_pool_path),
         "code": code_version(),

@@ -5,7 +5,9 @@
 Three phases share each GPU (colocated actor + vLLM, both sleeping in turn):
 
 - generation: vLLM takes `vllm_gpu_memory_utilization` of the card (weights + KV cache); the
-  DeepSpeed actor is offloaded (`--ds.enable_sleep`), so only the CUDA context stays.
+  DeepSpeed actor is put to sleep (`--ds.enable_sleep`), which moves its gradients and optimizer
+  states to the host but, under ZeRO < 3, not its bf16 weights: they stay resident beside vLLM
+  (7B: 14.2 GiB on every GPU). Under ZeRO-3 the weight shards go to the host too.
 - log-prob pass (making experience): actor weights, gradient and optimizer shards resident, plus
   the logits of one rollout micro-batch: bf16 logits, their fp32 copy and the fp32 log-softmax
   (10 bytes per token per vocabulary entry -- the term that dominates at a 152k vocabulary).
@@ -18,6 +20,12 @@ group from ZeRO stage 2); AdamW states 12 bytes/param (fp32 master copy, exp_avg
 divided from ZeRO stage 1). The activation and logits terms are estimates of the dominant
 buffers; allocator fragmentation and NCCL buffers are covered by a fixed 3 GiB overhead. Nothing
 here has been checked against a GPU yet (benchmarks/gpu_check.py measures the log-prob pass).
+
+Disk: one DeepSpeed checkpoint holds the bf16 module weights (2 bytes/param) and, sharded over the
+ranks but summing to the whole model, the fp32 master copy and AdamW's two moments (12 bytes/param):
+14 bytes/param whatever the ZeRO stage (7B: ~107 GB). A run keeps `openrlhf.max_ckpt_num` of them
+(OpenRLHF deletes the oldest before writing the next, so that is also the peak) plus its final bf16
+weights (2 bytes/param); the sweep is that times the (method, seed) runs the pipeline trains.
 
 Tokens per micro-batch: with dynamic batching (`openrlhf.dynamic_batch`, OpenRLHF's
 `--train.dynamic_batch_enable` + `--{train,rollout}.max_tokens_per_gpu`), micro-batches are
@@ -43,6 +51,8 @@ LOGIT_BYTES_GRAD = LOGIT_BYTES_NO_GRAD + 4  # + fp32 gradient of the logits
 BUDGETS = (32768, 24576, 16384, 12288, 8192, 6144, 4096)
 AUTHORS_TOKENS = 4096  # the DynaMO authors' log-prob / training token budget per GPU (dynamic batching)
 HEADROOM = 0.9  # pick() keeps 10% of the card free: the activation and logits terms are estimates
+CKPT_BYTES_PER_PARAM = 2 + 12  # bf16 module weights + fp32 master copy, exp_avg, exp_avg_sq
+FINAL_BYTES_PER_PARAM = 2  # the run's final weights, saved in bf16
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,8 @@ def estimate(shape: ModelShape, lay: Layout) -> Estimate:
         "optimizer (AdamW shard)": optimizer_bytes(p, lay.zero_stage, lay.world) / GIB,
     }
     vllm_awake = lay.vllm_fraction * lay.gpu_gib
+    # Asleep for generation, the actor keeps its bf16 weights on the GPU unless ZeRO-3 shards them away.
+    sleeping_actor = states["weights (bf16)"] if lay.zero_stage < 3 else 0.5
     vllm_asleep = 1.0 if lay.colocate else vllm_awake  # sleeping vLLM keeps its context only
     no_grad_work = (
         activation_bytes(shape, lay.rollout_tokens, True) - shape.layers * lay.rollout_tokens * shape.hidden * 2
@@ -177,7 +189,9 @@ def estimate(shape: ModelShape, lay: Layout) -> Estimate:
     phases = {
         "generation": {
             "vLLM share": vllm_awake,
-            "actor (offloaded)" if lay.colocate else "actor states": 0.5 if lay.colocate else sum(states.values()),
+            "actor weights (asleep)" if lay.colocate else "actor states": sleeping_actor
+            if lay.colocate
+            else sum(states.values()),
             "overhead": OVERHEAD_GIB,
         },
         "log-prob pass": {
@@ -199,6 +213,48 @@ def estimate(shape: ModelShape, lay: Layout) -> Estimate:
         },
     }
     return Estimate(p, phases)
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    per_checkpoint_gb: float
+    kept: int  # checkpoints kept per run (openrlhf.max_ckpt_num)
+    final_gb: float
+    runs: int  # (method, seed) training runs of the sweep
+
+    @property
+    def per_run_gb(self) -> float:
+        return self.kept * self.per_checkpoint_gb + self.final_gb
+
+    @property
+    def per_sweep_gb(self) -> float:
+        return self.runs * self.per_run_gb
+
+
+def disk_plan(cfg: ExperimentConfig) -> DiskPlan:
+    """Checkpoint footprint of cfg (decimal GB, as `df -H` shows): 14 bytes/param per checkpoint."""
+    from dynamo.engines.openrlhf.config import OpenRLHFConfig
+
+    params = model_shape(cfg.model.path).num_params()
+    runs = len({*cfg.methods, *cfg.ablation_methods}) * len(cfg.seeds)
+    return DiskPlan(
+        per_checkpoint_gb=params * CKPT_BYTES_PER_PARAM / 1e9,
+        kept=OpenRLHFConfig.from_dict(cfg.openrlhf).max_ckpt_num,
+        final_gb=params * FINAL_BYTES_PER_PARAM / 1e9,
+        runs=runs,
+    )
+
+
+def render_disk(d: DiskPlan) -> str:
+    return "\n".join(
+        [
+            "Disk (run directories; 14 bytes/param per checkpoint: bf16 weights + fp32 master + Adam moments):",
+            f"  per checkpoint: {d.per_checkpoint_gb:.1f} GB",
+            f"  per run:        {d.per_run_gb:.1f} GB ({d.kept} checkpoint(s) kept, openrlhf.max_ckpt_num, "
+            f"+ {d.final_gb:.1f} GB final weights)",
+            f"  per sweep:      {d.per_sweep_gb / 1000:.2f} TB ({d.runs} training runs)",
+        ]
+    )
 
 
 def layout_of(cfg: ExperimentConfig, gpu_gib: float) -> Layout:
@@ -286,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
     )
     fits = current.peak_gib <= args.gpu_memory
     print(f"  -> {'fits' if fits else 'does NOT fit'} in {args.gpu_memory:g} GiB\n")
+    print(render_disk(disk_plan(cfg)) + "\n")
     best = pick(shape, lay, cap=args.max_tokens)
     if best is None:
         print(

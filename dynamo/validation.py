@@ -324,6 +324,8 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             engine_check(cfg)  # openrlhf: its section, batch divisibility, every method expressible
         except ValueError as err:
             problems.append(f"config.{cfg.engine}: {err}")
+        else:
+            problems += _train_gpu_problems(cfg) if cfg.engine == "openrlhf" else []
 
     tokens = t.steps * t.prompts_per_step * t.rollouts_per_prompt * t.max_new_tokens
     if cfg.engine == "local" and tokens > LOCAL_TOKENS_WARNING:
@@ -425,3 +427,18 @@ def empty_file_problem(path: str | Path, data: Any) -> str | None:
     if not isinstance(data, dict):
         return f"{path}: a config file must be a mapping, got {type(data).__name__}"
     return None
+
+
+def _train_gpu_problems(cfg) -> list[str]:
+    """The train job's Slurm request must hold the actor layout: resources.train.gpus is the total over
+    all nodes (the train rule asks gpus / actor_num_nodes per node)."""
+    from dynamo.engines.openrlhf.config import OpenRLHFConfig
+
+    o = OpenRLHFConfig.from_dict(cfg.openrlhf)
+    gpus = cfg.resources.train.gpus
+    if gpus and gpus != o.actor_gpus:
+        return [
+            f"config.resources.train.gpus = {gpus} does not match openrlhf.actor_num_nodes x actor_gpus_per_node "
+            f"= {o.actor_num_nodes} x {o.actor_gpus_per_node} = {o.actor_gpus} (gpus is the total over all nodes)"
+        ]
+    return []

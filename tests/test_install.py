@@ -91,7 +91,7 @@ def test_gpu_extra_resolves_to_the_pinned_stack(gpu_report):
     assert versions["deepspeed"] == "0.19.6"
     assert versions["ray"] == "2.55.0"
     assert versions["transformers"] == "5.15.0"
-    assert "snakemake-executor-plugin-slurm" in versions
+    assert versions["snakemake-executor-plugin-slurm"] == "2.6.1"  # the one version of every install
     assert "flash-attn" not in versions  # source-only: a separate, documented build step
 
 

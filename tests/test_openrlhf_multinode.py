@@ -61,7 +61,7 @@ def test_head_then_workers_then_training_then_stop(recorder, monkeypatch):
     monkeypatch.setattr(multinode, "allocation_nodes", lambda: NODES)
     monkeypatch.setattr(multinode, "alive_nodes", lambda address: next(joined))
     monkeypatch.setattr(multinode.time, "sleep", lambda s: None)
-    o = OpenRLHFConfig.from_dict({"actor_num_nodes": 3, "vllm_num_engines": 24})
+    o = OpenRLHFConfig.from_dict({"actor_num_nodes": 3, "vllm_num_engines": 24, "ray_address": "slurm"})
     cmd = [
         sys.executable,
         "-m",
@@ -92,9 +92,29 @@ def test_ray_is_stopped_when_a_worker_step_dies(recorder, monkeypatch):
 
 def test_multi_node_without_an_allocation_is_refused(monkeypatch):
     monkeypatch.setattr(multinode, "allocation_nodes", lambda: [])
-    o = OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "vllm_num_engines": 16})
+    o = OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "vllm_num_engines": 16, "ray_address": "slurm"})
     with pytest.raises(RuntimeError, match="needs a Slurm allocation of that many nodes"):
         launcher._run_training(["python", "--dynamo.method", "grpo"], o)
+
+
+def test_multi_node_without_a_ray_route_is_refused():
+    """No untested default: a multi-node layout names an existing Ray cluster or asks for the Slurm start."""
+    with pytest.raises(ValueError, match="needs openrlhf.ray_address"):
+        OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "vllm_num_engines": 16})
+
+
+def test_node_list_from_squeue_when_the_jobstep_plugin_stripped_it(monkeypatch):
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append(cmd)
+        out = "gpu-[a-b]\n" if cmd[0] == "squeue" else "gpu-a\ngpu-b\n"
+        return subprocess.CompletedProcess(cmd, 0, stdout=out)
+
+    monkeypatch.setattr(multinode.subprocess, "run", run)
+    assert multinode.allocation_nodes({"SLURM_JOB_ID": "42"}) == ["gpu-a", "gpu-b"]
+    assert seen == [["squeue", "-h", "-j", "42", "-o", "%N"], ["scontrol", "show", "hostnames", "gpu-[a-b]"]]
+    assert multinode.allocation_nodes({}) == []
 
 
 def test_single_node_and_given_cluster_run_directly(recorder):
@@ -107,7 +127,10 @@ def test_single_node_and_given_cluster_run_directly(recorder):
 def test_train_job_asks_slurm_for_the_nodes(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     extra = repo / "two-nodes.yaml"
-    extra.write_text("openrlhf: {actor_num_nodes: 2, vllm_num_engines: 16}\nresources: {train: {gpus: 16}}\n")
+    extra.write_text(
+        "openrlhf: {actor_num_nodes: 2, vllm_num_engines: 16, ray_address: slurm}\n"
+        "resources: {train: {gpus: 16}}\n"
+    )
     cmd = [sys.executable, "-m", "snakemake", "runs/qwen2.5-math-7b/grpo/seed1/summary.json", "-n", "-p"]
     cmd += [
         "--profile",
@@ -119,4 +142,4 @@ def test_train_job_asks_slurm_for_the_nodes(tmp_path):
     out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     block = out.stdout.split("rule train:")[1].split("\n\n")[0]
-    assert "nodes=2" in block and "tasks=2" in block and "gpu=16" in block
+    assert "nodes=2" in block and "tasks=2" in block and "gres=gpu:8" in block

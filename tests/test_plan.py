@@ -104,9 +104,37 @@ def test_plan_command(capsys):
     rc = main(["plan", "--config", "config/config.yaml", "config/experiments/qwen2.5-math-7b.yaml"])
     out = capsys.readouterr().out
     assert rc == 0 and "picked: 4096 tokens per GPU" in out and "log-prob pass" in out
+    assert "per checkpoint: 106.6 GB" in out and "per sweep:" in out
 
 
 def _with(cfg, openrlhf: dict):
     import dataclasses
 
     return dataclasses.replace(cfg, openrlhf=openrlhf)
+
+
+def test_seven_b_generation_counts_the_resident_actor_weights():
+    """Asleep under ZeRO-2, the actor keeps its bf16 weights on the GPU beside vLLM's share."""
+    cfg = load_config("config/config.yaml", "config/experiments/qwen2.5-math-7b.yaml")
+    est = memory_plan(cfg)
+    p = est.params
+    gen = est.phases["generation"]
+    assert gen["actor weights (asleep)"] == weight_bytes(p, 2, 8) / 2**30
+    assert est.totals["generation"] >= 60 and est.peak_phase == "generation"
+    zero3 = memory_plan(_with(cfg, dict(cfg.openrlhf, zero_stage=3)))
+    assert zero3.phases["generation"]["actor weights (asleep)"] < 1  # ZeRO-3 puts the shards to sleep too
+
+
+def test_checkpoint_footprint_is_weights_plus_optimizer_states():
+    from dynamo.plan import disk_plan
+
+    cfg = load_config("config/config.yaml", "config/experiments/qwen2.5-math-7b.yaml")
+    d = disk_plan(cfg)
+    p = model_shape(cfg.model.path).num_params()
+    # one checkpoint = the bf16 module weights + all optimizer shards (fp32 master, exp_avg, exp_avg_sq)
+    assert d.per_checkpoint_gb * 1e9 == weight_bytes(p, 2, 1) + optimizer_bytes(p, 0, 1)
+    assert 106 < d.per_checkpoint_gb < 108
+    runs = len({*cfg.methods, *cfg.ablation_methods}) * len(cfg.seeds)
+    assert d.kept == 2 and d.runs == runs and d.per_sweep_gb == runs * (2 * d.per_checkpoint_gb + d.final_gb)
+    one = disk_plan(_with(cfg, dict(cfg.openrlhf, max_ckpt_num=1)))
+    assert one.per_run_gb == d.per_run_gb - d.per_checkpoint_gb

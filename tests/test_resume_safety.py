@@ -326,3 +326,19 @@ def test_figures_name_a_damaged_metrics_file(tmp_path, capsys):
     assert cli.main([*args, "--out", str(tmp_path / "fig")]) == 1
     err = capsys.readouterr().err
     assert "metrics.jsonl: damaged or cut short" in err and "Traceback" not in err
+
+
+def test_openrlhf_disk_bookkeeping_does_not_change_the_fingerprint(monkeypatch):
+    """Keeping one checkpoint or pruning after evaluation mid-sweep must not stop runs from resuming."""
+    import dataclasses
+
+    from dynamo import fingerprint
+    from dynamo.config import load_config
+
+    monkeypatch.setattr(fingerprint, "model_identity", lambda path: {"hub_id": path})
+    monkeypatch.setattr(fingerprint, "data_identity", lambda path: {"path": path})
+    cfg = load_config("config/config.yaml", "config/experiments/qwen2.5-math-7b.yaml")
+    fp = lambda o: fingerprint.compute(dataclasses.replace(cfg, openrlhf=o), "dynamo", 1, "m", "openrlhf")  # noqa: E731
+    base = fp(cfg.openrlhf)
+    assert fp({**cfg.openrlhf, "max_ckpt_num": 1, "delete_checkpoints_after_eval": True}) == base
+    assert fp({**cfg.openrlhf, "shuffle_mini_batches": True}) != base  # changes what is trained

@@ -63,17 +63,43 @@ def base_model_input():
 
 
 def resources_of(rule_name):
+    """Snakemake resources that the Slurm executor plugin turns into sbatch flags.
+
+    A GPU job is one task holding all of the rule's CPUs (`--cpus-per-task=threads`) and GPUs on one
+    node (`--nodes=1 --gpus=G`). `tasks_per_gpu: 0` switches off the plugin's default
+    `--ntasks-per-gpu=1`, which would start one task per GPU, each with `threads` CPUs (G x threads
+    CPUs on one node)."""
     r = getattr(CFG.resources, rule_name)
     res = {"mem_mb": r.mem_mb, "runtime": r.runtime}
     if r.gpus:
-        res["gpu"] = r.gpus
+        res.update(gpu=r.gpus, nodes=1, tasks_per_gpu=0)
     return res
 
 
-def train_nodes():
-    """A multi-node openrlhf run asks Slurm for its nodes, one task each (Ray workers, multinode.py)."""
+def train_resources():
+    """The train rule's resources: one node as resources_of, or one allocation of N whole nodes.
+
+    N = openrlhf.actor_num_nodes > 1: `--nodes=N --ntasks=N --cpus-per-task=threads --gres=gpu:G/N`,
+    i.e. one task per node with `threads` CPUs and G/N GPUs on each node (GRES counts per node, so
+    Slurm cannot split the GPUs unevenly; resources.train.gpus is the total, checked against the
+    actor layout). `mpi` makes the jobstep plugin run the job's command in the batch step on the first
+    node instead of inside its own one-task `srun` step, so that multinode.py can start one Ray worker
+    per other node with `srun --overlap` in the same allocation."""
+    res = resources_of("train")
     n = int(CFG.openrlhf.get("actor_num_nodes", 1)) if CFG.engine == "openrlhf" else 1
-    return {"nodes": n, "tasks": n} if n > 1 else {}
+    if n > 1:
+        per_node = CFG.resources.train.gpus // n
+        res = {k: v for k, v in res.items() if k != "gpu"}
+        res.update(nodes=n, tasks=n, tasks_per_gpu=0, gres=f"gpu:{per_node}", mpi="srun")
+    return res
+
+
+def checkpoints_to_prune():
+    """Markers of the runs whose checkpoints rule prune_run_checkpoints deletes (opt-in, openrlhf engine)."""
+    if CFG.engine != "openrlhf" or not CFG.openrlhf.get("delete_checkpoints_after_eval", False):
+        return []
+    methods = sorted({*CFG.methods, *CFG.ablation_methods})
+    return expand(f"runs/{EXP}/{{method}}/seed{{seed}}/ckpt.deleted", method=methods, seed=CFG.seeds)
 
 
 def scores(methods):

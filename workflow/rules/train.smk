@@ -25,15 +25,40 @@ rule train:
         # so toggling the flag does not rerun every training job.
         fresh=lambda w, input: "--fresh" if CFG.fresh_runs else "",
         offline=OFFLINE_ENV,
+        # DeepSpeed compiles FusedAdam on first use unless it was prebuilt (DS_BUILD_FUSED_ADAM=1, README):
+        # a node-local build directory, so that a killed job leaves no stale lock in the shared home.
+        extensions="TORCH_EXTENSIONS_DIR=${TMPDIR:-/tmp}/torch-extensions-${USER:-dynamo} " if CFG.engine == "openrlhf" else "",
     threads: CFG.resources.train.threads
     # Longest jobs first: the short evaluations then fill the cores at the end, instead of a
     # last training job running alone on one core while the other idles.
     priority: 1
     resources:
-        **resources_of("train"),
-        **train_nodes(),
+        **train_resources(),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "{params.offline}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
+        "{params.offline}{params.extensions}dynamo train --config {input.config} --method {wildcards.method} --seed {wildcards.seed} "
         "--out {params.run_dir} --base-model {params.base_model} --threads {threads} {params.fresh} > {log} 2>&1"
+
+
+# Opt-in (openrlhf.delete_checkpoints_after_eval): a finished run's DeepSpeed checkpoints (~14 bytes
+# per parameter each: bf16 weights, fp32 master copy, Adam moments) are deleted once its final
+# weights exist and every benchmark has scored them. Nothing reads them afterwards: a rerun of the
+# train job (changed setup) starts over, as it would after `--config fresh_runs=true`.
+rule prune_run_checkpoints:
+    input:
+        final=f"{RUN}/final",
+        summary=f"{RUN}/summary.json",
+        scores=expand(f"{RUN}/eval/{{bench}}/scores.json", bench=benchmark_labels(), allow_missing=True),
+    output:
+        f"{RUN}/ckpt.deleted",
+    params:
+        ckpt=f"{RUN}/ckpt",
+    shell:
+        "du -sh {params.ckpt} > {output}.tmp 2>/dev/null || echo 'no checkpoint' > {output}.tmp; "
+        "rm -rf {params.ckpt} && mv {output}.tmp {output}"
+
+
+rule prune_checkpoints:
+    input:
+        checkpoints_to_prune(),

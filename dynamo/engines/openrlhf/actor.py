@@ -21,6 +21,13 @@ this copies and changes in three places; no method math lives here:
    gradient accumulation still yields one token-mean over the mini-batch.
 Clip-Cov's random pick draws from `self.generator`, seeded from --train.seed and the DP rank; its
 state rides in the DeepSpeed checkpoint (`DynamoPolicyActor`, trainer.py).
+4. Mini-batch order (`openrlhf.shuffle_mini_batches`, dynamic batching only). Stock OpenRLHF does not
+   shuffle under dynamic batching: each optimizer step takes the next consecutive slice of this
+   GPU's rollouts and splits it into token-balanced micro-batches (largest differencing), so a
+   micro-batch window holds one long sequence or a few that add up to the budget, drawn from
+   neighbouring prompt groups -- as in the authors' released code. On, `ppo_train` first permutes
+   the rollouts (a generator seeded from --train.seed and the rollouts' own token counts, so a
+   resumed run permutes the same way), so that each mini-batch mixes prompts from the whole step.
 Backward, optimizer step, EMA and the metric layout are stock. Features the core loss does not
 implement (GSPO, rollout importance-sampling correction) are rejected in `configure`.
 """
@@ -59,7 +66,9 @@ class DynamoActorTrainer(ActorPPOTrainer):
     dynamo_spec: MethodSpec
     generator: torch.Generator
 
-    def configure(self, spec: MethodSpec, *, seed: int = 0, rank: int = 0) -> None:
+    def configure(
+        self, spec: MethodSpec, *, seed: int = 0, rank: int = 0, shuffle_mini_batches: bool = False
+    ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place)."""
         args, loss = self.args, spec.loss
         problems = []
@@ -83,12 +92,22 @@ class DynamoActorTrainer(ActorPPOTrainer):
             if args.train.dynamic_batch_enable:
                 problems.append(f"window {spec.window} statistics with --train.dynamic_batch_enable")
             install_windowed_global_norm()
+        if shuffle_mini_batches and not args.train.dynamic_batch_enable:
+            problems.append("shuffle_mini_batches without --train.dynamic_batch_enable (stock shuffles then)")
         if problems:
             raise ValueError(f"method {spec.name!r}: OpenRLHF settings the patched step cannot honour: {problems}")
         self.dynamo_spec = spec
+        self.shuffle_mini_batches = shuffle_mini_batches
+        self.shuffle_seed = seed
         self.generator = objective_generator(seed, rank)
 
     _uses_window = staticmethod(needs_step_micro_batches)
+
+    def ppo_train(self, kl_ctl: float):
+        if getattr(self, "shuffle_mini_batches", False):
+            items = self.replay_buffer.items
+            items[:] = [items[i] for i in shuffled_order(items, self.shuffle_seed)]
+        return super().ppo_train(kl_ctl)
 
     def training_step(self, experience, kl_ctl: float, step: int, loss_batch_info: dict | None = None):
         self.actor.train()
@@ -249,6 +268,14 @@ class DynamoActorTrainer(ActorPPOTrainer):
         device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
         total = self._reducer().sum(torch.tensor([float(loss), valid], dtype=torch.float64, device=device))
         return float(total[0]) / max(float(total[1]), 1.0)
+
+
+def shuffled_order(items: list, seed: int) -> list[int]:
+    """A permutation of the replay buffer's items, seeded by `seed` and their token counts (deterministic
+    for the same rollouts, different from one RL step to the next)."""
+    lengths = [int(item.action_mask.sum()) + int(item.sequences.numel()) for item in items]
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + hash(tuple(lengths)) % 2**31)
+    return torch.randperm(len(items), generator=generator).tolist()
 
 
 def global_norm_scale(

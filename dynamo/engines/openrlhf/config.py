@@ -21,6 +21,8 @@ from typing import Any, Literal
 from dynamo.methods import MethodSpec, apply_overrides, get_method
 
 OPTIONS_ENV = "DYNAMO_OPENRLHF_OPTIONS"
+# openrlhf.ray_address value: start Ray over the train job's Slurm allocation (multinode.py).
+SLURM_RAY = "slurm"
 
 
 def _f(default: Any, help: str) -> Any:
@@ -51,6 +53,13 @@ class OpenRLHFConfig:
         "micro_*_batch_size fields are then unused. `dynamo plan` picks the budget.",
     )
     max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.")
+    shuffle_mini_batches: bool = _f(
+        False,
+        "With dynamic_batch: shuffle each GPU's share of the rollouts before it is cut into optimizer-step "
+        "mini-batches and token-balanced micro-batches (seeded; stock OpenRLHF shuffles only fixed "
+        "micro-batches). Default off: mini-batches are consecutive slices of the rollout order, as in stock "
+        "OpenRLHF dynamic batching and the DynaMO authors' released code (which does not shuffle either).",
+    )
     rollout_max_tokens_per_gpu: int = _f(
         0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training)."
     )
@@ -58,9 +67,22 @@ class OpenRLHFConfig:
     adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
-    max_ckpt_num: int = _f(2, "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest).")
+    max_ckpt_num: int = _f(
+        2,
+        "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest; `dynamo plan` prints the disk). "
+        "1 halves the disk, but OpenRLHF deletes the old one before writing the next: a job killed during "
+        "that write has nothing to resume from (the resume check refuses and names what to delete).",
+    )
+    delete_checkpoints_after_eval: bool = _f(
+        False,
+        "Pipeline: delete a run's <run>/ckpt (weights + optimizer states) once its final weights are saved "
+        "and evaluated on every benchmark (rule prune_checkpoints; a marker file records it).",
+    )
     ray_address: str = _f(
-        "", "Ray cluster to join ('auto' inside a multi-node job); empty = start a private one for this run."
+        "",
+        "Ray cluster of the run. Empty: a private one on this node (single node only). 'host:port': join "
+        "that existing cluster. 'slurm': start Ray over the train job's own allocation (multinode.py; not "
+        "yet run on a real multi-node allocation). A multi-node layout must name one of the last two.",
     )
     srun_args: list[str] = _f(
         [], "Multi-node: extra srun flags for the Ray worker step (e.g. ['--gres=gpu:8'] where steps need them)."
@@ -95,6 +117,17 @@ class OpenRLHFConfig:
             raise ValueError(
                 f"openrlhf.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}"
             )
+        if self.actor_num_nodes > 1 and not self.ray_address:
+            raise ValueError(
+                f"openrlhf.actor_num_nodes = {self.actor_num_nodes} needs openrlhf.ray_address: 'host:port' of a "
+                "running Ray cluster spanning the nodes, or 'slurm' to start one over the train job's Slurm "
+                "allocation (untested on real multi-node hardware, docs/OPENRLHF_ENGINE.md)"
+            )
+        if self.shuffle_mini_batches and not self.dynamic_batch:
+            raise ValueError(
+                "openrlhf.shuffle_mini_batches applies to dynamic_batch: true only (fixed micro-batches are "
+                "already shuffled by OpenRLHF)"
+            )
         if len(self.adam_betas) != 2:
             raise ValueError(f"openrlhf.adam_betas needs two numbers, got {self.adam_betas}")
         if self.colocate_all and self.vllm_num_engines * self.vllm_tensor_parallel_size != self.actor_gpus:
@@ -117,6 +150,7 @@ class DynamoOptions:
     max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
     run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
     keep_tail: bool = _f(False, "Keep the short last step of an epoch (fewer than N prompts left).")
+    shuffle_mini_batches: bool = _f(False, "openrlhf.shuffle_mini_batches (dynamic batching only).")
 
     def method_spec(self) -> MethodSpec:
         return get_method(self.method, self.overrides or None)

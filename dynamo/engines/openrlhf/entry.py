@@ -2,14 +2,14 @@
 
 Same flags as `python -m openrlhf.cli.train_ppo_ray`, plus DynaMO's own (`--dynamo.method`,
 `--dynamo.overrides JSON`, `--dynamo.max_steps N`, `--dynamo.run_dir DIR`, `--dynamo.ray_address
-ADDR`, `--dynamo.keep_tail 0|1`), which are stripped before OpenRLHF's argparse sees the rest. In
-order: check the version guard, reject async mode, check the checkpoint directory (resume.py:
-a damaged one is repaired from the previous good checkpoint, or refused), start a private Ray
-instance -- or join ADDR -- with a runtime_env that ships the project to every node and carries the
-DynaMO options, install the patched actor classes, then run the stock CLI module as __main__ with
-runpy. (`ray.init(address=None)` would join any Ray cluster already running on the node, e.g.
-another user's job on a shared node; `address="local"` always starts a new one.)
-`launcher.build_command` writes this command line for a config.
+ADDR`, `--dynamo.keep_tail 0|1`, `--dynamo.shuffle_mini_batches 0|1`), which are stripped before
+OpenRLHF's argparse sees the rest. In order: check the version guard, reject async mode, check the
+checkpoint directory (resume.py: a damaged one is repaired from the previous good checkpoint, or
+refused), start a private Ray instance -- or join ADDR -- with a runtime_env that ships the project
+to every node and carries the DynaMO options, install the patched actor classes, then run the stock
+CLI module as __main__ with runpy. (`ray.init(address=None)` would join any Ray cluster already
+running on the node, e.g. another user's job on a shared node; `address="local"` always starts a new
+one.) `launcher.build_command` writes this command line for a config.
 """
 
 from __future__ import annotations
@@ -52,10 +52,23 @@ def parse_own(own: list[str]) -> tuple[DynamoOptions, str]:
     p.add_argument(
         "--dynamo.keep_tail", dest="keep_tail", type=int, choices=(0, 1), default=0, help="keep tail step"
     )
+    p.add_argument(
+        "--dynamo.shuffle_mini_batches",
+        dest="shuffle",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="shuffle the rollouts before dynamic micro-batching",
+    )
     a = p.parse_args(own)
     overrides = json.loads(a.overrides)
     options = DynamoOptions(
-        method=a.method, overrides=overrides, max_steps=a.max_steps, run_dir=a.run_dir, keep_tail=bool(a.keep_tail)
+        method=a.method,
+        overrides=overrides,
+        max_steps=a.max_steps,
+        run_dir=a.run_dir,
+        keep_tail=bool(a.keep_tail),
+        shuffle_mini_batches=bool(a.shuffle),
     )
     return options, a.ray_address
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from dynamo.core.rules import make_rule
 from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
-from dynamo.engines.openrlhf.config import OpenRLHFConfig
+from dynamo.engines.openrlhf.config import SLURM_RAY, OpenRLHFConfig
 from dynamo.spec import MethodSpec, flat_fields
 
 if TYPE_CHECKING:  # annotations only: dynamo.config imports this module to validate a config
@@ -194,10 +194,12 @@ def build_command(
     if overrides:
         cmd += ["--dynamo.overrides", json.dumps(overrides, sort_keys=True)]
     cmd += ["--dynamo.max_steps", str(t.steps), "--dynamo.run_dir", str(run)]
-    if o.ray_address:
+    if o.ray_address and o.ray_address != SLURM_RAY:  # 'slurm': _run_training adds the address it starts
         cmd += ["--dynamo.ray_address", o.ray_address]
     if o.keep_tail_step:
         cmd += ["--dynamo.keep_tail", "1"]
+    if o.shuffle_mini_batches:
+        cmd += ["--dynamo.shuffle_mini_batches", "1"]
 
     cmd += [
         # model, data and reward
@@ -418,7 +420,7 @@ def write_prompts(cfg: ExperimentConfig, path: Path) -> int:
 
 def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str] | None = None) -> int:
     """Run the entry point; for a multi-node layout, inside a Ray cluster over the Slurm allocation."""
-    if o.actor_num_nodes == 1 or o.ray_address:
+    if o.ray_address != SLURM_RAY:
         return subprocess.call(cmd, env=env)
     from dynamo.engines.openrlhf import multinode
 
@@ -426,8 +428,8 @@ def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str] | None 
     if len(nodes) < o.actor_num_nodes:
         raise RuntimeError(
             f"openrlhf.actor_num_nodes = {o.actor_num_nodes} needs a Slurm allocation of that many nodes "
-            f"(this job has {len(nodes) or 'no Slurm allocation'}; the train rule asks Slurm for them) or an "
-            "existing Ray cluster named in openrlhf.ray_address"
+            f"(this job has {len(nodes) or 'no Slurm allocation'}; the train rule asks Slurm for them), or "
+            "openrlhf.ray_address = 'host:port' of an existing Ray cluster"
         )
     with multinode.ray_cluster(
         nodes[: o.actor_num_nodes], o.actor_gpus_per_node, srun_args=o.srun_args

@@ -1,14 +1,15 @@
 """A Ray cluster across the nodes of a Slurm allocation, for `openrlhf.actor_num_nodes > 1`.
 
-The training job script runs on the allocation's first node. `ray_cluster(...)` starts the Ray
+The train rule asks Slurm for N whole nodes in one allocation and (resource `mpi`) has the
+jobstep plugin run its command in the batch step, on the allocation's first node. `ray_cluster(...)` starts the Ray
 head there (`ray start --head`), one Ray worker on every other node through `srun` (a job step
 per node, `--overlap` so the step shares the allocation with the batch step), waits until all
 nodes have joined, yields the head's address -- which the launcher passes to the entry point as
 `--dynamo.ray_address`, so OpenRLHF places its actors on all nodes -- and stops Ray on every
 node afterwards, also when training fails.
 
-Without a Slurm allocation of the right size a multi-node run needs an existing Ray cluster
-(`openrlhf.ray_address`); `launcher.launch` refuses with that message otherwise.
+Used only when `openrlhf.ray_address: slurm` asks for it; the other multi-node route is an existing
+Ray cluster (`openrlhf.ray_address: host:port`). A multi-node config naming neither is refused.
 
 Checked on CPU only (tests/test_openrlhf_multinode.py: the commands, their order and the
 cleanup, with subprocess calls recorded); not yet on a real multi-node allocation. Sites whose
@@ -32,6 +33,11 @@ def allocation_nodes(env: dict[str, str] | None = None) -> list[str]:
     """Hostnames of this Slurm job's nodes (first = where the batch script runs); [] outside Slurm."""
     env = os.environ if env is None else env
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist and env.get("SLURM_JOB_ID"):
+        # Snakemake's jobstep plugin keeps SLURM_JOB_ID but strips the other SLURM_* variables.
+        query = ["squeue", "-h", "-j", env["SLURM_JOB_ID"], "-o", "%N"]
+        out = subprocess.run(query, capture_output=True, text=True)
+        nodelist = out.stdout.strip() if out.returncode == 0 else ""
     if not nodelist:
         return []
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)

@@ -214,8 +214,12 @@ class DynamoPolicyActor(_StockPolicyActor):
         super().init_model_from_pretrained(*args, **kwargs)
         self.trainer.__class__ = DynamoActorTrainer
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        options = DynamoOptions.from_env()
         self.trainer.configure(
-            DynamoOptions.from_env().method_spec(), seed=self.strategy.args.train.seed, rank=rank
+            options.method_spec(),
+            seed=self.strategy.args.train.seed,
+            rank=rank,
+            shuffle_mini_batches=options.shuffle_mini_batches,
         )
         states = (self.checkpoint_states or {}).get(GENERATOR_KEY)
         if states is not None:
