@@ -76,8 +76,7 @@ def test_real_engine_refuses_on_cpu_naming_what_is_missing(tmp_path):
 def test_one_gpu_layout_of_the_smoke_validates(tmp_path):
     import yaml
 
-    from dynamo.config import read_config_files
-    from dynamo.validation import config_problems
+    from dynamo.config import config_problems, read_config_files
 
     over = gpu_check.one_gpu_override("/models/q", "/data/p.jsonl")
     path = tmp_path / "o.yaml"

@@ -38,7 +38,7 @@ def dag_jobs(repo: Path, configfiles: list[str], target: str, all_jobs: bool = F
                 overwrite_resources=(site or {}).get("set-resources", {}),
             ),
             config_settings=ConfigSettings(configfiles=[repo / c for c in configfiles]),
-            snakefile=repo / "workflow" / "Snakefile",
+            snakefile=repo / "Snakefile",
             workdir=repo,
         )
         workflow.dag(DAGSettings(targets={target})).execute_workflow(executor="slurm", pseudo_executor="dryrun")
@@ -121,8 +121,7 @@ def test_four_nodes_ask_four_whole_nodes_in_one_allocation(tmp_path):
 
 
 def test_config_refuses_train_gpus_that_do_not_match_the_actor_layout():
-    from dynamo.config import read_config_files
-    from dynamo.validation import config_problems
+    from dynamo.config import config_problems, read_config_files
 
     data, problems = read_config_files([ROOT / "config/config.yaml", ROOT / SEVEN_B])
     assert not problems and not config_problems(data)[1]

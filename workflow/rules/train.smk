@@ -52,11 +52,15 @@ rule prune_run_checkpoints:
         scores=expand(f"{RUN}/eval/{{bench}}/scores.json", bench=benchmark_labels(), allow_missing=True),
     output:
         f"{RUN}/ckpt.deleted",
+    log:
+        f"logs/{EXP}/prune_checkpoints/{{method}}_seed{{seed}}.log",
     params:
         ckpt=f"{RUN}/ckpt",
+    conda:
+        "../envs/dynamo.yaml"
     shell:
-        "du -sh {params.ckpt} > {output}.tmp 2>/dev/null || echo 'no checkpoint' > {output}.tmp; "
-        "rm -rf {params.ckpt} && mv {output}.tmp {output}"
+        "(du -sh {params.ckpt} > {output}.tmp 2>/dev/null || echo 'no checkpoint' > {output}.tmp; "
+        "rm -rf {params.ckpt} && mv {output}.tmp {output}) > {log} 2>&1"
 
 
 rule prune_checkpoints:
