@@ -278,17 +278,19 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             f"config.train.mini_batch_prompts ({t.mini_batch_prompts}) > "
             f"train.prompts_per_step ({t.prompts_per_step})"
         )
-    used = sorted(
-        {
-            *cfg.methods,
-            *cfg.ablation_methods,
-            *cfg.allocation_methods,
-            *cfg.study_allocation.arms,
-            *cfg.method_overrides,
-        }
-        & set(known)
-    )
+    # Where each method is listed, so that a problem of a method the user did not name in `methods`
+    # (table 4's or the study's default list) says which list to trim.
+    lists = {
+        "methods": cfg.methods,
+        "ablation_methods": cfg.ablation_methods,
+        "allocation_methods": cfg.allocation_methods,
+        "study_allocation.arms": cfg.study_allocation.arms,
+        "method_overrides": list(cfg.method_overrides),
+    }
+    listed_in = {name: [key for key, names in lists.items() if name in names] for name in known}
+    used = sorted(name for name in known if listed_in[name])
     for name in used:
+        where = f" (listed in {', '.join(listed_in[name])})"
         try:
             spec = get_method(name, cfg.method_overrides.get(name))
         except ValueError as err:
@@ -313,7 +315,7 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
             except ValueError as err:
                 problems.append(
                     f"method {name}: allocation bounds [{n_low}, {n_high}] from "
-                    f"train.rollouts_per_prompt={t.rollouts_per_prompt}: {err}"
+                    f"train.rollouts_per_prompt={t.rollouts_per_prompt}: {err}{where}"
                 )
 
     problems += _path_problems(cfg)

@@ -59,6 +59,12 @@ BAD_CONFIGS = [
         "train: {rollouts_per_prompt: 1}",
         "method dynamo: allocation bounds [0, 1] from train.rollouts",
     ),
+    (
+        # a method only table 4's default list holds: the problem says which list to trim
+        "rollouts_2_table4",
+        "train: {rollouts_per_prompt: 2}\nmethods: [grpo]\nablation_methods: []",
+        "every prompt needs at least 2 responses (listed in allocation_methods)",
+    ),
     ("seed_negative", "seeds: [-1, 2]", "config.seeds[0] must be >= 0"),
     ("seed_repeated", "seeds: [1, 1]", "config.seeds must be a non-empty list of distinct"),
     (

@@ -41,6 +41,8 @@ def write_config(path: Path, pool: Path, **train) -> Path:
         "seeds": [1],
         "methods": ["grpo"],
         "ablation_methods": [],
+        "allocation_methods": [],  # n = 2 is too few for DynaMO's bounds: train grpo only
+        "study_allocation": {"arms": ["grpo", "grpo-1.5x"], "positive_control": "grpo-1.5x"},
         "warmstart": {"enabled": False},
         "data": {"task": "prompts", "train_path": str(pool)},
         "eval": {"benchmarks": ["arith-easy=" + str(pool)]},
