@@ -82,7 +82,6 @@ def _resolved(report: dict) -> dict[str, str]:
     return {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"] for i in report["install"]}
 
 
-@pytest.mark.slow  # pip resolves the whole GPU stack against PyPI: minutes
 @pytest.mark.timeout(2000)
 def test_gpu_extra_resolves_to_the_pinned_stack(gpu_report):
     versions = _resolved(gpu_report)
@@ -95,7 +94,6 @@ def test_gpu_extra_resolves_to_the_pinned_stack(gpu_report):
     assert "flash-attn" not in versions  # source-only: a separate, documented build step
 
 
-@pytest.mark.slow  # pip resolves the whole GPU stack against PyPI: minutes
 @pytest.mark.timeout(2000)
 def test_gpu_extra_covers_openrlhf_requirements(gpu_report):
     """openrlhf is installed with --no-deps, so the extra must bring all it needs but flash-attn."""

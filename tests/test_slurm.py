@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from repo_copy import copy_repo
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # ~9 min: a real Slurm runs the smoke pipeline
+pytestmark = pytest.mark.slurm  # in the default run (CI): a real Slurm runs the smoke pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "slurm"
