@@ -1,7 +1,7 @@
 # DynaMO reproduction pipeline.
 #   snakemake --cores all results/table1.csv                 # embedded CPU experiment (default config)
 #   snakemake --cores all results/table3.csv                 # mechanism checks at policy snapshots
-#   snakemake --cores all results/study_allocation.csv       # the powered allocation study (~2 h)
+#   snakemake --cores all results/study_allocation.csv       # the powered allocation study (not in all)
 #   snakemake --cores all results/table4.csv                 # allocation methods at equal rollouts (not in all)
 #   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
 #   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
