@@ -344,19 +344,21 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 if isinstance(mde, float) and math.isfinite(mde):
                     share_text = ""
                     if math.isfinite(share):
-                        # Both variances are estimates: with few seeds the observed one can come out below
-                        # what evaluation sampling alone predicts, which reads as "all of it", not > 100%.
+                        # An upper bound (independent sampling assumed; a shared seed correlates the runs'
+                        # samples), so above 1 it is a ratio, not a share: docs/STATISTICS.md.
                         share_text = (
-                            f", evaluation sampling {100 * share:.0f}% of its variance"
+                            f", evaluation sampling at most {100 * share:.0f}% of its variance"
                             if share <= 1
-                            else f", evaluation sampling all of its variance (predicted {share:.1f}x the observed)"
+                            else f", evaluation sampling at most {share:.1f}x its variance (a loose bound here)"
                         )
                     parts.append(f"{row['method']} {100 * mde:.1f}{share_text}")
             if parts:
                 note += (
                     f"\n\nPer comparison with {baseline}: its own MDE in points (from its per-seed differences) "
-                    "and the share of their variance that evaluation sampling explains (from Pass@2 - Pass@1; "
-                    "the rest is training-seed variation; docs/STATISTICS.md): " + "; ".join(parts) + "."
+                    "and an upper bound on the share of their variance that evaluation sampling explains "
+                    "(from Pass@2 - Pass@1, as if the two runs sampled independently; runs with the same seed "
+                    "share their sampling seed, so for similar models the bound is loose; the rest is "
+                    "training-seed variation; docs/STATISTICS.md): " + "; ".join(parts) + "."
                 )
         identical = [r["method"] for _, r in table.iterrows() if r.get(f"vs_{baseline}") == IDENTICAL]
         if identical:
