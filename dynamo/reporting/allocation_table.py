@@ -110,8 +110,10 @@ def to_markdown(table: pd.DataFrame, info: dict) -> str:
         cells.append("-" if math.isnan(row["seconds_total"]) else f"{row['seconds_total']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     seeds = int(table["seeds"].max())
+    averaged = [b for b in info["benchmarks"] if b not in info.get("floor", [])]
     note = (
-        f"\nHeld-out average Pass@1 over {', '.join(info['benchmarks'])} in percent: mean over {seeds} seed(s) "
+        f"\nHeld-out average Pass@1 over {', '.join(averaged)} "
+        f"in percent: mean over {seeds} seed(s) "
         "± half-width of the 95% t-interval"
         + (
             f"; the difference to {baseline} is the mean of the per-seed paired differences with its 95% "
