@@ -50,8 +50,9 @@ MODULATION_PRESETS: dict[str, dict[str, float]] = {
 # dynamo-posscale's constant, a method setting: the mean beta_comp over the tokens with A > 0 in the
 # embedded default's `dynamo` run. 1.19 is what the re-analysis of the shipped reference run (seed 1,
 # snapshots at steps 0, 100 and 200) measured: 76-80% of its response tokens have entropy < 1e-3 nats, so
-# nearly every A > 0 token gets close to the maximum 1 + alpha = 1.2. It was not re-measured when this
-# method was added; every regeneration measures it again: table 3's row "mean beta_comp on A > 0 tokens"
+# nearly every A > 0 token gets close to the maximum 1 + alpha = 1.2. The reference regeneration that first
+# shipped this method measured 1.191 [1.190, 1.193] (reference/results/table3.csv); every regeneration
+# measures it again: table 3's row "mean beta_comp on A > 0 tokens"
 # (per snapshot) and, per step, 1 + (modulation/beta_comp - 1) / modulation/positive_share in the runs'
 # metrics.jsonl. Update the constant here if those disagree with it.
 POSITIVE_SCALE = 1.19
