@@ -225,8 +225,9 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, 
         f"Study MDE (pooled over the compared arms): {mde:.2f} points with {m} seeds; design target "
         f"{study['mde_target']:.2f} ({'met' if mde <= study['mde_target'] else 'NOT met'}). The paired "
         f"differences' sd is {d_sd:.2f} points; evaluation sampling alone (per-problem binomial variance of the "
-        f"runs' samples) predicts {eval_sd:.2f}, which leaves {math.sqrt(max(d_sd**2 - eval_sd**2, 0.0)):.2f} "
-        "points for training (seed) variation.",
+        f"runs' samples, as if two paired runs sampled independently: an upper bound, since they share the "
+        f"sampling seed) predicts at most {eval_sd:.2f}, which leaves at least "
+        f"{math.sqrt(max(d_sd**2 - eval_sd**2, 0.0)):.2f} points for training (seed) variation.",
         "",
         f"Positive control ({study['positive_control']}, 1.5x the rollout budget): "
         + (
