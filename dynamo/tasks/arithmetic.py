@@ -63,7 +63,7 @@ SPLITS: dict[str, tuple[int, ...]] = {"arith-easy": (1, 5), "arith-medium": (2, 
 IN_DISTRIBUTION = "arith-id"
 ALL_SPLITS = (*SPLITS, IN_DISTRIBUTION)
 # Share of each level in the pool and in the SFT file (normalised). Calibrated for RL that
-# learns (README, "How the default was calibrated"): after the default warm start the tiny model
+# learns (docs/EMBEDDED_DEFAULT.md): after the default warm start the tiny model
 # solves ~56 % of pool samples at temperature 1 (55.9 measured, 8 samples per problem). Levels 4
 # and 6 (multi-digit products, ~5 % and ~0 % solved when trained on) are left out of the pool
 # and the SFT file: in the calibration sweep, GRPO on the mix with them (3,2,2,1,2,1) moved
