@@ -26,6 +26,9 @@ generated is not: between m and R m per prompt, so a step generates between N m 
 (2 N n to 8 N n with the released settings). `bounds(n)` = (m, R m) is that cap, checked by the
 engine every round; the metrics `cost/responses` and `cost/tokens_generated` count every generated
 sample, so the cost columns show what the method spent. It does not run at GRPO's generation budget.
+The step's training accuracy and reward are the first round's (every prompt m samples), as the
+released code logs them; the shares of samples in groups with reward spread count all of a prompt's
+samples of the step, before the down-selection.
 
 Departures and switches:
 - Positive / negative: the released code calls a sample positive at reward > 0.7; here it is the

@@ -57,7 +57,8 @@ def test_round_counts_exit_condition_per_round_and_cap():
     assert round_counts([np.zeros(32), np.ones(32), np.zeros(24)], n, BALANCED).tolist() == [0, 0, 8]
     assert round_counts([np.zeros(16)], n, ReinforceAdaSettings(max_rounds=2)).tolist() == [0]
     # the condition is checked on all of a prompt's samples of the step, not on the last round
-    assert round_counts([np.concatenate([c(1, 1, 1, 1, 1, 1, 1, 1), c(0, 0, 1, 1, 1, 1, 1, 1)])], n, BALANCED)[0] == 0
+    two_rounds = np.concatenate([c(1, 1, 1, 1, 1, 1, 1, 1), c(0, 0, 1, 1, 1, 1, 1, 1)])
+    assert round_counts([two_rounds], n, BALANCED).tolist() == [0]
     # n = 6: 3 correct and 3 wrong
     assert round_counts([c(*[1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])], 6, BALANCED).tolist() == [12]
     assert round_counts([c(*[1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])], 6, BALANCED).tolist() == [0]
@@ -94,12 +95,13 @@ def test_pool_advantage_hand_cases():
     got = pool_advantages(r, pc, ps, divide_by_std=True, eps=1e-6)
     assert got.tolist() == pytest.approx([0.75 / (std + 1e-6)] * 2 + [-0.25 / (std + 1e-6)] * 2, rel=1e-6)
     # all failed (32 wrong, 4 kept): 0; a shaped reward below 0 stays below (no forced zero)
-    zero = torch.zeros(4, dtype=torch.long)
-    assert pool_advantages(torch.zeros(4), zero, torch.full((4,), 32), divide_by_std=False, eps=1e-6).tolist() == [0] * 4
-    shaped = pool_advantages(torch.tensor([-0.5, 0, 0, 0]), zero, torch.full((4,), 32), divide_by_std=False, eps=0)
+    zero, pool32 = torch.zeros(4, dtype=torch.long), torch.full((4,), 32)
+    assert pool_advantages(torch.zeros(4), zero, pool32, divide_by_std=False, eps=1e-6).tolist() == [0] * 4
+    shaped = pool_advantages(torch.tensor([-0.5, 0, 0, 0]), zero, pool32, divide_by_std=False, eps=0)
     assert shaped.tolist() == [-0.5, 0, 0, 0]
     # a pool of one sample: baseline 0, std 1 (released)
-    assert pool_advantages(torch.tensor([1.0]), torch.tensor([1]), torch.tensor([1]), divide_by_std=True, eps=0).tolist() == [1.0]
+    one = torch.tensor([1])
+    assert pool_advantages(torch.tensor([1.0]), one, one, divide_by_std=True, eps=0).tolist() == [1.0]
     # the pool mean differs from the kept group's mean (0.5 here): that is the point of the switch
     kept_only = group_advantages(r, torch.zeros(4, dtype=torch.long), estimator="mean_only")
     assert kept_only.tolist() == [0.5, 0.5, -0.5, -0.5]
@@ -243,6 +245,11 @@ def test_local_engine_rounds_down_selection_advantages_and_cost(tmp_path, tiny_m
         assert dict(generated) == {pid: generated_by_kind[k] for pid, k in kinds.items()}
         assert info[M.RESPONSES] == info[M.N_TOTAL] == sum(generated.values())
         assert info[M.GENERATION_ROUNDS] == (4 if {0, 2} & set(kinds.values()) else 1)
+        # accuracy over the first round (8 per prompt); spread over all of a prompt's samples
+        first_round_right = {0: 0, 1: 2, 2: 8, 3: 4}
+        assert info[M.ACCURACY] == pytest.approx(sum(first_round_right[k] for k in kinds.values()) / 32)
+        spread = sum(generated[pid] for pid, k in kinds.items() if k in (1, 3))
+        assert info[M.INFORMATIVE_SAMPLE_SHARE] == pytest.approx(spread / sum(generated.values()))
         # trained: exactly n = 4 per prompt, each sample aligned with its own prompt
         groups = defaultdict(list)
         for s in range(batch.num_samples):

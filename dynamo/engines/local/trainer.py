@@ -197,13 +197,13 @@ class LocalTrainer:
             k, g = self.stats.counts(ids)
             if self.rule.sequential:  # Reinforce-Ada: rounds until each prompt's exit; counts = what each got
                 timer["allocate"] += time.perf_counter() - t0
-                batch, sampling_rounds = self._generate_in_rounds(indices, ids, n, generated, timer)
+                batch, first, sampling_rounds = self._generate_in_rounds(indices, ids, n, generated, timer)
                 counts = np.bincount(batch.group_ids.numpy() - generated, minlength=N)
                 info[M.GENERATION_ROUNDS] = sampling_rounds
             else:
                 counts = planned_counts(self.rule, ids, k, g, n)
                 timer["allocate"] += time.perf_counter() - t0
-                batch = self._generate(indices, counts, group_offset=generated, timer=timer)
+                batch = first = self._generate(indices, counts, group_offset=generated, timer=timer)
             if rounds == 1:
                 info.update(M.allocation_metrics(counts, k, g, self.method.allocation.min_history))
                 if self.rule.skips:
@@ -215,12 +215,14 @@ class LocalTrainer:
             self.stats = self.stats.updated(batch.prompt_ids, batch.correct.tolist())
             self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
+                # Spread over all the step's samples of a prompt; reward and accuracy over the first
+                # sampling round, where a sequential rule gives every prompt the same count (as released).
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
                 info[M.INFORMATIVE_SAMPLE_SHARE] = informative_sample_share(batch.group_ids, batch.correct)
-                info[M.REWARD_MEAN] = float(batch.rewards.mean())
-                info[M.ACCURACY] = float(batch.correct.mean())
-                info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())
-                info[M.TRUNCATED_SHARE] = float(batch.truncated.float().mean())
+                info[M.REWARD_MEAN] = float(first.rewards.mean())
+                info[M.ACCURACY] = float(first.correct.mean())
+                info[M.RESPONSE_LENGTH] = float(first.response_lengths.float().mean())
+                info[M.TRUNCATED_SHARE] = float(first.truncated.float().mean())
             if self.rule.selects:  # post-rollout down-selection (PODS, Reinforce-Ada): each group's chosen samples
                 batch = batch.with_pool().select(self._kept_samples(batch))
             if not dynamic:
@@ -244,11 +246,11 @@ class LocalTrainer:
 
     def _generate_in_rounds(
         self, indices: list[int], ids: list[str], n: int, group_offset: int, timer: dict[str, float]
-    ) -> tuple[RolloutBatch, int]:
+    ) -> tuple[RolloutBatch, RolloutBatch, int]:
         """A sequential rule's sampling: before every round `rule.more` gives each prompt's further
         samples from its graded samples so far this step, until it answers all zero (each prompt's
         total checked against the rule's cap). Returns the rounds' samples in generation order, each
-        group keeping its prompt's position, and the number of rounds."""
+        group keeping its prompt's position, the first round's alone, and the number of rounds."""
         so_far = [np.zeros(0, dtype=np.float32) for _ in ids]
         parts: list[RolloutBatch] = []
         while True:
@@ -263,7 +265,7 @@ class LocalTrainer:
                 so_far[i] = np.concatenate([so_far[i], part.correct[part.group_ids == group_offset + i].numpy()])
         if not parts:
             raise RuntimeError(f"rule {self.rule.name!r} asked for no samples at all in a step")
-        return concat_batches(parts, self.tokenizer.pad_token_id), len(parts)
+        return concat_batches(parts, self.tokenizer.pad_token_id), parts[0], len(parts)
 
     def _draw_prompts(self, count: int) -> tuple[list[int], int]:
         """`count` prompt indices from the sampler, minus those the rule skips before rollout, each
