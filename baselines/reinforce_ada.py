@@ -164,6 +164,9 @@ class ReinforceAda(AllocationRule):
                 f"reinforce-ada trains on n >= 2 samples per prompt (a baseline needs two), got n={n}"
             )
 
+    def counts(self, prompt_ids, k, G, n):
+        raise RuntimeError("reinforce-ada samples in rounds: an engine must call more(), not counts()")
+
     def more(self, prompt_ids, correct_so_far, n):
         self.n = n
         return round_counts(correct_so_far, n, self.settings)

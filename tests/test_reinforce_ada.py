@@ -197,6 +197,10 @@ def test_settings_are_checked_before_any_compute():
     ada, _ = rule()
     with pytest.raises(ValueError, match="n >= 2"):
         ada.check_feasible(4, 1)
+    with pytest.raises(RuntimeError, match="must call more"):  # an engine without the round loop
+        ada.counts(["a"], None, None, 4)
+    with pytest.raises(RuntimeError, match="before any round"):
+        ada.keep(np.ones(8))
 
 
 # -- the local engine ----------------------------------------------------------------------------
