@@ -13,6 +13,7 @@ from baselines.grpo import GRPO, GRPO_MORE_ROLLOUTS
 from baselines.kl_cov import KL_COV
 from baselines.knapsack_rl import KNAPSACK_RL
 from baselines.pods import PODS
+from baselines.reinforce_ada import REINFORCE_ADA, REINFORCE_ADA_POS
 from baselines.vip import VIP
 from baselines.w_reinforce import W_REINFORCE, W_REINFORCE_PAPER
 
@@ -30,4 +31,4 @@ BASELINES = [
     GRPO_MORE_ROLLOUTS,
 ]
 # Allocation methods: each module also registers its rule in dynamo.core.rules.
-BASELINES += [VIP, KNAPSACK_RL, GRESO, PODS]
+BASELINES += [VIP, KNAPSACK_RL, GRESO, PODS, REINFORCE_ADA, REINFORCE_ADA_POS]

@@ -36,6 +36,7 @@ except ImportError as err:  # pragma: no cover - CI installs it
 from test_openrlhf import ns, openrlhf_args, tiny_qwen2  # noqa: E402
 
 from dynamo import metrics_names as M  # noqa: E402
+from dynamo.core.rules import make_rule  # noqa: E402
 from dynamo.core.shaping import overlong_buffer_tokens  # noqa: E402
 from dynamo.core.window import needs_window  # noqa: E402
 from dynamo.engines.common import objective_generator  # noqa: E402
@@ -44,6 +45,7 @@ from dynamo.engines.local.rollouts import build_batch  # noqa: E402
 from dynamo.engines.local.trainer import LocalTrainer  # noqa: E402
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer  # noqa: E402
 from dynamo.engines.openrlhf.experience import DynamoExperienceMaker  # noqa: E402
+from dynamo.engines.openrlhf.launcher import ESTIMATOR_FLAG  # noqa: E402
 from dynamo.generation import Generation  # noqa: E402
 from dynamo.methods import all_methods  # noqa: E402
 
@@ -99,6 +101,7 @@ def local_engine(model, spec, batch, old_logp):
     trainer.method, trainer.t = spec, ns(micro_batch_sequences=MICRO, temperature=1.0)
     trainer.model, trainer.optimizer = model, torch.optim.SGD(model.parameters(), lr=0.0)
     trainer.generator = objective_generator(SEED)
+    trainer.rule = make_rule(spec.allocation)  # the rule gives the advantages (its own baseline, if any)
     advantages = trainer.advantages(batch)
     metrics = trainer.accumulate_gradients(batch, torch.arange(batch.num_samples), old_logp, advantages)
     return advantages, metrics[M.ACTOR_LOSS], grads(model), metrics
@@ -206,6 +209,7 @@ def test_local_and_openrlhf_steps_agree(model, monkeypatch, method, window, dens
             "loss_agg_mode": spec.loss.aggregation,
         },
     )
+    args.algo.advantage.estimator = ESTIMATOR_FLAG[spec.advantage.estimator]  # as the launcher sets it
     # An old policy near the current one, so ratios differ from 1 and clipping and covariances matter.
     g = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():

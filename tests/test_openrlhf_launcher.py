@@ -44,7 +44,7 @@ def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     # Rules that down-select samples after rollout run in the local engine only; the launcher refuses
     # them by name. This list is exact, so that it cannot grow unnoticed.
     local_only = {name for name, spec in all_methods().items() if launcher.local_only(spec)}
-    assert local_only == {"pods"}
+    assert local_only == {"pods", "reinforce-ada", "reinforce-ada-pos"}
     for name in sorted(local_only):
         with pytest.raises(ValueError, match="local engine only"):
             launcher.build_command(cfg, name, 1, str(tmp_path / name))

@@ -8,6 +8,12 @@ successes in G_i past responses, `dynamo.core.stats.PromptStats`, kept by the en
 - `counts(ids, k, G, n)`: how many samples each prompt gets, summing to exactly B = N n and within
   the rule's bounds (checked here, in `planned_counts`, for every rule);
 - `keep(correct)`: which of one group's graded samples to train on (post-rollout down-selection);
+- `more(ids, correct_so_far, n)`: for sequential rules only (`sequential`, Reinforce-Ada), how many
+  more samples each prompt gets, given the graded samples it got so far this step; the engines
+  call it before every generation round (first with no samples) until it answers all zero, each
+  prompt's total held within the rule's bounds (`planned_more`). `counts` is not used then;
+- `advantages(spec, rewards, group ids, correct, pool)`: the advantages of the kept samples; the
+  method's advantage spec unless the rule takes its baseline from the whole pool it generated;
 - `observe(ids, correct)`: what the rule learns from every graded sample (rules with state);
 - `state_dict()` / `load_state_dict()`: that state, JSON-safe, saved in the checkpoint.
 
@@ -22,11 +28,13 @@ from __future__ import annotations
 import importlib
 import operator
 from collections.abc import Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 
+from dynamo.core.advantages import sequence_advantages
 from dynamo.core.allocation import (
     allocate_rollouts,
     allocation_weights,
@@ -35,7 +43,7 @@ from dynamo.core.allocation import (
 )
 
 if TYPE_CHECKING:
-    from dynamo.spec import AllocationSpec
+    from dynamo.spec import AdvantageSpec, AllocationSpec
 
 
 # A skipping rule (GRESO): once this many draws of N prompts were looked at in one generation round,
@@ -48,13 +56,15 @@ class AllocationRule:
 
     Subclasses set `name` and override what they change. Flags the engines read:
     `skips` (pre-rollout filter), `selects` (post-rollout down-selection), `varies_counts`
-    (n_i can differ from n, so a refilled prompt could not simply get n).
+    (n_i can differ from n, so a refilled prompt could not simply get n), `sequential` (samples in
+    rounds through `more`; the step's generation is then bounded, not fixed: `bounds(n)` per prompt).
     """
 
     name: ClassVar[str] = ""
     skips: ClassVar[bool] = False
     selects: ClassVar[bool] = False
     varies_counts: ClassVar[bool] = False
+    sequential: ClassVar[bool] = False
     settings_class: ClassVar[type | None] = None  # typed settings read from `allocation.params`
 
     def __init__(self, spec: AllocationSpec, seed: int = 0) -> None:
@@ -82,6 +92,21 @@ class AllocationRule:
     def keep(self, correct: np.ndarray) -> np.ndarray:
         return np.ones(len(correct), dtype=bool)
 
+    def more(self, prompt_ids: Sequence[str], correct_so_far: Sequence[np.ndarray], n: int) -> np.ndarray:
+        raise NotImplementedError(f"allocation rule {self.name!r} is not sequential")
+
+    def advantages(
+        self,
+        spec: AdvantageSpec,
+        rewards: torch.Tensor,
+        group_ids: torch.Tensor,
+        correct: torch.Tensor,
+        pool: PoolCounts,
+    ) -> torch.Tensor:
+        """Advantages of the kept samples; `pool` holds, per sample, its prompt's correct and generated
+        counts before any down-selection. Here: the method's advantage spec, on the kept samples only."""
+        return sequence_advantages(spec, rewards, group_ids, correct)
+
     def observe(self, prompt_ids: Sequence[str], correct: np.ndarray) -> None:
         return None
 
@@ -91,6 +116,15 @@ class AllocationRule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"allocation rule {self.name!r} keeps no state, got keys {sorted(state)}")
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """Per kept sample: correct (`correct`) and generated (`size`) responses of its prompt this step,
+    counted before down-selection (what a sequential rule saw; for other rules, the whole group)."""
+
+    correct: torch.Tensor  # int64 [S]
+    size: torch.Tensor  # int64 [S]
 
 
 RULES: dict[str, type[AllocationRule]] = {}
@@ -130,6 +164,23 @@ def planned_counts(rule: AllocationRule, prompt_ids: Sequence[str], k: np.ndarra
             f"range [{counts.min()}, {counts.max()}] (bounds [{n_low}, {n_high}])"
         )
     return counts.astype(np.int64)
+
+
+def planned_more(
+    rule: AllocationRule, prompt_ids: Sequence[str], correct_so_far: Sequence[np.ndarray], n: int
+) -> np.ndarray:
+    """`rule.more`, checked: one whole count >= 0 per prompt, each prompt's total so far plus this
+    round's at most the rule's bound (so a step generates at most N * bounds(n)[1] samples)."""
+    more = np.asarray(rule.more(prompt_ids, correct_so_far, n))
+    if more.shape != (len(prompt_ids),) or more.dtype.kind not in "iu" or (more < 0).any():
+        raise RuntimeError(f"rule {rule.name!r} returned round counts {more!r} (want {len(prompt_ids)} ints >= 0)")
+    totals = more + np.array([len(c) for c in correct_so_far], dtype=np.int64)
+    n_high = rule.bounds(n)[1]
+    if (totals > n_high).any():
+        raise RuntimeError(
+            f"rule {rule.name!r} went past its cap: {int(totals.max())} samples > {n_high} for a prompt"
+        )
+    return more.astype(np.int64)
 
 
 def _settings(settings_class: type | None, spec: AllocationSpec, name: str) -> Any:

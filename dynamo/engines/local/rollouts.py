@@ -7,10 +7,12 @@ response to another prompt's answer (the released DynaMO code's alignment bug).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from dynamo.core.rules import PoolCounts
 from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.generation import Generation
 
@@ -28,6 +30,7 @@ class RolloutBatch:
     rewards: torch.Tensor  # float [S]: correct, minus any overlong penalty
     response_lengths: torch.Tensor  # int64 [S]
     truncated: torch.Tensor  # bool [S]
+    pool: PoolCounts | None = None  # per sample, its group's counts before a down-selection (`with_pool`)
 
     @property
     def num_samples(self) -> int:
@@ -46,7 +49,15 @@ class RolloutBatch:
             rewards=self.rewards[idx],
             response_lengths=self.response_lengths[idx],
             truncated=self.truncated[idx],
+            pool=None if self.pool is None else PoolCounts(self.pool.correct[idx], self.pool.size[idx]),
         )
+
+    def with_pool(self) -> RolloutBatch:
+        """This batch with `pool` set from its own groups: per sample, its group's correct and total
+        samples (taken before a down-selection, so the counts survive `select`)."""
+        _, inverse, sizes = torch.unique(self.group_ids, return_inverse=True, return_counts=True)
+        right = torch.zeros(sizes.numel(), dtype=torch.long).index_add(0, inverse, (self.correct > 0.5).long())
+        return dataclasses.replace(self, pool=PoolCounts(right[inverse], sizes[inverse]))
 
 
 def build_batch(
@@ -109,4 +120,7 @@ def concat_batches(batches: list[RolloutBatch], pad_token_id: int) -> RolloutBat
         rewards=torch.cat([b.rewards for b in batches]),
         response_lengths=torch.cat([b.response_lengths for b in batches]),
         truncated=torch.cat([b.truncated for b in batches]),
+        pool=None
+        if any(b.pool is None for b in batches)
+        else PoolCounts(torch.cat([b.pool.correct for b in batches]), torch.cat([b.pool.size for b in batches])),
     )

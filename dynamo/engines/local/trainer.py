@@ -3,12 +3,14 @@
 One step, for every method (the method spec decides each switch):
 
     prompts  = next N prompts of a seeded, epoch-wise shuffled pool
-    counts   = allocate(stats, B = N * n, n_low, n_high)       dynamo.core.allocation
+    counts   = allocate(stats, B = N * n, n_low, n_high)       dynamo.core.rules (the method's rule)
     samples  = hf_generate(prompts, counts)                    each sample tagged with its prompt
+               [sequential rule] in rounds: rule.more(graded so far) more per prompt, until all zero
     rewards  = grade(samples, gold) [- overlong penalty]       dynamo.grading
     stats    = stats.updated(prompt ids, correct)              counts each prompt actually got
+    [rule.selects] keep each group's chosen samples (PODS, Reinforce-Ada)
     [DAPO]     drop zero-spread groups, refill with fresh prompts
-    A        = sequence_advantages(rewards, group ids, correct) dynamo.core.advantages
+    A        = rule.advantages(rewards, group ids, correct, pool) dynamo.core.advantages via the rule
     for epoch, mini-batch (by prompt):
         [window mini_batch] window = window_stats(no-grad pass)  dynamo.core.window
         for micro-batch:
@@ -54,9 +56,8 @@ from tqdm import tqdm
 from dynamo import checkpoint
 from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
-from dynamo.core.advantages import sequence_advantages
 from dynamo.core.objective import TokenBatch, objective_loss
-from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts
+from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts, planned_more
 from dynamo.core.shaping import groups_with_spread, informative_sample_share, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.core.window import needs_window, window_stats
@@ -194,13 +195,19 @@ class LocalTrainer:
             indices, skipped = self._draw_prompts(N)
             ids = [self.problems[i].id for i in indices]
             k, g = self.stats.counts(ids)
-            counts = planned_counts(self.rule, ids, k, g, n)
-            timer["allocate"] += time.perf_counter() - t0
+            if self.rule.sequential:  # Reinforce-Ada: rounds until each prompt's exit; counts = what each got
+                timer["allocate"] += time.perf_counter() - t0
+                batch, first, sampling_rounds = self._generate_in_rounds(indices, ids, n, generated, timer)
+                counts = np.bincount(batch.group_ids.numpy() - generated, minlength=N)
+                info[M.GENERATION_ROUNDS] = sampling_rounds
+            else:
+                counts = planned_counts(self.rule, ids, k, g, n)
+                timer["allocate"] += time.perf_counter() - t0
+                batch = first = self._generate(indices, counts, group_offset=generated, timer=timer)
             if rounds == 1:
                 info.update(M.allocation_metrics(counts, k, g, self.method.allocation.min_history))
                 if self.rule.skips:
                     info[M.SKIPPED_PROMPTS] = skipped
-            batch = self._generate(indices, counts, group_offset=generated, timer=timer)
             generated += N
             info[M.PROMPTS] += N
             info[M.RESPONSES] += batch.num_samples
@@ -208,14 +215,16 @@ class LocalTrainer:
             self.stats = self.stats.updated(batch.prompt_ids, batch.correct.tolist())
             self.rule.observe(batch.prompt_ids, batch.correct.numpy())
             if rounds == 1:
+                # Spread over all the step's samples of a prompt; reward and accuracy over the first
+                # sampling round, where a sequential rule gives every prompt the same count (as released).
                 info[M.INFORMATIVE_SHARE] = informative_share(batch.group_ids, batch.correct)
                 info[M.INFORMATIVE_SAMPLE_SHARE] = informative_sample_share(batch.group_ids, batch.correct)
-                info[M.REWARD_MEAN] = float(batch.rewards.mean())
-                info[M.ACCURACY] = float(batch.correct.mean())
-                info[M.RESPONSE_LENGTH] = float(batch.response_lengths.float().mean())
-                info[M.TRUNCATED_SHARE] = float(batch.truncated.float().mean())
-            if self.rule.selects:  # post-rollout down-selection (PODS): train on each group's chosen samples
-                batch = batch.select(self._kept_samples(batch))
+                info[M.REWARD_MEAN] = float(first.rewards.mean())
+                info[M.ACCURACY] = float(first.correct.mean())
+                info[M.RESPONSE_LENGTH] = float(first.response_lengths.float().mean())
+                info[M.TRUNCATED_SHARE] = float(first.truncated.float().mean())
+            if self.rule.selects:  # post-rollout down-selection (PODS, Reinforce-Ada): each group's chosen samples
+                batch = batch.with_pool().select(self._kept_samples(batch))
             if not dynamic:
                 info[M.TOKENS_TRAINED] = float(batch.response_mask.sum())
                 return batch, info
@@ -234,6 +243,29 @@ class LocalTrainer:
         info[M.GENERATION_ROUNDS] = rounds
         info[M.TOKENS_TRAINED] = float(merged.response_mask.sum())
         return merged, info
+
+    def _generate_in_rounds(
+        self, indices: list[int], ids: list[str], n: int, group_offset: int, timer: dict[str, float]
+    ) -> tuple[RolloutBatch, RolloutBatch, int]:
+        """A sequential rule's sampling: before every round `rule.more` gives each prompt's further
+        samples from its graded samples so far this step, until it answers all zero (each prompt's
+        total checked against the rule's cap). Returns the rounds' samples in generation order, each
+        group keeping its prompt's position, the first round's alone, and the number of rounds."""
+        so_far = [np.zeros(0, dtype=np.float32) for _ in ids]
+        parts: list[RolloutBatch] = []
+        while True:
+            t0 = time.perf_counter()
+            more = planned_more(self.rule, ids, so_far, n)
+            timer["allocate"] += time.perf_counter() - t0
+            if not more.any():
+                break
+            part = self._generate(indices, more, group_offset=group_offset, timer=timer)
+            parts.append(part)
+            for i in np.flatnonzero(more):
+                so_far[i] = np.concatenate([so_far[i], part.correct[part.group_ids == group_offset + i].numpy()])
+        if not parts:
+            raise RuntimeError(f"rule {self.rule.name!r} asked for no samples at all in a step")
+        return concat_batches(parts, self.tokenizer.pad_token_id), parts[0], len(parts)
 
     def _draw_prompts(self, count: int) -> tuple[list[int], int]:
         """`count` prompt indices from the sampler, minus those the rule skips before rollout, each
@@ -266,8 +298,12 @@ class LocalTrainer:
         return keep
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
-        """Per-response advantages from the core (group-normalised, or W-REINFORCE's from correctness)."""
-        return sequence_advantages(self.method.advantage, batch.rewards, batch.group_ids, batch.correct.bool())
+        """Per-response advantages: the rule's (`dynamo.core.rules`; all but Reinforce-Ada's global baseline
+        are the core's group-normalised ones, or W-REINFORCE's from correctness)."""
+        pool = batch.pool if batch.pool is not None else batch.with_pool().pool
+        return self.rule.advantages(
+            self.method.advantage, batch.rewards, batch.group_ids, batch.correct.bool(), pool
+        )
 
     def update(self, batch: RolloutBatch, timer: dict[str, float]) -> dict[str, float]:
         """PPO epochs over mini-batches of prompts; returns mean training metrics."""
