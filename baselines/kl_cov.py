@@ -19,6 +19,6 @@ KL_COV = dataclasses.replace(
     GRPO,
     name="kl-cov",
     description="KL-Cov: |logp - old_logp| penalty on the top 2e-3 covariance tokens; no PPO clip.",
-    loss=dataclasses.replace(LossSpec(), clip=False, dual_clip=None),
+    loss=dataclasses.replace(LossSpec(), policy_loss="reinforce", dual_clip=None),
     covariance=CovarianceSpec(kind="kl_cov", ratio=2e-3, kl_coef=1.0),
 )

@@ -38,5 +38,5 @@ W_REINFORCE_PAPER = dataclasses.replace(
     name="w-reinforce-paper",
     description="W-REINFORCE as written: A = 0.1 if correct, -1 if wrong, no baseline; REINFORCE loss, "
     "no clip, no entropy bonus.",
-    loss=dataclasses.replace(LossSpec(), clip=False, dual_clip=None),
+    loss=dataclasses.replace(LossSpec(), policy_loss="reinforce", dual_clip=None),
 )

@@ -35,6 +35,7 @@ from dynamo.core.modulation import modulation_factors, token_entropy
 from dynamo.methods import DYNAMO
 
 EPS = {"eps_low": 0.2, "eps_high": 0.2}
+GRPO_LOSS = DYNAMO.loss  # PPO-clip 0.2 both ways, dual clip 10, token-mean
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -118,12 +119,12 @@ def bench_modulation(batch: int, length: int, vocab: int, repeats: int, seed: in
     spec = DYNAMO.modulation
 
     def grpo_loss(logp: torch.Tensor) -> None:
-        loss, _ = policy_loss(logp, old_logp, adv, mask, **EPS, dual_clip=10.0)
+        loss, _ = policy_loss(logp, old_logp, adv, mask, GRPO_LOSS)
         loss.backward()
 
     def dynamo_loss(logp: torch.Tensor, h: torch.Tensor) -> None:
         comp, stab = modulation_factors(logp.detach(), old_logp, adv, h, mask, spec, **EPS)
-        loss, _ = policy_loss(logp, old_logp, adv * comp * stab, mask, **EPS, dual_clip=10.0)
+        loss, _ = policy_loss(logp, old_logp, adv * comp * stab, mask, GRPO_LOSS)
         loss.backward()
 
     def leaf() -> torch.Tensor:

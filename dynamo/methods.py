@@ -163,4 +163,9 @@ def get_method(name: str, overrides: dict[str, Any] | None = None) -> MethodSpec
         return spec
     spec = apply_overrides(spec, overrides)
     make_rule(spec.allocation)  # the allocation rule exists and takes these params, or ValueError
+    if spec.loss.policy_loss != methods[name].loss.policy_loss:
+        # Registered methods' losses are checked by the tests; this import (torch) only for a changed name.
+        from dynamo.core.losses import get_policy_loss
+
+        get_policy_loss(spec.loss.policy_loss)  # registered, or ValueError naming the registered ones
     return spec

@@ -170,11 +170,13 @@ class LossSpec:
     eps_high: float = field(
         default=0.2, metadata={"help": "Upper PPO clip: ratio <= 1 + eps_high (0.28 = Clip-Higher)."}
     )
-    clip: bool = field(
-        default=True,
+    policy_loss: str = field(
+        default="ppo_clip",
         metadata={
-            "help": "False: no PPO clip at all, l = -A r (REINFORCE in ratio form: W-REINFORCE's and "
-            "KL-Cov's reference losses). The dual clip still applies if set."
+            "help": "Registered ratio/clip term (dynamo.core.losses.POLICY_LOSSES; `dynamo methods --losses` "
+            "lists them). ppo_clip: token PPO-clip with eps_low/eps_high; reinforce: no clip, l = -A r "
+            "(W-REINFORCE's and KL-Cov's reference losses); others from dynamo/core (gspo: sequence-level "
+            "ratio). The dual clip still applies if set. Old configs may write clip: true/false."
         },
     )
     dual_clip: float | None = field(
@@ -191,6 +193,11 @@ class LossSpec:
     kl_coef: float = field(
         default=0.0, metadata={"help": "KL-to-reference loss coefficient, k3 estimator (0 = no reference model)."}
     )
+
+    @property
+    def clip(self) -> bool:
+        """False for the clip-free REINFORCE loss (the old field `loss.clip`, kept readable)."""
+        return self.policy_loss != "reinforce"
 
 
 @dataclass(frozen=True)
@@ -319,7 +326,18 @@ class MethodSpec:
 
 
 def _legacy_method_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Old spellings still accepted in configs: modulation.norm_set is now the method's `window`."""
+    """Old spellings still accepted in configs: modulation.norm_set is now the method's `window`;
+    loss.clip: false / true is now loss.policy_loss: reinforce / ppo_clip."""
+    loss = overrides.get("loss")
+    if isinstance(loss, dict) and "clip" in loss:
+        if not isinstance(loss["clip"], bool):
+            raise ValueError(f"method.loss.clip must be of type bool, got {loss['clip']!r}")
+        named = "ppo_clip" if loss["clip"] else "reinforce"
+        if loss.get("policy_loss", named) != named:
+            raise ValueError(
+                f"method.loss.clip={loss['clip']!r} contradicts loss.policy_loss={loss['policy_loss']!r}"
+            )
+        overrides = {**overrides, "loss": {**{k: v for k, v in loss.items() if k != "clip"}, "policy_loss": named}}
     mod = overrides.get("modulation")
     if not (isinstance(mod, dict) and "norm_set" in mod):
         return overrides

@@ -24,17 +24,7 @@ def random_batch(seed=0, rows=6, cols=7, dtype=torch.float64):
 
 
 def grpo_loss(b, spec):
-    loss_spec = spec.loss
-    return policy_loss(
-        b.logp,
-        b.old_logp,
-        b.advantages,
-        b.mask,
-        eps_low=loss_spec.eps_low,
-        eps_high=loss_spec.eps_high,
-        dual_clip=loss_spec.dual_clip,
-        aggregation=loss_spec.aggregation,
-    )[0]
+    return policy_loss(b.logp, b.old_logp, b.advantages, b.mask, spec.loss)[0]
 
 
 def grads(loss, b):

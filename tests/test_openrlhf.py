@@ -463,10 +463,7 @@ def core_step(model, method: str, seqs, attention, action_mask, old, adv):
         old,
         adv * beta_comp * beta_stab,
         action_mask,
-        eps_low=spec.loss.eps_low,
-        eps_high=spec.loss.eps_high,
-        dual_clip=spec.loss.dual_clip,
-        aggregation=spec.loss.aggregation,
+        spec.loss,
     )
     loss.backward()
     return loss, metrics, {name: p.grad.clone() for name, p in model.named_parameters()}

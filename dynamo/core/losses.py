@@ -1,6 +1,12 @@
-"""PPO-clip policy loss per token, with asymmetric clip, dual clip and two aggregation modes.
+"""The policy loss per token: a registered ratio/clip term, then the terms every method shares.
 
-DynaMO's modulation enters only through the advantages the caller passes
+The ratio/clip term is chosen by name (`LossSpec.policy_loss`) from `POLICY_LOSSES`; each is a pure
+function (log_ratio, advantages, mask, loss spec) -> `RatioTerm`, registered with
+`@register_policy_loss(name)`. Registered here: `ppo_clip` (token PPO-clip; the one PPO clip of the
+code base: Clip-Cov's band and the metrics read its `clipped` mask) and `reinforce` (no clip); other
+modules of `dynamo.core` may register more (`gspo`), found by `get_policy_loss`. `policy_loss` then
+adds what every method shares: dual clip, per-token weight and penalty, aggregation, entropy bonus
+and KL to the reference. DynaMO's modulation enters only through the advantages the caller passes
 (A * beta_comp * beta_stab); with factors of 1 this is exactly the GRPO/DAPO loss.
 
 Departures from the textbook PPO objective (Schulman et al. 2017), as in verl's
@@ -15,12 +21,92 @@ Departures from the textbook PPO objective (Schulman et al. 2017), as in verl's
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from dynamo.spec import LossSpec
+
 _LOG_RATIO_CLAMP = 20.0
 _KL_CLAMP = 10.0
+
+
+@dataclass(frozen=True)
+class RatioTerm:
+    """A registered policy loss's per-token output, all [B, T].
+
+    loss: the per-token surrogate loss, carrying the graph through the log-ratio.
+    ratio: the importance ratio each token's term uses (values; for metrics).
+    clipped: bool, tokens whose term the clip holds constant (no gradient through the ratio).
+    """
+
+    loss: torch.Tensor
+    ratio: torch.Tensor
+    clipped: torch.Tensor
+
+
+PolicyLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "LossSpec"], RatioTerm]
+POLICY_LOSSES: dict[str, PolicyLoss] = {}
+
+
+def register_policy_loss(name: str) -> Callable[[PolicyLoss], PolicyLoss]:
+    """Decorator: register `fn(log_ratio, advantages, mask, loss_spec) -> RatioTerm` as `name`.
+
+    log_ratio: clamped log(pi / pi_old) per token, carrying the graph (0 at padding); advantages:
+    detached (0 at padding); mask: {0, 1} tokens of the loss. The function must not read padding.
+    """
+
+    def register(fn: PolicyLoss) -> PolicyLoss:
+        if name in POLICY_LOSSES and POLICY_LOSSES[name] is not fn:
+            raise ValueError(f"policy loss {name!r} is registered twice")
+        POLICY_LOSSES[name] = fn
+        return fn
+
+    return register
+
+
+def policy_losses() -> dict[str, PolicyLoss]:
+    """Every registered policy loss by name. The modules of `dynamo.core` register theirs when imported;
+    all are imported here, so that an engine given a spec as data finds a loss no one imported yet."""
+    import dynamo.core
+
+    for module in pkgutil.iter_modules(dynamo.core.__path__):
+        importlib.import_module(f"dynamo.core.{module.name}")
+    return dict(POLICY_LOSSES)
+
+
+def get_policy_loss(name: str) -> PolicyLoss:
+    """The registered policy loss `name`, or a ValueError naming the registered ones."""
+    known = POLICY_LOSSES if name in POLICY_LOSSES else policy_losses()
+    if name not in known:
+        raise ValueError(f"unknown loss.policy_loss {name!r}; registered: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """log(pi / pi_old) per token, clamped to [-20, 20] so that exp cannot overflow."""
+    return (logp - old_logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+
+
+@register_policy_loss("ppo_clip")
+def ppo_clip(log_ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, loss: LossSpec) -> RatioTerm:
+    """Token PPO-clip: l_t = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)), r = exp(log_ratio)."""
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - loss.eps_low, 1.0 + loss.eps_high)
+    return RatioTerm(torch.maximum(unclipped, clipped), ratio, clipped > unclipped)
+
+
+@register_policy_loss("reinforce")
+def reinforce(log_ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, loss: LossSpec) -> RatioTerm:
+    """REINFORCE in ratio form, no clip: l_t = -A r (its gradient at r = 1 is -A grad log pi)."""
+    ratio = torch.exp(log_ratio)
+    return RatioTerm(-advantages * ratio, ratio, torch.zeros(ratio.shape, dtype=torch.bool, device=ratio.device))
 
 
 def policy_loss(
@@ -28,24 +114,18 @@ def policy_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
+    loss_spec: LossSpec,
     *,
-    eps_low: float,
-    eps_high: float,
-    dual_clip: float | None = None,
-    aggregation: Literal["token-mean", "seq-mean-token-mean"] = "token-mean",
     entropy: torch.Tensor | None = None,
-    entropy_coef: float = 0.0,
     ref_logp: torch.Tensor | None = None,
-    kl_coef: float = 0.0,
-    clip: bool = True,
     token_weight: torch.Tensor | None = None,
     token_penalty: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, metrics) for per-token tensors [B, T] and a {0, 1} mask of valid tokens.
 
-        r   = exp(logp - old_logp)
-        l_t = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))     (clip=False: l_t = -A r)
-        l_t = min(l_t, -c A)                       where A < 0, if dual_clip = c is set
+        l_t = the registered policy loss `loss_spec.policy_loss` (ppo_clip: max(-A r, -A clip(r, 1 - eps_low,
+              1 + eps_high)), r = exp(logp - old_logp); reinforce: -A r)
+        l_t = min(l_t, -c A)                       where A < 0, if loss_spec.dual_clip = c is set
         l_t = w_t l_t + p_t                        token_weight w (detached), token_penalty p
         loss = agg(l) - entropy_coef * agg(H) + kl_coef * agg(k3),
         k3  = exp(ref_logp - logp) - (ref_logp - logp) - 1
@@ -60,6 +140,9 @@ def policy_loss(
     metrics: loss, pg_loss, pg_clipfrac, pg_clipfrac_lower, approx_kl (mean of old_logp - logp),
     ratio_mean, ratio_max, and entropy / kl when given; all Python floats.
     """
+    eps_low, eps_high, dual_clip = loss_spec.eps_low, loss_spec.eps_high, loss_spec.dual_clip
+    aggregation, entropy_coef, kl_coef = loss_spec.aggregation, loss_spec.entropy_coef, loss_spec.kl_coef
+    ratio_term = get_policy_loss(loss_spec.policy_loss)
     tensors = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "mask": mask}
     if entropy is not None:
         tensors["entropy"] = entropy
@@ -95,11 +178,9 @@ def policy_loss(
         entropy = torch.where(valid, entropy, 0.0)
     if ref_logp is not None:
         ref_logp = torch.where(valid, ref_logp.detach(), 0.0)
-    log_ratio = (logp - old_logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
-    ratio = torch.exp(log_ratio)
-    unclipped = -adv * ratio
-    clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
-    ppo = torch.maximum(unclipped, clipped) if clip else unclipped
+    log_ratio = token_log_ratio(logp, old_logp)
+    term = ratio_term(log_ratio, adv, m, loss_spec)
+    ratio, ppo = term.ratio, term.loss
     per_token = ppo
     if dual_clip is not None:
         per_token = torch.where(adv < 0, torch.minimum(ppo, -adv * dual_clip), ppo)
@@ -127,7 +208,7 @@ def policy_loss(
         metrics = {
             "loss": float(loss.detach()),
             "pg_loss": float(pg_loss.detach()),
-            "pg_clipfrac": token_mean((clipped > unclipped) & clip),
+            "pg_clipfrac": token_mean(term.clipped),
             "pg_clipfrac_lower": token_mean(per_token < ppo),  # dual clip active
             "approx_kl": token_mean(-log_ratio),
             "ratio_mean": token_mean(ratio),

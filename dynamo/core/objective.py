@@ -5,14 +5,11 @@ engines (local and OpenRLHF) call it; an engine only gathers tensors, calls `obj
 steps the optimiser. In the order they are applied (docs/METHODS.md explains each):
 
 1. advantages  A: the per-token advantages given (sequence advantages broadcast; W-REINFORCE's come
-   from `dynamo.core.advantages.sequence_advantages` before this), plus the entropy advantage
-   min(alpha H, |A| / kappa) when `entropy_advantage.alpha > 0`;
-2. DynaMO: A *= beta_comp * beta_stab (`dynamo.core.modulation.modulation_factors`);
-3. Fork Tokens: the loss mask keeps only the window's top-rho highest-entropy tokens;
-4. Clip-Cov: token weight 0 on the window's randomly picked high-covariance tokens;
-   KL-Cov: token penalty kl_coef |logp - old_logp| on the window's top-covariance tokens;
-5. `dynamo.core.losses.policy_loss` with the LossSpec (clip or not, clip range, dual clip,
-   aggregation, entropy bonus, KL to the reference).
+   from `dynamo.core.advantages.sequence_advantages` before this);
+2. the token mechanisms the spec switches on, each one object of `dynamo.core.mechanisms.MECHANISMS`
+   (entropy advantage, DynaMO's modulation, Fork Tokens, Clip-Cov, KL-Cov), in that order;
+3. `dynamo.core.losses.policy_loss` with the LossSpec: the registered ratio/clip term
+   (`loss.policy_loss`), dual clip, aggregation, entropy bonus, KL to the reference.
 
 Statistics over more than one token come from a `WindowStats` (`dynamo.core.window`): the engine
 computes one over the optimiser step's micro-batches on all ranks for `window: mini_batch`, or
@@ -27,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from dynamo.core.losses import policy_loss
-from dynamo.core.modulation import modulation_factors
+from dynamo.core.mechanisms import TokenTerms, active
 from dynamo.core.window import WindowStats, needs_entropy, shaped_advantages, window_stats
 from dynamo.spec import MethodSpec
 
@@ -110,55 +107,19 @@ def token_objective(
     if window is None:
         window = window_stats(spec, [batch.detached()], generator=generator, kind="micro_batch")
         part = 0
-    mask = batch.mask.detach()
-    valid = mask.bool()
     adv = shaped_advantages(spec, batch)
-
-    loss_spec, mod = spec.loss, spec.modulation
-    entropy = batch.entropy.detach() if batch.entropy is not None else torch.zeros_like(batch.logp).detach()
-    # Micro-batch window computed here: modulation_factors takes the same min/max itself (bitwise
-    # the released behaviour); a window from the engine passes its reduced values.
-    ranges = {"entropy_range": window.entropy_range, "max_change": window.max_change} if given else {}
-    beta_comp, beta_stab = modulation_factors(
-        batch.logp.detach(),
-        batch.old_logp.detach(),
-        adv,
-        entropy,
-        mask,
-        mod,
-        eps_low=loss_spec.eps_low,
-        eps_high=loss_spec.eps_high,
-        **ranges,
-    )
-    if mod.compensation or mod.stabilization or mod.positive_scale != 1.0:
-        adv = adv * beta_comp * beta_stab
-
-    selected: dict[str, torch.Tensor] = {}
-    loss_mask = mask
-    if spec.fork_tokens.top_fraction > 0:
-        fork = window.fork_masks[part].to(valid.device) & valid
-        selected["fork"] = fork
-        loss_mask = fork.to(mask.dtype)
-
-    token_weight = token_penalty = None
-    if spec.covariance.kind != "none":
-        picked = window.cov_masks[part].to(valid.device) & valid
-        selected[spec.covariance.kind] = picked
-        if spec.covariance.kind == "clip_cov":
-            token_weight = (~picked).to(batch.logp.dtype)
-        else:
-            # KL-Cov: |logp - old_logp| with its gradient sign(logp - old_logp), on the picked tokens.
-            abs_kl = (batch.logp - batch.old_logp.detach()).abs()
-            token_penalty = torch.where(picked, spec.covariance.kl_coef * abs_kl, 0.0)
-
+    ones = torch.ones(adv.shape, dtype=torch.promote_types(adv.dtype, torch.float32), device=adv.device)
+    terms = TokenTerms(adv, batch.mask.detach(), None, None, beta_comp=ones, beta_stab=ones, selected={})
+    for mechanism in active(spec):
+        terms = mechanism.apply(spec, batch, terms, window, part, given)
     return TokenObjective(
-        advantages=adv.detach(),
-        loss_mask=loss_mask,
-        token_weight=token_weight,
-        token_penalty=token_penalty,
-        beta_comp=beta_comp,
-        beta_stab=beta_stab,
-        selected=selected,
+        advantages=terms.advantages.detach(),
+        loss_mask=terms.loss_mask,
+        token_weight=terms.token_weight,
+        token_penalty=terms.token_penalty,
+        beta_comp=terms.beta_comp,
+        beta_stab=terms.beta_stab,
+        selected=terms.selected,
         window=window,
     )
 
@@ -184,21 +145,14 @@ def objective_loss(
     """
     obj = token_objective(spec, batch, window, part=part, generator=generator)
     loss_spec = spec.loss
-    bonus = loss_spec.entropy_coef != 0.0
     loss, metrics = policy_loss(
         batch.logp,
         batch.old_logp,
         obj.advantages,
         obj.loss_mask,
-        eps_low=loss_spec.eps_low,
-        eps_high=loss_spec.eps_high,
-        dual_clip=loss_spec.dual_clip,
-        aggregation=loss_spec.aggregation,
-        entropy=batch.entropy if bonus else None,
-        entropy_coef=loss_spec.entropy_coef,
+        loss_spec,
+        entropy=batch.entropy if loss_spec.entropy_coef != 0.0 else None,
         ref_logp=batch.ref_logp if loss_spec.kl_coef else None,
-        kl_coef=loss_spec.kl_coef,
-        clip=loss_spec.clip,
         token_weight=obj.token_weight,
         token_penalty=obj.token_penalty,
     )

@@ -214,10 +214,7 @@ class SnapshotProber:
             logp.detach(),
             adv.unsqueeze(1) * m,
             m,
-            eps_low=spec.loss.eps_low,
-            eps_high=spec.loss.eps_high,
-            dual_clip=spec.loss.dual_clip,
-            aggregation=spec.loss.aggregation,
+            dataclasses.replace(spec.loss, entropy_coef=0.0, kl_coef=0.0),  # the policy-gradient term alone
         )
         params = [p for p in model.parameters() if p.requires_grad]
         weight = fixed_target_weights(batch.group_ids, num_prompts)

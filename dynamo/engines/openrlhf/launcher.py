@@ -12,7 +12,7 @@ spec the engine cannot express. The mapping (see docs/OPENRLHF_ENGINE.md for the
   the same number of updates under any allocation); --train.max_epochs = ppo_epochs.
 - allocation.*, group ids, advantage.* (estimator, eps), modulation.*: the patches, with the
   stock estimator flag set to the matching code path (`ESTIMATOR_FLAG`); the token objective's
-  fields (window, entropy_advantage.*, fork_tokens.*, covariance.*, loss.clip): the patched step.
+  fields (window, entropy_advantage.*, fork_tokens.*, covariance.*, loss.policy_loss): the patched step.
 - loss.eps_low/eps_high/dual_clip/aggregation: --actor.eps_clip_low_high, --actor.dual_clip,
   --actor.loss_agg_mode (also read by the patched step, which checks they agree with the spec);
   loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (reference
@@ -81,7 +81,7 @@ SUPPORTED_FIELDS = {
     "modulation.positive_scale",
     "window",
     "advantage.positive_weight",
-    "loss.clip",
+    "loss.policy_loss",
     "entropy_advantage.alpha",
     "entropy_advantage.kappa",
     "fork_tokens.top_fraction",
