@@ -24,3 +24,5 @@ CLIP_COV = dataclasses.replace(
     loss=dataclasses.replace(LossSpec(), eps_low=1.0, eps_high=1.0, dual_clip=None),
     covariance=CovarianceSpec(kind="clip_cov", ratio=2e-4, clip_lb=1.0, clip_ub=5.0),
 )
+
+METHODS = [CLIP_COV]  # registered by name (baselines/__init__.py)

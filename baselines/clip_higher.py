@@ -17,3 +17,5 @@ CLIP_HIGHER = dataclasses.replace(
     description="Clip-Higher (DAPO): GRPO with PPO clip range [1 - 0.2, 1 + 0.28].",
     loss=dataclasses.replace(LossSpec(), eps_low=0.2, eps_high=0.28),
 )
+
+METHODS = [CLIP_HIGHER]  # registered by name (baselines/__init__.py)

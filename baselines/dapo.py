@@ -18,3 +18,5 @@ DAPO = MethodSpec(
     loss=LossSpec(eps_low=0.2, eps_high=0.28, aggregation="token-mean"),
     reward_shaping=RewardShapingSpec(overlong_buffer_fraction=0.2, overlong_penalty=1.0),
 )
+
+METHODS = [DAPO]  # registered by name (baselines/__init__.py)

@@ -19,3 +19,5 @@ ENTROPY_ADV = dataclasses.replace(
     description="Entropy Advantages: A + min(0.4 H, |A| / 2) per token.",
     entropy_advantage=EntropyAdvantageSpec(alpha=0.4, kappa=2.0),
 )
+
+METHODS = [ENTROPY_ADV]  # registered by name (baselines/__init__.py)

@@ -19,3 +19,5 @@ ENTROPY_LOSS = dataclasses.replace(
     description="Entropy Loss: GRPO with an entropy bonus, loss = pg_loss - 0.001 * mean(H).",
     loss=dataclasses.replace(LossSpec(), entropy_coef=0.001),
 )
+
+METHODS = [ENTROPY_LOSS]  # registered by name (baselines/__init__.py)

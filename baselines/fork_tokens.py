@@ -21,3 +21,5 @@ FORK_TOKENS = dataclasses.replace(
     description="Fork Tokens: policy gradient only on the top 20% highest-entropy tokens.",
     fork_tokens=ForkTokensSpec(top_fraction=0.2, rounding="ceil"),
 )
+
+METHODS = [FORK_TOKENS]  # registered by name (baselines/__init__.py)

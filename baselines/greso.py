@@ -127,3 +127,5 @@ GRESO = MethodSpec(
     allocation=AllocationSpec(kind="greso"),
     group_filter=GroupFilterSpec(kind="dynamic_sampling"),
 )
+
+METHODS = [GRESO]  # registered by name (baselines/__init__.py)

@@ -23,3 +23,5 @@ GRPO_MORE_ROLLOUTS = MethodSpec(
     description="GRPO with 1.5x the rollout budget (1.5 n per prompt): the allocation study's positive control.",
     allocation=AllocationSpec(budget_scale=1.5),
 )
+
+METHODS = [GRPO, GRPO_MORE_ROLLOUTS]  # registered by name (baselines/__init__.py)

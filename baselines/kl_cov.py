@@ -22,3 +22,5 @@ KL_COV = dataclasses.replace(
     loss=dataclasses.replace(LossSpec(), policy_loss="reinforce", dual_clip=None),
     covariance=CovarianceSpec(kind="kl_cov", ratio=2e-3, kl_coef=1.0),
 )
+
+METHODS = [KL_COV]  # registered by name (baselines/__init__.py)

@@ -143,3 +143,5 @@ KNAPSACK_RL = MethodSpec(
     "(1 - p^n - (1-p)^n) p (1-p)^2, 2..16n per prompt.",
     allocation=AllocationSpec(kind="knapsack"),
 )
+
+METHODS = [KNAPSACK_RL]  # registered by name (baselines/__init__.py)

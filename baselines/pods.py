@@ -73,3 +73,5 @@ PODS = MethodSpec(
     "of each group.",
     allocation=AllocationSpec(kind="pods"),
 )
+
+METHODS = [PODS]  # registered by name (baselines/__init__.py)

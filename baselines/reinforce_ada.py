@@ -203,3 +203,5 @@ REINFORCE_ADA_POS = MethodSpec(
     allocation=AllocationSpec(kind="reinforce-ada", params={"exit_rule": "positive"}),
     advantage=AdvantageSpec(estimator="mean_only"),
 )
+
+METHODS = [REINFORCE_ADA, REINFORCE_ADA_POS]  # registered by name (baselines/__init__.py)

@@ -111,3 +111,5 @@ VIP = MethodSpec(
     "summed predicted gradient variance under the budget.",
     allocation=AllocationSpec(kind="vip"),
 )
+
+METHODS = [VIP]  # registered by name (baselines/__init__.py)

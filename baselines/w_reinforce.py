@@ -40,3 +40,5 @@ W_REINFORCE_PAPER = dataclasses.replace(
     "no clip, no entropy bonus.",
     loss=dataclasses.replace(LossSpec(), policy_loss="reinforce", dual_clip=None),
 )
+
+METHODS = [W_REINFORCE, W_REINFORCE_PAPER]  # registered by name (baselines/__init__.py)

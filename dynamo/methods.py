@@ -5,7 +5,7 @@ advantages*, *which groups to keep*, *how to weight tokens* and *which policy lo
 use*. Both engines (local and OpenRLHF) read the same spec; neither hard-codes a method.
 
 DynaMO and its ablations are defined here; the baselines (GRPO, DAPO, Clip-Higher, ...) live in
-`baselines/`, one module each, listed in `baselines.BASELINES`. The spec dataclasses are in
+`baselines/`, one module each (its `METHODS`, found by `baselines.BASELINES`). The spec dataclasses are in
 `dynamo.spec`; docs/METHODS.md explains the methods.
 
 Departures from the textbook, stated once:

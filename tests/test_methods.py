@@ -90,3 +90,17 @@ def test_released_code_switches_differ_from_dynamo_in_one_field():
         assert dataclasses.replace(getattr(d, part), **changes) == getattr(variant, part), name
         back = dataclasses.replace(variant, name="dynamo", description=d.description, **{part: getattr(d, part)})
         assert back == d, name
+
+
+def test_every_baseline_module_is_registered_without_a_list_to_edit():
+    import importlib
+    import pkgutil
+
+    import baselines
+
+    modules = [m.name for m in pkgutil.iter_modules(baselines.__path__)]
+    registered = all_methods()
+    assert len(modules) >= 13
+    for module in modules:
+        for spec in importlib.import_module(f"baselines.{module}").METHODS:
+            assert registered[spec.name] is spec, f"baselines/{module}.py: {spec.name}"
