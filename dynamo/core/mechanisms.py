@@ -3,7 +3,7 @@
 A mechanism reads one section of the method spec (`section`), says whether it is on and whether it
 reads the per-token entropy, computes the statistics it takes over the window (`window`, returning
 `WindowStats` fields, through a `Reducer` so that one process and many ranks agree), and applies
-itself to a micro-batch's `TokenTerms` (`apply`). `MECHANISMS` lists them in the order they act:
+itself to a micro-batch's `TokenObjective` (`apply`). `MECHANISMS` lists them in the order they act:
 
 1. entropy advantage (Cheng et al. 2025): A += min(alpha H, |A| / kappa); it *shapes* the advantages,
    so the later mechanisms' window statistics see the shaped A;
@@ -34,8 +34,7 @@ from dynamo.core.modulation import entropy_change, modulation_factors
 from dynamo.core.reduce import Reducer, window_count, window_max, window_random_pick, window_sum, window_top_k
 
 if TYPE_CHECKING:
-    from dynamo.core.objective import TokenBatch
-    from dynamo.core.window import WindowStats
+    from dynamo.core.objective import TokenBatch, TokenObjective
     from dynamo.spec import MethodSpec
 
 
@@ -54,19 +53,6 @@ class WindowInput:
     @property
     def masks(self) -> list[torch.Tensor]:
         return [p.mask for p in self.parts]
-
-
-@dataclass(frozen=True)
-class TokenTerms:
-    """The per-token state the mechanisms change, all [B, T] (see `dynamo.core.objective.TokenObjective`)."""
-
-    advantages: torch.Tensor
-    loss_mask: torch.Tensor
-    token_weight: torch.Tensor | None
-    token_penalty: torch.Tensor | None
-    beta_comp: torch.Tensor
-    beta_stab: torch.Tensor
-    selected: dict[str, torch.Tensor]
 
 
 class Mechanism:
@@ -95,11 +81,11 @@ class Mechanism:
         return {}
 
     def apply(
-        self, spec: MethodSpec, batch: TokenBatch, terms: TokenTerms, window: WindowStats, part: int, given: bool
-    ) -> TokenTerms:
-        """`terms` with this mechanism applied to part `part` of `window`; `given`: the window came from the
-        engine (False: it is this micro-batch alone, computed by `token_objective`)."""
-        return terms
+        self, spec: MethodSpec, batch: TokenBatch, obj: TokenObjective, part: int, given: bool
+    ) -> TokenObjective:
+        """`obj` with this mechanism applied; `batch` is part `part` of `obj.window`; `given`: the window came
+        from the engine (False: it is this micro-batch alone, computed by `token_objective`)."""
+        return obj
 
 
 def entropy_of(batch: TokenBatch) -> torch.Tensor:
@@ -159,17 +145,17 @@ class Modulation(Mechanism):
             fields["max_change"] = max(window_max(changes, masks, data.reducer), 0.0)
         return fields
 
-    def apply(self, spec, batch, terms, window, part, given):
+    def apply(self, spec, batch, obj, part, given):
         if not self.on(spec):
-            return terms
+            return obj
         entropy = entropy_of(batch) if self.reads_entropy(spec) else torch.zeros_like(batch.logp).detach()
         # A micro-batch window computed by token_objective: modulation_factors takes the same min/max
         # itself (bitwise the released behaviour); a window from the engine passes its reduced values.
-        ranges = {"entropy_range": window.entropy_range, "max_change": window.max_change} if given else {}
+        ranges = {"entropy_range": obj.window.entropy_range, "max_change": obj.window.max_change} if given else {}
         beta_comp, beta_stab = modulation_factors(
             batch.logp.detach(),
             batch.old_logp.detach(),
-            terms.advantages,
+            obj.advantages,
             entropy,
             batch.mask.detach(),
             spec.modulation,
@@ -178,7 +164,7 @@ class Modulation(Mechanism):
             **ranges,
         )
         return dataclasses.replace(
-            terms, advantages=terms.advantages * beta_comp * beta_stab, beta_comp=beta_comp, beta_stab=beta_stab
+            obj, advantages=obj.advantages * beta_comp * beta_stab, beta_comp=beta_comp, beta_stab=beta_stab
         )
 
 
@@ -209,11 +195,11 @@ class ForkTokens(Mechanism):
         fork = window_top_k(entropies, data.masks, fork_k(spec, data.num_tokens), data.reducer)
         return {"fork_masks": tuple(fork), "loss_tokens": window_count(fork, data.reducer)}
 
-    def apply(self, spec, batch, terms, window, part, given):
+    def apply(self, spec, batch, obj, part, given):
         valid = batch.mask.detach().bool()
-        fork = window.fork_masks[part].to(valid.device) & valid
+        fork = obj.window.fork_masks[part].to(valid.device) & valid
         return dataclasses.replace(
-            terms, loss_mask=fork.to(terms.loss_mask.dtype), selected={**terms.selected, self.name: fork}
+            obj, loss_mask=fork.to(obj.loss_mask.dtype), selected={**obj.selected, self.name: fork}
         )
 
 
@@ -274,10 +260,10 @@ class ClipCov(_Covariance):
         ]
         return window_random_pick(band, data.masks, k, data.generator, data.reducer)
 
-    def apply(self, spec, batch, terms, window, part, given):
-        picked = self.picked(batch, window, part)
+    def apply(self, spec, batch, obj, part, given):
+        picked = self.picked(batch, obj.window, part)
         weight = (~picked).to(batch.logp.dtype)
-        return dataclasses.replace(terms, token_weight=weight, selected={**terms.selected, self.name: picked})
+        return dataclasses.replace(obj, token_weight=weight, selected={**obj.selected, self.name: picked})
 
 
 class KLCov(_Covariance):
@@ -286,12 +272,12 @@ class KLCov(_Covariance):
     def pick(self, spec, data, covs, k):
         return window_top_k(covs, data.masks, k, data.reducer)
 
-    def apply(self, spec, batch, terms, window, part, given):
-        picked = self.picked(batch, window, part)
+    def apply(self, spec, batch, obj, part, given):
+        picked = self.picked(batch, obj.window, part)
         # |logp - old_logp| with its gradient sign(logp - old_logp), on the picked tokens.
         abs_kl = (batch.logp - batch.old_logp.detach()).abs()
         penalty = torch.where(picked, spec.covariance.kl_coef * abs_kl, 0.0)
-        return dataclasses.replace(terms, token_penalty=penalty, selected={**terms.selected, self.name: picked})
+        return dataclasses.replace(obj, token_penalty=penalty, selected={**obj.selected, self.name: picked})
 
 
 MECHANISMS: tuple[Mechanism, ...] = (EntropyAdvantage(), Modulation(), ForkTokens(), ClipCov(), KLCov())

@@ -19,12 +19,13 @@ randomness is the generator passed in (Clip-Cov).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from dynamo.core.losses import policy_loss
-from dynamo.core.mechanisms import TokenTerms, active
+from dynamo.core.mechanisms import active
 from dynamo.core.window import WindowStats, needs_entropy, shaped_advantages, window_stats
 from dynamo.spec import MethodSpec
 
@@ -109,19 +110,12 @@ def token_objective(
         part = 0
     adv = shaped_advantages(spec, batch)
     ones = torch.ones(adv.shape, dtype=torch.promote_types(adv.dtype, torch.float32), device=adv.device)
-    terms = TokenTerms(adv, batch.mask.detach(), None, None, beta_comp=ones, beta_stab=ones, selected={})
-    for mechanism in active(spec):
-        terms = mechanism.apply(spec, batch, terms, window, part, given)
-    return TokenObjective(
-        advantages=terms.advantages.detach(),
-        loss_mask=terms.loss_mask,
-        token_weight=terms.token_weight,
-        token_penalty=terms.token_penalty,
-        beta_comp=terms.beta_comp,
-        beta_stab=terms.beta_stab,
-        selected=terms.selected,
-        window=window,
+    obj = TokenObjective(
+        adv, batch.mask.detach(), None, None, beta_comp=ones, beta_stab=ones, selected={}, window=window
     )
+    for mechanism in active(spec):
+        obj = mechanism.apply(spec, batch, obj, part, given)
+    return dataclasses.replace(obj, advantages=obj.advantages.detach())
 
 
 def objective_loss(
