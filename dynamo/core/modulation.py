@@ -14,6 +14,11 @@ Departures from the paper / released code, stated once:
   not cover a token cannot push beta_comp outside [1, 1 + alpha].
 - The log-ratio is clamped to [-20, 20] before exp (as verl's policy loss does), so an extreme
   ratio cannot make |dH| infinite and x = inf / inf.
+- I_clip in `entropy_change` is the paper's indicator on the *token* ratio and (eps_low, eps_high),
+  whatever the method's registered policy loss is: it is DynaMO's first-order model of the update,
+  not the loss's clip. It agrees with `ppo_clip` (every DynaMO method's loss) except where A r and
+  A (1 + eps) round to the same float; with a sequence-level loss (gspo) it would differ, and no
+  registered method combines the two.
 """
 
 from __future__ import annotations
