@@ -1,44 +1,40 @@
-"""Typed experiment configuration: one dataclass per section, help text next to each field.
+"""Typed experiment configuration: one dataclass per section, help text and bounds next to each field.
 
 The same YAML drives Snakemake (`config/config.yaml`, overridden by `--configfile
-config/experiments/<name>.yaml`) and the `dynamo` subcommands. The JSON schema that
-Snakemake validates against (`workflow/schemas/config.schema.yaml`) is generated from these
-dataclasses (`python -m dynamo.config --write-schema`); a test checks it is up to date, so
-the dataclasses are the single source of truth. Bad values fail here, before any compute.
+config/experiments/<name>.yaml`) and the `dynamo` subcommands. Types, bounds (`ge`, `gt`, `le`,
+`pattern`: pydantic's names) and unknown names are checked by pydantic (`dynamo.schema`); the
+checks across fields by `dynamo.validation.semantic_problems`; `config_problems` is the one entry
+point for both. The JSON schema that Snakemake validates against
+(`workflow/schemas/config.schema.yaml`) is pydantic's schema of these dataclasses (`python -m
+dynamo.config --write-schema`); a test checks it is up to date, so the dataclasses are the single
+source of truth. Bad values fail here, before any compute.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, with_config
 
+from dynamo import schema
 from dynamo.methods import get_method
-from dynamo.validation import (
-    ConfigError,
-    bound_problems,
-    checked_build,
-    config_summary,
-    empty_file_problem,
-    semantic_problems,
-)
+from dynamo.schema import FIELDS, ConfigError, checked_build
+from dynamo.schema import documented as _f
+from dynamo.validation import MAX_SEED, config_summary, empty_file_problem, semantic_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its help text (and JSON-schema bounds such as minimum=1)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+# numpy's seed range
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ModelConfig:
     path: str = _f(
@@ -47,26 +43,26 @@ class ModelConfig:
     build_tiny: bool = _f(
         True, "Build the tiny character-level model (at models/<experiment>/init) instead of loading `path`."
     )
-    tiny_layers: int = _f(2, "Tiny model: transformer layers.", minimum=1, maximum=128)
-    tiny_hidden: int = _f(128, "Tiny model: hidden size.", minimum=8, maximum=16384)
-    tiny_heads: int = _f(4, "Tiny model: attention heads.", minimum=1, maximum=256)
+    tiny_layers: int = _f(2, "Tiny model: transformer layers.", ge=1, le=128)
+    tiny_hidden: int = _f(128, "Tiny model: hidden size.", ge=8, le=16384)
+    tiny_heads: int = _f(4, "Tiny model: attention heads.", ge=1, le=256)
     dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "Training dtype of the policy.")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class WarmstartConfig:
     enabled: bool = _f(
         True, "Run a short supervised warm start on the task's SFT file before RL (embedded default)."
     )
     steps: int = _f(
-        3000, "Optimizer steps of the warm start (fixed count, so it is deterministic).", minimum=1, maximum=10**7
+        3000, "Optimizer steps of the warm start (fixed count, so it is deterministic).", ge=1, le=10**7
     )
-    lr: float = _f(
-        1.5e-3, "Warm-start peak learning rate (warm-up, then cosine decay).", exclusiveMinimum=0, maximum=1
-    )
-    batch_size: int = _f(32, "Warm-start batch size (sequences).", minimum=1, maximum=65536)
+    lr: float = _f(1.5e-3, "Warm-start peak learning rate (warm-up, then cosine decay).", gt=0, le=1)
+    batch_size: int = _f(32, "Warm-start batch size (sequences).", ge=1, le=65536)
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class DataConfig:
     task: Literal["arithmetic", "prompts"] = _f(
@@ -77,59 +73,56 @@ class DataConfig:
         "task=prompts: the RL prompt pool, a local JSONL/JSON/parquet file (local engine) or a hub dataset id "
         "(openrlhf engine). task=arithmetic: ignored, the pool is generated at data/<experiment>/train.jsonl.",
     )
-    seed: int = _f(
-        0, "Arithmetic task: seed of the generated problems (shared by every run).", minimum=0, maximum=2**32 - 1
-    )
+    seed: int = _f(0, "Arithmetic task: seed of the generated problems (shared by every run).", ge=0, le=MAX_SEED)
     pool_size: int = _f(
         1024,
         "Arithmetic task: problems in the training pool (small enough that prompts recur).",
-        minimum=1,
-        maximum=10**7,
+        ge=1,
+        le=10**7,
     )
-    eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", minimum=1, maximum=10**6)
+    eval_size: int = _f(100, "Arithmetic task: problems per held-out split.", ge=1, le=10**6)
     template: str = _f("{problem}=", "Prompt template; {problem} is replaced by the problem text.")
     use_chat_template: bool = _f(False, "Wrap the prompt with the tokenizer's chat template (Qwen2.5-Math: true).")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(200, "RL steps (one rollout batch each).", minimum=1, maximum=10**6)
-    prompts_per_step: int = _f(32, "Prompts per rollout batch, N (paper: 512).", minimum=1, maximum=65536)
+    steps: int = _f(200, "RL steps (one rollout batch each).", ge=1, le=10**6)
+    prompts_per_step: int = _f(32, "Prompts per rollout batch, N (paper: 512).", ge=1, le=65536)
     rollouts_per_prompt: int = _f(
-        4, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", minimum=1, maximum=4096
+        4, "Uniform per-prompt count n; the budget is B = N * n (paper: 16).", ge=1, le=4096
     )
-    mini_batch_prompts: int = _f(16, "Prompts per optimiser mini-batch (paper: 32).", minimum=1, maximum=65536)
+    mini_batch_prompts: int = _f(16, "Prompts per optimiser mini-batch (paper: 32).", ge=1, le=65536)
     micro_batch_sequences: int = _f(
         128,
         "Sequences per forward/backward micro-batch (memory only, gradients accumulate).",
-        minimum=1,
-        maximum=10**6,
+        ge=1,
+        le=10**6,
     )
-    ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", minimum=1, maximum=100)
-    lr: float = _f(5e-5, "Adam learning rate (paper: 1e-6 for 7B).", exclusiveMinimum=0, maximum=1)
-    warmup_steps: int = _f(
-        0, "Linear learning-rate warm-up steps, then constant (paper: 10).", minimum=0, maximum=10**6
-    )
-    weight_decay: float = _f(0.0, "AdamW weight decay (paper: 0.1).", minimum=0, maximum=10)
-    grad_clip: float = _f(1.0, "Gradient-norm clip (paper: 1.0).", exclusiveMinimum=0)
-    temperature: float = _f(1.0, "Rollout sampling temperature (paper: 1.0).", exclusiveMinimum=0, maximum=100)
-    top_p: float = _f(1.0, "Rollout nucleus sampling top_p (paper: 1.0).", exclusiveMinimum=0, maximum=1)
-    max_new_tokens: int = _f(16, "Longest response in tokens.", minimum=1, maximum=10**6)
+    ppo_epochs: int = _f(1, "Passes over each rollout batch (paper: 1).", ge=1, le=100)
+    lr: float = _f(5e-5, "Adam learning rate (paper: 1e-6 for 7B).", gt=0, le=1)
+    warmup_steps: int = _f(0, "Linear learning-rate warm-up steps, then constant (paper: 10).", ge=0, le=10**6)
+    weight_decay: float = _f(0.0, "AdamW weight decay (paper: 0.1).", ge=0, le=10)
+    grad_clip: float = _f(1.0, "Gradient-norm clip (paper: 1.0).", gt=0)
+    temperature: float = _f(1.0, "Rollout sampling temperature (paper: 1.0).", gt=0, le=100)
+    top_p: float = _f(1.0, "Rollout nucleus sampling top_p (paper: 1.0).", gt=0, le=1)
+    max_new_tokens: int = _f(16, "Longest response in tokens.", ge=1, le=10**6)
     checkpoint_every: int = _f(
-        10, "Write a resumable checkpoint every this many steps (and at the end).", minimum=1, maximum=10**6
+        10, "Write a resumable checkpoint every this many steps (and at the end).", ge=1, le=10**6
     )
     threads: int = _f(
-        1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", minimum=1, maximum=4096
+        1, "torch.set_num_threads for a local run (Snakemake passes the rule's threads).", ge=1, le=4096
     )
-    snapshot_steps: list[int] = _f(
+    snapshot_steps: list[Annotated[int, Field(ge=0, le=10**6)]] = _f(
         [0, 100, 200],
         "Local engine, runs of probe.method only: steps after which the whole trainer state is also "
         "copied to <run>/snapshots/step<k>/ (0 = before the first update; steps past train.steps are "
         "ignored); the mechanism probes read them.",
-        items={"minimum": 0, "maximum": 10**6},
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class EvalConfig:
     benchmarks: list[str] = _f(
@@ -137,16 +130,14 @@ class EvalConfig:
         "Benchmarks to evaluate: registry names, or NAME=PATH to read a local file.",
     )
     samples: int = _f(
-        8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", minimum=1, maximum=4096
+        8, "Samples per problem, n (paper: 32); Pass@k is reported for k = 1 and k = n.", ge=1, le=4096
     )
-    temperature: float = _f(1.0, "Sampling temperature at evaluation.", exclusiveMinimum=0, maximum=100)
-    top_p: float = _f(1.0, "Nucleus sampling top_p at evaluation.", exclusiveMinimum=0, maximum=1)
-    max_new_tokens: int = _f(16, "Longest evaluated response in tokens.", minimum=1, maximum=10**6)
+    temperature: float = _f(1.0, "Sampling temperature at evaluation.", gt=0, le=100)
+    top_p: float = _f(1.0, "Nucleus sampling top_p at evaluation.", gt=0, le=1)
+    max_new_tokens: int = _f(16, "Longest evaluated response in tokens.", ge=1, le=10**6)
     backend: Literal["hf", "vllm"] = _f("hf", "Generation backend: hf (CPU/GPU) or vllm (GPU).")
-    batch_size: int = _f(256, "Sequences per generation batch.", minimum=1, maximum=10**6)
-    limit: int = _f(
-        0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", minimum=0, maximum=10**7
-    )
+    batch_size: int = _f(256, "Sequences per generation batch.", ge=1, le=10**6)
+    limit: int = _f(0, "Evaluate only the first `limit` problems of each benchmark (0 = all).", ge=0, le=10**7)
     over_long: Literal["reject", "skip"] = _f(
         "reject",
         "A problem whose prompt does not fit the model's context (positions minus max_new_tokens): reject = "
@@ -154,36 +145,37 @@ class EvalConfig:
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ProbeConfig:
     method: str = _f("dynamo", "Run whose policy snapshots the mechanism probes read (`dynamo probe`).")
-    seeds: list[int] = _f([1], "Seeds of that run to probe (each a separate job).")
-    prompt_sets: int = _f(2, "Allocation probe: independent prompt sets per snapshot.", minimum=1)
-    batches: int = _f(32, "Allocation probe: independent rollout batches per scheme and prompt set.", minimum=4)
-    step_batches: int = _f(4, "One-step probes: rollout batches per snapshot.", minimum=2)
+    seeds: list[Seed] = _f([1], "Seeds of that run to probe (each a separate job).")
+    prompt_sets: int = _f(2, "Allocation probe: independent prompt sets per snapshot.", ge=1)
+    batches: int = _f(32, "Allocation probe: independent rollout batches per scheme and prompt set.", ge=4)
+    step_batches: int = _f(4, "One-step probes: rollout batches per snapshot.", ge=2)
     confident_quantile: float = _f(
         0.2,
         "Compensation probe: lowest-entropy share of the A > 0 tokens (entropy > 1e-3) called confident.",
-        exclusiveMinimum=0,
-        maximum=1,
+        gt=0,
+        le=1,
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class RuleResources:
-    threads: int = _f(
-        1, "Threads (CPU cores) for the rule, per node (Slurm: --cpus-per-task).", minimum=1, maximum=4096
-    )
+    threads: int = _f(1, "Threads (CPU cores) for the rule, per node (Slurm: --cpus-per-task).", ge=1, le=4096)
     gpus: int = _f(
         0,
         "GPUs for the rule, the total over all its nodes (Slurm: --gpus, or --gres per node).",
-        minimum=0,
-        maximum=4096,
+        ge=0,
+        le=4096,
     )
-    mem_mb: int = _f(2000, "Memory in MB.", minimum=1, maximum=10**8)
-    runtime: int = _f(30, "Wall-time limit in minutes.", minimum=1, maximum=10**6)
+    mem_mb: int = _f(2000, "Memory in MB.", ge=1, le=10**8)
+    runtime: int = _f(30, "Wall-time limit in minutes.", ge=1, le=10**6)
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ResourcesConfig:
     data: RuleResources = _f(RuleResources(mem_mb=1000, runtime=10), "Resources of the data rules.")
@@ -193,6 +185,7 @@ class ResourcesConfig:
     probe: RuleResources = _f(RuleResources(mem_mb=3000, runtime=30), "Resources of each mechanism-probe job.")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class WandbConfig:
     enabled: bool = _f(False, "Log training metrics to Weights & Biases too (needs `pip install wandb`).")
@@ -203,6 +196,7 @@ class WandbConfig:
     entity: str = _f("", "W&B entity (team or user); empty: your default entity.")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class LoggerConfig:
     wandb: WandbConfig = _f(
@@ -210,6 +204,7 @@ class LoggerConfig:
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ReportConfig:
     paper_reference: Literal["", "Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"] = _f(
@@ -219,6 +214,7 @@ class ReportConfig:
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class StudyAllocationConfig:
     """The powered allocation study (docs/STUDY_ALLOCATION.md): its own pool, arms, seeds and endpoint.
@@ -242,30 +238,28 @@ class StudyAllocationConfig:
         "Arm with a known advantage over the baseline (1.5x its rollout budget). If the study cannot "
         "resolve it, it reports itself underpowered.",
     )
-    seeds: list[int] = _f(
+    seeds: list[Seed] = _f(
         [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
         "Seeds; every arm runs once per seed (sets prompt order and evaluation sampling).",
-        items={"minimum": 0, "maximum": 2**32 - 1},
     )
-    steps: int = _f(200, "RL steps of every study run (train.steps of the study).", minimum=1, maximum=10**6)
-    level_weights: list[float] = _f(
+    steps: int = _f(200, "RL steps of every study run (train.steps of the study).", ge=1, le=10**6)
+    level_weights: list[Annotated[float, Field(ge=0)]] = _f(
         [1.0, 1.0, 1.0, 2.5, 1.0, 2.5],
         "Share of arithmetic levels 1..6 in the study's pool (and its in-distribution split). Levels 4 and 6 "
         "(multi-digit products, 0% solved by the start model: arith-hard) make 56% of the pool, and a few "
         "percent of the other levels' prompts are never or always solved: about 60% of the pool gives "
         "uniform groups no spread, the heterogeneity allocation exploits. The report measures the share.",
-        items={"minimum": 0},
     )
-    pool_size: int = _f(1024, "Problems in the study's training pool.", minimum=1, maximum=10**7)
+    pool_size: int = _f(1024, "Problems in the study's training pool.", ge=1, le=10**7)
     eval_size: int = _f(
-        500, "Problems per held-out split of the study (the endpoint split among them).", minimum=1, maximum=10**6
+        500, "Problems per held-out split of the study (the endpoint split among them).", ge=1, le=10**6
     )
     eval_samples: int = _f(
         16,
         "Samples per endpoint problem (16: evaluation sampling stays a minor part of the paired variance; "
         "500 x 16 costs about 19 s of CPU per run).",
-        minimum=1,
-        maximum=4096,
+        ge=1,
+        le=4096,
     )
     endpoint: Literal["final_id_pass1"] = _f(
         "final_id_pass1",
@@ -277,19 +271,20 @@ class StudyAllocationConfig:
         1.0,
         "Design target: the minimum detectable effect (points of the endpoint, 95% two-sided, 80% power) "
         "the study should reach; the report prints the achieved MDE beside it.",
-        exclusiveMinimum=0,
+        gt=0,
     )
     start_samples: int = _f(
-        16, "Samples per pool prompt when measuring the start model's per-prompt pass rates.", minimum=2
+        16, "Samples per pool prompt when measuring the start model's per-prompt pass rates.", ge=2
     )
     extreme_band: float = _f(
         0.1,
         "A pool prompt counts as near-solved (pass rate >= 1 - band) or unsolvable (<= band) at the start.",
-        minimum=0,
-        maximum=0.5,
+        ge=0,
+        le=0.5,
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = _f(
@@ -322,9 +317,7 @@ class ExperimentConfig:
         "Methods for table 4 (rollout-allocation methods at equal rollouts per step, compared with grpo when "
         "listed), by registered name; runs shared with tables 1 and 2 are reused. Not part of `snakemake all`.",
     )
-    seeds: list[int] = _f(
-        [1, 2, 3], "Seeds; every method runs once per seed.", items={"minimum": 0, "maximum": 2**32 - 1}
-    )
+    seeds: list[Seed] = _f([1, 2, 3], "Seeds; every method runs once per seed.")
     method_overrides: dict[str, Any] = _f({}, "Per-method overrides, e.g. {dynamo: {loss: {eps_high: 0.28}}}.")
     model: ModelConfig = _f(ModelConfig(), "Base model.")
     warmstart: WarmstartConfig = _f(WarmstartConfig(), "Supervised warm start (embedded default).")
@@ -383,8 +376,10 @@ def config_problems(data: dict[str, Any] | None) -> tuple[Any, list[str], list[s
         data = {}
     if not isinstance(data, dict):
         return None, [f"config must be a mapping, got {type(data).__name__}"], []
-    cfg, problems = checked_build(ExperimentConfig(), data, "config")
-    problems += bound_problems(cfg, "config")
+    cfg, problems = checked_build(ExperimentConfig, data, "config")
+    if cfg is None:
+        return None, problems, []
+    # the cross-field checks run on the valid fields (invalid ones at their defaults): all problems at once
     semantic, warnings = semantic_problems(cfg)
     problems += [p for p in semantic if p not in problems]
     return (None if problems else cfg), problems, warnings
@@ -463,43 +458,13 @@ def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # JSON schema generated from the dataclasses (for Snakemake's validate())
 
-_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
-
-def json_schema(cls: type = ExperimentConfig) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    props: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        props[f.name] = _field_schema(hints[f.name], f)
-    schema = {"type": "object", "additionalProperties": False, "properties": props}
-    if cls is ExperimentConfig:
-        schema = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "description": "DynaMO experiment configuration (generated from dynamo/config.py).",
-            **schema,
-        }
-    return schema
-
-
-def _field_schema(hint: Any, f: dataclasses.Field) -> dict[str, Any]:
-    help_text = f.metadata.get("help", "")
-    bounds = {k: v for k, v in f.metadata.items() if k not in ("help", "items")}
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if dataclasses.is_dataclass(hint):
-        return {**json_schema(hint), "description": help_text, "default": {}}
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return {"enum": list(args), "description": help_text, "default": default}
-    if origin is list:
-        return {
-            "type": "array",
-            "items": {"type": _JSON_TYPES[args[0]], **f.metadata.get("items", {})},
-            "description": help_text,
-            "default": default,
-        }
-    if origin is dict:
-        return {"type": "object", "description": help_text, "default": default}
-    return {"type": _JSON_TYPES[hint], **bounds, "description": help_text, "default": default}
+def json_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "DynaMO experiment configuration (generated from dynamo/config.py).",
+        **schema.json_schema(ExperimentConfig),
+    }
 
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:

@@ -1,18 +1,24 @@
 """The method spec: typed, frozen dataclasses, and `apply_overrides` for YAML overrides.
 
-A leaf module (standard library only): `dynamo.core`, the engines and `baselines/` import it
-without importing the registry (`dynamo.methods`), which itself imports `baselines/`. What each
-field means for the math is explained in docs/METHODS.md.
+A leaf module (standard library, pydantic through `dynamo.schema`): `dynamo.core`, the engines and
+`baselines/` import it without importing the registry (`dynamo.methods`), which itself imports
+`baselines/`. What each field means for the math is explained in docs/METHODS.md. Each field's valid
+range sits in its metadata (`ge`, `gt`, `le`, `lt`: pydantic's names, checked by `apply_overrides` and
+the config check through `dynamo.schema`); checks across fields are the classes' `__post_init__`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import with_config
 
+from dynamo.schema import FIELDS, ConfigError, checked_build
+
+
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class AllocationSpec:
     kind: str = field(
@@ -37,13 +43,18 @@ class AllocationSpec:
             "sqrt_p: w_i = sqrt(P_i) (Neyman allocation with the Bernoulli std)."
         },
     )
-    n_low: int | None = field(default=None, metadata={"help": "Fewest rollouts per prompt; None = n // 2."})
-    n_high: int | None = field(default=None, metadata={"help": "Most rollouts per prompt; None = n + n // 2."})
+    n_low: int | None = field(
+        default=None, metadata={"help": "Fewest rollouts per prompt; None = n // 2.", "ge": 1}
+    )
+    n_high: int | None = field(
+        default=None, metadata={"help": "Most rollouts per prompt; None = n + n // 2.", "ge": 1}
+    )
     min_history: int = field(
         default=4,
         metadata={
             "help": "Cold start: prompts with fewer past responses than this get the largest "
-            "possible weight (an exploration share) instead of their noisy P_i."
+            "possible weight (an exploration share) instead of their noisy P_i.",
+            "ge": 0,
         },
     )
     cold_start: Literal["explore", "n_low"] = field(
@@ -58,19 +69,22 @@ class AllocationSpec:
         default=None,
         metadata={
             "help": "Released-code compatibility: prompts whose historical accuracy is >= this "
-            "get the floor weight `weight_floor` (released code: 0.85). None = off."
+            "get the floor weight `weight_floor` (released code: 0.85). None = off.",
+            "ge": 0,
+            "le": 1,
         },
     )
     weight_floor: float = field(
         default=0.0,
-        metadata={"help": "Lower bound on every weight (released code: 0.01). 0 = paper."},
+        metadata={"help": "Lower bound on every weight (released code: 0.01). 0 = paper.", "ge": 0},
     )
     budget_scale: float = field(
         default=1.0,
         metadata={
             "help": "Rollout budget relative to the experiment's: the per-prompt count becomes "
             "n * budget_scale (a whole number), B = N * n * budget_scale. 1 = every method spends the "
-            "same; 1.5 is the allocation study's positive control (grpo-1.5x: what more samples buy)."
+            "same; 1.5 is the allocation study's positive control (grpo-1.5x: what more samples buy).",
+            "gt": 0,
         },
     )
 
@@ -91,6 +105,7 @@ class AllocationSpec:
         return n_low, n_high
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class AdvantageSpec:
     estimator: Literal["grpo", "mean_only", "w_reinforce"] = field(
@@ -101,7 +116,7 @@ class AdvantageSpec:
             "response is correct, -1 if not, no group baseline (W-REINFORCE, Zhu et al. 2025)."
         },
     )
-    eps: float = field(default=1e-6, metadata={"help": "Added to the group std before dividing."})
+    eps: float = field(default=1e-6, metadata={"help": "Added to the group std before dividing.", "ge": 0})
     positive_weight: float = field(
         default=0.1,
         metadata={
@@ -111,6 +126,7 @@ class AdvantageSpec:
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class GroupFilterSpec:
     kind: Literal["none", "dynamic_sampling"] = field(
@@ -122,10 +138,15 @@ class GroupFilterSpec:
     )
     max_refill_rounds: int = field(
         default=3,
-        metadata={"help": "Generation rounds at most per step when refilling (DAPO's max_num_gen_batches)."},
+        metadata={
+            "help": "Generation rounds at most per step when refilling (DAPO's max_num_gen_batches).",
+            "ge": 1,
+            "le": 1000,
+        },
     )
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ModulationSpec:
     compensation: bool = field(
@@ -142,33 +163,42 @@ class ModulationSpec:
         },
     )
     alpha: float = field(
-        default=0.2, metadata={"help": "Compensation strength (released code: mu_max = 1 + alpha)."}
+        default=0.2, metadata={"help": "Compensation strength (released code: mu_max = 1 + alpha).", "ge": 0}
     )
-    lambda_min: float = field(default=0.6, metadata={"help": "Floor of the stabilisation factor."})
-    gamma: float = field(default=50.0, metadata={"help": "Steepness of the stabilisation sigmoid."})
-    tau: float = field(default=0.99, metadata={"help": "Centre of the stabilisation sigmoid on x in [0, 1]."})
+    lambda_min: float = field(
+        default=0.6, metadata={"help": "Floor of the stabilisation factor.", "gt": 0, "le": 1}
+    )
+    gamma: float = field(default=50.0, metadata={"help": "Steepness of the stabilisation sigmoid.", "ge": 0})
+    tau: float = field(
+        default=0.99, metadata={"help": "Centre of the stabilisation sigmoid on x in [0, 1].", "ge": 0, "le": 1}
+    )
     positive_scale: float = field(
         default=1.0,
         metadata={
             "help": "Null model of beta_comp (dynamo-posscale): every token with A > 0 is scaled by this "
-            "constant, whatever its entropy; 1 = off. Replaces beta_comp, so compensation must be false."
+            "constant, whatever its entropy; 1 = off. Replaces beta_comp, so compensation must be false.",
+            "gt": 0,
         },
     )
 
     def __post_init__(self):
-        if not self.positive_scale > 0:
-            raise ValueError(f"modulation.positive_scale must be > 0, got {self.positive_scale!r}")
         if self.compensation and self.positive_scale != 1.0:
-            raise ValueError("modulation.positive_scale replaces beta_comp: set modulation.compensation to false")
+            raise ValueError("positive_scale replaces beta_comp: set compensation to false")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class LossSpec:
     eps_low: float = field(
-        default=0.2, metadata={"help": "Lower PPO clip: ratio >= 1 - eps_low (in [0, 1]; 1 = no lower clip)."}
+        default=0.2,
+        metadata={
+            "help": "Lower PPO clip: ratio >= 1 - eps_low (in [0, 1]; 1 = no lower clip).",
+            "ge": 0,
+            "le": 1,
+        },
     )
     eps_high: float = field(
-        default=0.2, metadata={"help": "Upper PPO clip: ratio <= 1 + eps_high (0.28 = Clip-Higher)."}
+        default=0.2, metadata={"help": "Upper PPO clip: ratio <= 1 + eps_high (0.28 = Clip-Higher).", "ge": 0}
     )
     policy_loss: str = field(
         default="ppo_clip",
@@ -180,7 +210,7 @@ class LossSpec:
         },
     )
     dual_clip: float | None = field(
-        default=10.0, metadata={"help": "Dual-clip constant c for A < 0 (Ye et al. 2020); None = off."}
+        default=10.0, metadata={"help": "Dual-clip constant c for A < 0 (Ye et al. 2020); None = off.", "gt": 1}
     )
     aggregation: Literal["token-mean", "seq-mean-token-mean"] = field(
         default="token-mean",
@@ -189,9 +219,10 @@ class LossSpec:
             "seq-mean-token-mean: mean over sequences of per-sequence token means (GRPO paper)."
         },
     )
-    entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient (0 = none)."})
+    entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient (0 = none).", "ge": 0})
     kl_coef: float = field(
-        default=0.0, metadata={"help": "KL-to-reference loss coefficient, k3 estimator (0 = no reference model)."}
+        default=0.0,
+        metadata={"help": "KL-to-reference loss coefficient, k3 estimator (0 = no reference model).", "ge": 0},
     )
 
     @property
@@ -200,6 +231,7 @@ class LossSpec:
         return self.policy_loss != "reinforce"
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class RewardShapingSpec:
     overlong_buffer_fraction: float = field(
@@ -207,34 +239,36 @@ class RewardShapingSpec:
         metadata={
             "help": "DAPO overlong shaping: the last fraction of max_new_tokens is a soft buffer; a response "
             "reaching into it gets a linear penalty growing to -overlong_penalty at the limit "
-            "(Yu et al. 2025 use 4096 of 20480 tokens = 0.2). 0 = off."
+            "(Yu et al. 2025 use 4096 of 20480 tokens = 0.2). 0 = off.",
+            "ge": 0,
+            "lt": 1,
         },
     )
-    overlong_penalty: float = field(default=1.0, metadata={"help": "Penalty at the length limit."})
+    overlong_penalty: float = field(default=1.0, metadata={"help": "Penalty at the length limit.", "ge": 0})
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class EntropyAdvantageSpec:
     alpha: float = field(
         default=0.0,
         metadata={
             "help": "A' = A + min(alpha H, |A| / kappa) with H detached (Cheng et al. 2025, arXiv 2506.14758). "
-            "0 = off. 0.4 is the value of public reimplementations, not checked against the paper."
+            "0 = off. 0.4 is the value of public reimplementations, not checked against the paper.",
+            "ge": 0,
         },
     )
     kappa: float = field(
         default=2.0,
         metadata={
             "help": "Cap: the entropy term is at most |A| / kappa, so it never flips the sign of A "
-            "(2 = public reimplementations, not checked against the paper)."
+            "(2 = public reimplementations, not checked against the paper).",
+            "gt": 0,
         },
     )
 
-    def __post_init__(self):
-        if not (self.alpha >= 0 and self.kappa > 0):
-            raise ValueError(f"entropy_advantage needs alpha >= 0 and kappa > 0, got {self.alpha}, {self.kappa}")
 
-
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class ForkTokensSpec:
     top_fraction: float = field(
@@ -242,7 +276,9 @@ class ForkTokensSpec:
         metadata={
             "help": "Fork Tokens (Wang et al. 2025, 'Beyond the 80/20 rule'): policy gradient only on the "
             "rho = top_fraction highest-entropy valid tokens of the window; the loss is averaged over "
-            "those tokens only. 0 = off (every token); the paper uses 0.2."
+            "those tokens only. 0 = off (every token); the paper uses 0.2.",
+            "ge": 0,
+            "le": 1,
         },
     )
     rounding: Literal["ceil", "floor"] = field(
@@ -254,11 +290,8 @@ class ForkTokensSpec:
         },
     )
 
-    def __post_init__(self):
-        if not 0.0 <= self.top_fraction <= 1.0:
-            raise ValueError(f"fork_tokens.top_fraction must be in [0, 1], got {self.top_fraction}")
 
-
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class CovarianceSpec:
     kind: Literal["none", "clip_cov", "kl_cov"] = field(
@@ -276,7 +309,9 @@ class CovarianceSpec:
         metadata={
             "help": "Fraction of the window's valid tokens to act on. Clip-Cov: 2e-4 (reference scripts). "
             "KL-Cov: 2e-3 (verl recipe script) vs 2e-4 (verl config default); Cui et al.'s repo writes "
-            "0.2 meaning percent."
+            "0.2 meaning percent.",
+            "gt": 0,
+            "le": 1,
         },
     )
     clip_lb: float = field(default=1.0, metadata={"help": "Clip-Cov: lower bound of the covariance band."})
@@ -284,19 +319,17 @@ class CovarianceSpec:
     kl_coef: float = field(
         default=1.0,
         metadata={
-            "help": "KL-Cov: coefficient of |logp - old_logp| (1 = reference scripts; verl YAML default 0.1)."
+            "help": "KL-Cov: coefficient of |logp - old_logp| (1 = reference scripts; verl YAML default 0.1).",
+            "ge": 0,
         },
     )
 
     def __post_init__(self):
-        if not 0.0 < self.ratio <= 1.0:
-            raise ValueError(f"covariance.ratio must be in (0, 1], got {self.ratio}")
         if not self.clip_lb < self.clip_ub:
-            raise ValueError(f"covariance needs clip_lb < clip_ub, got {self.clip_lb}, {self.clip_ub}")
-        if not self.kl_coef >= 0:
-            raise ValueError(f"covariance.kl_coef must be >= 0, got {self.kl_coef}")
+            raise ValueError(f"needs clip_lb < clip_ub, got {self.clip_lb}, {self.clip_ub}")
 
 
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
@@ -328,6 +361,8 @@ class MethodSpec:
 def _legacy_method_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Old spellings still accepted in configs: modulation.norm_set is now the method's `window`;
     loss.clip: false / true is now loss.policy_loss: reinforce / ppo_clip."""
+    if not isinstance(overrides, dict):
+        return overrides  # not a mapping: the validation says so
     loss = overrides.get("loss")
     if isinstance(loss, dict) and "clip" in loss:
         if not isinstance(loss["clip"], bool):
@@ -353,63 +388,28 @@ def _legacy_method_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(spec: Any, overrides: dict[str, Any], where: str = "method") -> Any:
-    """Return a copy of the (nested) dataclass `spec` with `overrides` applied, checking names and types.
+    """A copy of the (nested) dataclass `spec` with `overrides` applied and the result validated: names,
+    types, ranges and the `__post_init__` checks, every problem at once (ConfigError, a ValueError).
 
     For a MethodSpec the old name `modulation.norm_set` is read as `window`.
     """
     if isinstance(spec, MethodSpec):
         overrides = _legacy_method_overrides(overrides)
-    hints = typing.get_type_hints(type(spec))
-    known = [f.name for f in dataclasses.fields(spec)]
-    changes: dict[str, Any] = {}
+    built, problems = checked_build(type(spec), _merged(spec, overrides), where)
+    if problems:
+        raise ConfigError(problems)
+    return built
+
+
+def _merged(spec: Any, overrides: Any) -> Any:
+    """`spec` as a dict with `overrides` written over it; nested only where `spec` has a nested dataclass
+    (a dict-valued field such as allocation.params is replaced whole)."""
+    if not (dataclasses.is_dataclass(spec) and isinstance(overrides, dict)):
+        return overrides
+    out = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     for key, value in overrides.items():
-        if key not in known:
-            raise ValueError(f"unknown field {where}.{key}; known: {', '.join(known)}")
-        current = getattr(spec, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
-            changes[key] = apply_overrides(current, value, f"{where}.{key}")
-        else:
-            changes[key] = _checked(f"{where}.{key}", hints[key], value)
-    return dataclasses.replace(spec, **changes)
-
-
-def _checked(where: str, hint: Any, value: Any) -> Any:
-    """`value` converted to the field type `hint` (str, bool, int, float, Literal, Optional), or a ValueError."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is Literal:
-        if value not in args:
-            raise ValueError(f"{where} must be one of {list(args)}, got {value!r}")
-        return value
-    if type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-    origin = typing.get_origin(hint)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ValueError(f"{where} must be a list, got {value!r}")
-        return [_checked(f"{where}[{i}]", typing.get_args(hint)[0], v) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is Any:
-        return value
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint in (int, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and hint is int and float(value).is_integer():
-            value = int(value)
-        ok = ok and isinstance(value, hint if hint is int else (int, float))
-        value = hint(value) if ok else value
-    else:
-        ok = isinstance(value, hint)
-    if not ok:
-        raise ValueError(f"{where} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
-    return value
+        out[key] = _merged(out[key], value) if key in out else value
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
 
 
 def flat_fields(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,34 +1,31 @@
-"""Complete validation of an experiment config before any compute: every problem at once.
+"""The checks of an experiment config across fields, before any compute: every problem at once.
 
-`dynamo.config.config_problems(data)` builds the typed config field by field with
-`checked_build`, so one bad field does not hide the next, and returns (config or None, problems,
-warnings). This module imports no config class and no engine (the config imports it; engines
-are asked through `dynamo.engines.registry`). Each problem is one line that names
-the field (`config.train.lr`, `method dynamo: loss.eps_low`) or the path; the order is fixed
-(field order, then sorted names), so the same config always gives the same lines.
+`dynamo.config.config_problems(data)` is the one entry point: pydantic (`dynamo.schema`) checks
+every field's type, bounds and name against the dataclasses, reporting all of them, and
+`semantic_problems` below then checks what no single field can say, on the valid fields (invalid ones
+at their defaults). This module imports no config class and no engine (the config imports it;
+engines are asked through `dynamo.engines.registry`). Each problem is one line that names the
+field (`config.train.lr`, `method dynamo: loss.eps_low`) or the path; the order is fixed (field
+order, then sorted names), so the same config always gives the same lines.
 
-What is checked, beyond the JSON schema (which Snakemake also applies):
-- every number is finite and inside its range (dataclass metadata in dynamo/config.py; the
-  method-spec ranges below, since dynamo/methods.py keeps its specs free of validation);
+What is checked here:
+- every method used is valid with its overrides (the spec's field ranges and `__post_init__`,
+  through `dynamo.spec.apply_overrides`) and its allocation bounds are feasible for the batch;
 - every name is registered (methods, benchmarks; NAME=PATH with a readable file for a new NAME);
 - every local path exists (model.path, data.train_path, benchmark files);
-- seeds are distinct and in [0, 2^32 - 1] (numpy's seed range);
-- cross-field constraints (mini-batch <= batch, feasible allocation bounds, openrlhf mapping).
+- seeds are distinct;
+- cross-field constraints (mini-batch <= batch, the allocation study's design, the engine's own
+  check: the openrlhf section and batch layout, the train job's GPUs).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dynamo.engines.registry import config_check
-from dynamo.spec import flat_fields
 
 MAX_SEED = 2**32 - 1
 # Generated tokens per run above which --check warns that the local engine (one process) is the
@@ -36,91 +33,6 @@ MAX_SEED = 2**32 - 1
 LOCAL_TOKENS_WARNING = 10**8
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt", ".yaml", ".yml")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
-
-
-class ConfigError(ValueError):
-    """A config with problems; `problems` has one line each, the message joins them."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-@dataclass(frozen=True)
-class Range:
-    """A closed/open interval on a number, optionally allowing None (null in YAML)."""
-
-    lo: float = -math.inf
-    hi: float = math.inf
-    lo_open: bool = False
-    hi_open: bool = False
-    optional: bool = False
-
-    def problem(self, value: Any) -> str | None:
-        if value is None:
-            return None if self.optional else "must be a number, got null"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {value!r}"
-        if (
-            not math.isfinite(value)
-            or (value <= self.lo if self.lo_open else value < self.lo)
-            or (value >= self.hi if self.hi_open else value > self.hi)
-        ):
-            return f"must be {self.describe()}, got {value!r}"
-        return None
-
-    def describe(self) -> str:
-        parts = []
-        if self.lo > -math.inf:
-            parts.append(f"> {_num(self.lo)}" if self.lo_open else f">= {_num(self.lo)}")
-        if self.hi < math.inf:
-            parts.append(f"< {_num(self.hi)}" if self.hi_open else f"<= {_num(self.hi)}")
-        text = " and ".join(parts) if parts else "finite"
-        if parts and len(parts) == 1:
-            text = f"finite and {text}"
-        return f"{text} or null" if self.optional else text
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
-
-
-# Valid ranges of the method-spec fields (dynamo/methods.py), by dotted field name.
-METHOD_RANGES: dict[str, Range] = {
-    "allocation.n_low": Range(1, optional=True),
-    "allocation.n_high": Range(1, optional=True),
-    "allocation.min_history": Range(0),
-    "allocation.mastery_threshold": Range(0, 1, optional=True),
-    "allocation.weight_floor": Range(0),
-    "advantage.eps": Range(0),
-    "group_filter.max_refill_rounds": Range(1, 1000),
-    "modulation.alpha": Range(0),
-    "modulation.lambda_min": Range(0, 1, lo_open=True),
-    "modulation.gamma": Range(0),
-    "modulation.tau": Range(0, 1),
-    "loss.eps_low": Range(0, 1),  # 1 = no lower clip (Clip-Cov's reference clip range)
-    "loss.eps_high": Range(0),
-    "loss.dual_clip": Range(1, lo_open=True, optional=True),
-    "loss.entropy_coef": Range(0),
-    "loss.kl_coef": Range(0),
-    "reward_shaping.overlong_buffer_fraction": Range(0, 1, hi_open=True),
-    "reward_shaping.overlong_penalty": Range(0),
-}
-
-
-def method_problems(spec: Any, where: str) -> list[str]:
-    """Range problems of a MethodSpec: every numeric field finite, the ones above in range."""
-    problems = []
-    for name, value in flat_fields(dataclasses.asdict(spec)).items():
-        rule = METHOD_RANGES.get(name)
-        if rule is None:
-            if isinstance(value, float) and not math.isfinite(value):
-                problems.append(f"{where}: {name} must be finite, got {value!r}")
-            continue
-        message = rule.problem(value)
-        if message:
-            problems.append(f"{where}: {name} {message}")
-    return problems
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,64 +74,6 @@ def path_problem(field: str, path: str, *, hub_allowed: bool, what: str) -> str 
 # The whole config
 
 
-def checked_build(base: Any, data: dict[str, Any], where: str) -> tuple[Any, list[str]]:
-    """`base` with every valid field of `data` applied; one problem per invalid field."""
-    from dynamo.methods import apply_overrides
-
-    known = [f.name for f in dataclasses.fields(base)]
-    problems = [
-        f"unknown field {where}.{key}; known: {', '.join(known)}"
-        for key in sorted(map(str, set(data) - set(known)))
-    ]
-    changes: dict[str, Any] = {}
-    for key in known:
-        if key not in data:
-            continue
-        value, current = data[key], getattr(base, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            sub, sub_problems = checked_build(current, value, f"{where}.{key}")
-            problems += sub_problems
-            changes[key] = sub
-            continue
-        try:
-            changes[key] = getattr(apply_overrides(base, {key: value}, where=where), key)
-        except ValueError as err:
-            problems.append(str(err))
-    return dataclasses.replace(base, **changes), problems
-
-
-def bound_problems(obj: Any, where: str) -> list[str]:
-    """The schema bounds stored in field metadata (minimum, maximum, exclusiveMinimum, pattern,
-    items), plus: every float finite."""
-    problems = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        name = f"{where}.{f.name}"
-        if dataclasses.is_dataclass(value):
-            problems += bound_problems(value, name)
-        elif isinstance(value, list) and "items" in f.metadata:
-            for i, item in enumerate(value):
-                problems += _value_problems(f"{name}[{i}]", item, f.metadata["items"])
-        else:
-            problems += _value_problems(name, value, f.metadata)
-    return problems
-
-
-def _value_problems(name: str, value: Any, meta: typing.Mapping[str, Any]) -> list[str]:
-    if isinstance(value, float) and not math.isfinite(value):
-        return [f"{name} must be a finite number, got {value!r}"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in meta and value < meta["minimum"]:
-            return [f"{name} must be >= {meta['minimum']}, got {value}"]
-        if "exclusiveMinimum" in meta and value <= meta["exclusiveMinimum"]:
-            return [f"{name} must be > {meta['exclusiveMinimum']}, got {value}"]
-        if "maximum" in meta and value > meta["maximum"]:
-            return [f"{name} must be <= {meta['maximum']}, got {value}"]
-    if isinstance(value, str) and "pattern" in meta and not re.match(meta["pattern"], value):
-        return [f"{name} must match {meta['pattern']}, got {value!r}"]
-    return []
-
-
 def _study_problems(cfg: Any, known: dict[str, Any]) -> list[str]:
     """The allocation study's section: registered arms, a paired design, a pool it can generate. (That its
     experiment name differs from the main one is checked by workflow/rules/study.smk: the study's own
@@ -245,6 +99,7 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     """(problems, warnings) across fields: registered names, seeds, batches, allocation, paths, engine."""
     from dynamo.core.rules import make_rule
     from dynamo.methods import all_methods, get_method
+    from dynamo.spec import apply_overrides
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -268,8 +123,6 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
         problems.append(
             f"config.probe.method: unknown method {cfg.probe.method!r}; known: {', '.join(sorted(known))}"
         )
-    if any(s < 0 for s in cfg.probe.seeds):
-        problems.append(f"config.probe.seeds must be >= 0, got {cfg.probe.seeds}")
     problems += _study_problems(cfg, known)
 
     t = cfg.train
@@ -291,12 +144,18 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
     used = sorted(name for name in known if listed_in[name])
     for name in used:
         where = f" (listed in {', '.join(listed_in[name])})"
-        try:
-            spec = get_method(name, cfg.method_overrides.get(name))
+        overrides = cfg.method_overrides.get(name) or {}
+        try:  # the registered spec, overridden and validated (ranges, __post_init__): one line per problem
+            apply_overrides(known[name], overrides, where=f"method {name}:")
         except ValueError as err:
-            problems.append(f"config.method_overrides.{name}: {err}")
+            problems += getattr(err, "problems", [f"method {name}: {err}"])
             continue
-        spec_problems = method_problems(spec, f"method {name}")
+        try:  # what the registries add: the allocation rule and its params, the policy loss
+            spec = get_method(name, overrides)
+        except ValueError as err:
+            problems.append(f"method {name}: {err}")
+            continue
+        spec_problems = []
         try:
             spec.allocation.per_prompt(t.rollouts_per_prompt)
         except ValueError as err:
@@ -325,7 +184,7 @@ def semantic_problems(cfg: Any) -> tuple[list[str], list[str]]:
         try:
             engine_check(cfg)  # openrlhf: its section, batch divisibility, every method expressible
         except ValueError as err:
-            problems.append(f"config.{cfg.engine}: {err}")
+            problems += [f"config.{cfg.engine}: {line}" for line in getattr(err, "problems", [str(err)])]
         else:
             problems += _train_gpu_problems(cfg) if cfg.engine == "openrlhf" else []
 

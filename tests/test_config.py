@@ -60,3 +60,29 @@ def test_derived_paths():
         {"model": {"build_tiny": False, "path": "Qwen/Qwen2.5-Math-7B"}, "warmstart": {"enabled": False}}
     )
     assert cfg.base_model_path == "Qwen/Qwen2.5-Math-7B"
+
+
+def test_schema_bounds_and_help_come_from_the_field_metadata():
+    """One source per bound: the field's metadata is both what pydantic checks and what Snakemake's
+    schema says (a $ref per section)."""
+    schema = json_schema()
+    train = schema["$defs"]["TrainConfig"]["properties"]
+    assert train["lr"]["exclusiveMinimum"] == 0 and train["lr"]["maximum"] == 1
+    assert train["lr"]["description"].startswith("Adam learning rate")
+    assert schema["properties"]["seeds"]["items"] == {"maximum": 2**32 - 1, "minimum": 0, "type": "integer"}
+    assert schema["$defs"]["TrainConfig"]["additionalProperties"] is False
+
+
+def test_openrlhf_section_reports_every_field_problem_at_once():
+    from dynamo.engines.openrlhf.config import OpenRLHFConfig
+
+    with pytest.raises(ValueError) as err:
+        OpenRLHFConfig.from_dict({"actor_num_nodes": 0, "vllm_gpu_memory_utilization": 1.5, "adam_betas": [0.9]})
+    assert err.value.problems == [
+        "openrlhf.actor_num_nodes must be >= 1, got 0",
+        "openrlhf.vllm_gpu_memory_utilization must be <= 1, got 1.5",
+        "openrlhf.adam_betas must have at least 2 items, got [0.9]",
+    ]
+    with pytest.raises(ValueError) as err:  # the layout checks, also all at once
+        OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "shuffle_mini_batches": True})
+    assert len(err.value.problems) == 3 and "ray_address" in err.value.problems[0]

@@ -17,6 +17,7 @@ from dynamo.core.modulation import (
     token_entropy,
 )
 from dynamo.methods import DYNAMO, MODULATION_PRESETS, ModulationSpec
+from dynamo.spec import apply_overrides
 
 EPS = {"eps_low": 0.2, "eps_high": 0.2}
 
@@ -271,8 +272,8 @@ def test_positive_scale_is_a_constant_on_positive_tokens_only():
     assert torch.equal(flat, comp)  # no entropy dependence
     with pytest.raises(ValueError, match="positive_scale"):
         dataclasses.replace(DYNAMO.modulation, positive_scale=1.2)
-    with pytest.raises(ValueError, match="positive_scale"):
-        dataclasses.replace(null, positive_scale=0.0)
+    with pytest.raises(ValueError, match="modulation.positive_scale must be > 0"):  # a bound: the one check layer
+        apply_overrides(null, {"positive_scale": 0.0}, where="modulation")
 
 
 def test_factors_are_detached():

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from dynamo.methods import MODULATION_PRESETS, all_methods, get_method
+from dynamo.spec import CovarianceSpec, apply_overrides
 
 REQUIRED = [
     "grpo",
@@ -39,6 +40,24 @@ def test_overrides_apply_nested_and_check_types():
         get_method("dynamo", {"loss": {"eps_high": "0.3"}})
     with pytest.raises(ValueError, match="true/false|type bool"):
         get_method("dynamo", {"modulation": {"compensation": 1}})
+
+
+def test_registered_specs_pass_the_validation_layer_and_it_reports_every_problem():
+    """Specs are plain dataclasses (construction does not check ranges): the one validation layer
+    (`apply_overrides`, pydantic over the field metadata) accepts every registered method unchanged and
+    reports each bad field of an override on its own line."""
+    for name, spec in all_methods().items():
+        assert apply_overrides(spec, {}) == spec, name
+    with pytest.raises(ValueError) as err:
+        get_method("dynamo", {"loss": {"eps_low": 1.5, "eps_high": -1, "dual_clip": None}, "window": "rank"})
+    assert err.value.problems == [
+        "method.loss.eps_low must be <= 1, got 1.5",
+        "method.loss.eps_high must be >= 0, got -1",
+        "method.window must be one of 'micro_batch' or 'mini_batch', got 'rank'",
+    ]
+    bad = dataclasses.replace(all_methods()["dynamo"], covariance=dataclasses.replace(CovarianceSpec(), ratio=0.0))
+    with pytest.raises(ValueError, match=r"method.covariance.ratio must be > 0, got 0.0"):
+        apply_overrides(bad, {})
 
 
 def test_paper_settings():

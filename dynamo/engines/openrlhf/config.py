@@ -1,8 +1,9 @@
 """Settings of the `openrlhf` engine: the `openrlhf:` section of an experiment YAML, typed and validated.
 
-`ExperimentConfig.openrlhf` is a free mapping; `OpenRLHFConfig.from_experiment(cfg)` checks its
-names and types (unknown keys fail with the list of known ones) and the cross-field constraints
-OpenRLHF would otherwise only discover on the cluster (GPU counts, batch divisibility).
+`ExperimentConfig.openrlhf` is a free mapping; `OpenRLHFConfig.from_dict(cfg.openrlhf)` checks its
+names, types and bounds (pydantic, `dynamo.schema`: unknown keys fail with the list of known ones)
+and the cross-field constraints OpenRLHF would otherwise only discover on the cluster (GPU layout),
+every problem at once.
 
 Everything that describes the *method* or the *experiment* (batch sizes, lr, clip, n) comes from
 the method spec and `ExperimentConfig.train`; this section only holds how the run is laid out on
@@ -15,29 +16,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from dynamo.methods import MethodSpec, apply_overrides, get_method
+from pydantic import with_config
+
+from dynamo.methods import MethodSpec, get_method
+from dynamo.schema import FIELDS, ConfigError, checked_build
+from dynamo.schema import documented as _f
 
 OPTIONS_ENV = "DYNAMO_OPENRLHF_OPTIONS"
 # openrlhf.ray_address value: start Ray over the train job's Slurm allocation (multinode.py).
 SLURM_RAY = "slurm"
 
 
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
+@with_config(FIELDS)
 @dataclass(frozen=True)
 class OpenRLHFConfig:
-    actor_num_nodes: int = _f(1, "Nodes for the policy (DeepSpeed) actors.")
-    actor_gpus_per_node: int = _f(8, "GPUs per node for the policy actors.")
-    vllm_num_engines: int = _f(8, "vLLM engines for rollouts (with colocate_all: x tensor_parallel = actor GPUs).")
-    vllm_tensor_parallel_size: int = _f(1, "Tensor-parallel size of each vLLM engine.")
-    vllm_gpu_memory_utilization: float = _f(0.6, "Fraction of GPU memory vLLM may take (colocated: leave room).")
+    actor_num_nodes: int = _f(1, "Nodes for the policy (DeepSpeed) actors.", ge=1)
+    actor_gpus_per_node: int = _f(8, "GPUs per node for the policy actors.", ge=1)
+    vllm_num_engines: int = _f(
+        8, "vLLM engines for rollouts (with colocate_all: x tensor_parallel = actor GPUs).", ge=1
+    )
+    vllm_tensor_parallel_size: int = _f(1, "Tensor-parallel size of each vLLM engine.", ge=1)
+    vllm_gpu_memory_utilization: float = _f(
+        0.6, "Fraction of GPU memory vLLM may take (colocated: leave room).", gt=0, le=1
+    )
     colocate_all: bool = _f(True, "Actor and vLLM share the GPUs and sleep in turn (one node of 8 GPUs suffices).")
     enable_prefix_caching: bool = _f(True, "vLLM prefix caching: the n_i samples of a prompt share its prefix.")
     zero_stage: Literal[1, 2, 3] = _f(2, "DeepSpeed ZeRO stage (3 for models that do not fit with 2).")
@@ -45,14 +49,14 @@ class OpenRLHFConfig:
     attn_implementation: str = _f("flash_attention_2", "transformers attn_implementation of the policy.")
     packing_samples: bool = _f(True, "Pack sequences without padding (flash-attn; --ds.packing_samples).")
     gradient_checkpointing: bool = _f(True, "Activation checkpointing in the policy (memory for time).")
-    micro_train_batch_size: int = _f(4, "Sequences per GPU per forward/backward (memory only).")
-    micro_rollout_batch_size: int = _f(16, "Sequences per GPU per log-prob forward when making experience.")
+    micro_train_batch_size: int = _f(4, "Sequences per GPU per forward/backward (memory only).", ge=1)
+    micro_rollout_batch_size: int = _f(16, "Sequences per GPU per log-prob forward when making experience.", ge=1)
     dynamic_batch: bool = _f(
         False,
         "Token-budgeted micro-batches (--train.dynamic_batch_enable), as the DynaMO authors ran; the "
         "micro_*_batch_size fields are then unused. `dynamo plan` picks the budget.",
     )
-    max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.")
+    max_tokens_per_gpu: int = _f(4096, "With dynamic_batch: tokens per training micro-batch per GPU.", ge=1)
     shuffle_mini_batches: bool = _f(
         False,
         "With dynamic_batch: shuffle each GPU's share of the rollouts before it is cut into optimizer-step "
@@ -61,10 +65,12 @@ class OpenRLHFConfig:
         "OpenRLHF dynamic batching and the DynaMO authors' released code (which does not shuffle either).",
     )
     rollout_max_tokens_per_gpu: int = _f(
-        0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training)."
+        0, "With dynamic_batch: tokens per log-prob micro-batch (0 = as training).", ge=0
     )
-    prompt_max_len: int = _f(1024, "Longest prompt in tokens; data.max_len = this + train.max_new_tokens.")
-    adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).")
+    prompt_max_len: int = _f(1024, "Longest prompt in tokens; data.max_len = this + train.max_new_tokens.", ge=1)
+    adam_betas: list[float] = _f(
+        [0.9, 0.999], "AdamW betas (verl/DynaMO default; OpenRLHF's own is 0.9 0.95).", min_length=2, max_length=2
+    )
     input_key: str = _f("problem", "Field of a prompt-pool record holding the problem text.")
     label_key: str = _f("answer", "Field holding the gold answer (a string, or a list whose first item is used).")
     max_ckpt_num: int = _f(
@@ -72,6 +78,7 @@ class OpenRLHFConfig:
         "DeepSpeed checkpoints kept in <run>/ckpt (resume uses the newest; `dynamo plan` prints the disk). "
         "1 halves the disk, but OpenRLHF deletes the old one before writing the next: a job killed during "
         "that write has nothing to resume from (the resume check refuses and names what to delete).",
+        ge=1,
     )
     delete_checkpoints_after_eval: bool = _f(
         False,
@@ -94,47 +101,34 @@ class OpenRLHFConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> OpenRLHFConfig:
-        cfg = apply_overrides(cls(), data or {}, where="openrlhf")
-        cfg.check()
+        """The section, validated: fields (names, types, bounds) and layout, every problem at once."""
+        cfg, problems = checked_build(cls, data or {}, "openrlhf")
+        if cfg is not None and not problems:
+            problems = cfg.layout_problems()
+        if problems:
+            raise ConfigError(problems)
         return cfg
 
-    def check(self) -> None:
-        positive = [
-            "actor_num_nodes",
-            "actor_gpus_per_node",
-            "vllm_num_engines",
-            "vllm_tensor_parallel_size",
-            "micro_train_batch_size",
-            "micro_rollout_batch_size",
-            "max_tokens_per_gpu",
-            "prompt_max_len",
-            "max_ckpt_num",
-        ]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"openrlhf.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError(
-                f"openrlhf.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}"
-            )
+    def layout_problems(self) -> list[str]:
+        """The checks across fields: a layout OpenRLHF would only refuse on the cluster."""
+        problems = []
         if self.actor_num_nodes > 1 and not self.ray_address:
-            raise ValueError(
+            problems.append(
                 f"openrlhf.actor_num_nodes = {self.actor_num_nodes} needs openrlhf.ray_address: 'host:port' of a "
                 "running Ray cluster spanning the nodes, or 'slurm' to start one over the train job's Slurm "
                 "allocation (untested on real multi-node hardware, docs/OPENRLHF_ENGINE.md)"
             )
         if self.shuffle_mini_batches and not self.dynamic_batch:
-            raise ValueError(
+            problems.append(
                 "openrlhf.shuffle_mini_batches applies to dynamic_batch: true only (fixed micro-batches are "
                 "already shuffled by OpenRLHF)"
             )
-        if len(self.adam_betas) != 2:
-            raise ValueError(f"openrlhf.adam_betas needs two numbers, got {self.adam_betas}")
         if self.colocate_all and self.vllm_num_engines * self.vllm_tensor_parallel_size != self.actor_gpus:
-            raise ValueError(
+            problems.append(
                 f"openrlhf.colocate_all needs vllm_num_engines * vllm_tensor_parallel_size "
                 f"({self.vllm_num_engines} * {self.vllm_tensor_parallel_size}) == actor GPUs ({self.actor_gpus})"
             )
+        return problems
 
     @property
     def actor_gpus(self) -> int:
