@@ -45,7 +45,8 @@ class ConfigError(ValueError):
 def documented(default: Any, help: str, **bounds: Any) -> Any:
     """A dataclass field with its help text and bounds (pydantic `Field` names: ge=1, le=10, pattern=...)."""
     metadata = {"description": help, **bounds}
-    if isinstance(default, (list, dict)):
+    if isinstance(default, (list, dict)):  # a fresh copy per instance; the schema still shows the default
+        metadata["json_schema_extra"] = {"default": default}
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 

@@ -86,3 +86,28 @@ def test_openrlhf_section_reports_every_field_problem_at_once():
     with pytest.raises(ValueError) as err:  # the layout checks, also all at once
         OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "shuffle_mini_batches": True})
     assert len(err.value.problems) == 3 and "ray_address" in err.value.problems[0]
+
+
+def test_every_validated_dataclass_forbids_unknown_fields_and_nan():
+    """A section added without `@with_config(FIELDS)` would silently ignore misspelt keys: every dataclass
+    reachable from the config, the method spec and the OpenRLHF section carries the shared config."""
+    import dataclasses
+    import typing
+
+    from dynamo.config import ExperimentConfig
+    from dynamo.engines.openrlhf.config import OpenRLHFConfig
+    from dynamo.schema import FIELDS
+    from dynamo.spec import MethodSpec
+
+    seen, todo = set(), [ExperimentConfig, MethodSpec, OpenRLHFConfig]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls)
+        assert getattr(cls, "__pydantic_config__", None) == FIELDS, cls.__name__
+        for hint in typing.get_type_hints(cls).values():
+            todo += [a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a) and a not in seen]
+    assert len(seen) >= 24  # the walk reached every section (nested ones included)
+    with pytest.raises(ValueError, match="unknown field method.fork_tokens.top_fractoin"):
+        from dynamo.methods import get_method
+
+        get_method("grpo", {"fork_tokens": {"top_fractoin": 0.2}})
