@@ -39,6 +39,11 @@ BAD_CONFIGS = [
         "modulation.lambda_min must be > 0",
     ),
     ("tau_nan", "method_overrides: {dynamo: {modulation: {tau: .nan}}}", "method dynamo: modulation.tau"),
+    (
+        "policy_loss_unknown",
+        "method_overrides: {grpo: {loss: {policy_loss: nosuch}}}",
+        "method grpo: unknown loss.policy_loss 'nosuch'",
+    ),
     ("refill_0", "method_overrides: {dapo: {group_filter: {max_refill_rounds: 0}}}", "max_refill_rounds"),
     (
         "overlong_1",
