@@ -130,6 +130,7 @@ def step_seconds(model, method_name: str, cfg, batch, repeats: int, device: str)
     """Times of LocalTrainer.update (the local engine's optimisation step) on `batch`."""
     import torch
 
+    from dynamo.core.rules import make_rule
     from dynamo.engines.common import objective_generator
     from dynamo.engines.local.trainer import LocalTrainer
 
@@ -141,6 +142,7 @@ def step_seconds(model, method_name: str, cfg, batch, repeats: int, device: str)
         0,
         0,
     )
+    trainer.rule = make_rule(trainer.method.allocation)  # the rule gives the advantages (its own baseline, if any)
     trainer.model = model
     trainer.generator = objective_generator(0)  # the token objective's random picks (Clip-Cov)
     trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=cfg.train.weight_decay)
