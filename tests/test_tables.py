@@ -51,8 +51,9 @@ def test_no_hand_typed_quantile_table():
     """Anywhere in the package (the probes had their own t-table, with a wrong fallback for df 10-29)."""
     package = Path(tables.__file__).parent.parent
     src = "".join(p.read_text() for p in package.rglob("*.py"))
-    for printed in ("12.706", "4.303", "2.776", "2.262", "2.042", "1.96", "0.8416"):
-        assert printed not in src
+    printed_quantiles = ("12.706", "4.303", "3.182", "2.776", "2.571", "2.262", "2.228", "2.201", "2.042", "1.96")
+    for printed in (*printed_quantiles, "1.645", "0.8416"):
+        assert printed not in src, printed
 
 
 def test_intervals_equal_scipys_tests():
