@@ -505,7 +505,7 @@ def _tail_step(step, rng, *, damp_top):
     none = {"max_abs_dH": float(abs_dh[0]), "p99_abs_dH": float(np.quantile(abs_dh, 0.99))}
     shift, noise = (-0.01, 0.05) if damp_top else (0.0, 0.003)
     stab = {k: v * math.exp(rng.normal(shift, noise)) for k, v in none.items()}
-    tail = {"tokens": 400, "abs_dH": abs_dh[:40].tolist(), "changed": changed[:40].tolist(), "changed_share": 0.01}
+    tail = {"tokens": 400, "abs_dH": abs_dh[:40].tolist(), "changed": changed[:40].tolist()}
     return {"step": step, "none": none, "stab": stab, "tail": tail}
 
 

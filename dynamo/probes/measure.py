@@ -502,7 +502,6 @@ def tail_tokens(abs_dh: torch.Tensor, beta_stab: torch.Tensor) -> dict[str, Any]
         "tokens": len(abs_dh),
         "abs_dH": top.values.tolist(),
         "changed": (beta_stab[top.indices] < 0.99).tolist(),
-        "changed_share": float((beta_stab < 0.99).double().mean()),
     }
 
 
