@@ -490,6 +490,11 @@ def test_tail_tokens_needed_counts_the_band_of_the_statistic():
     desc = sorted(values.tolist(), reverse=True)
     changed, needed = stats.tail_tokens_needed(desc[:10], [True] * 10, 100, 0.99, math.log(q99 / 0.975))
     assert needed == 2 and changed == 3  # 0.98, 0.99, 1.0 are >= 0.975; one of them may stay above
+    # q (T - 1) = 98.97: the statistic is mostly the largest value; both tokens at or above t have to move.
+    changed, needed = stats.tail_tokens_needed(desc[:10], [False] * 10, 100, 0.9997, math.log(0.99 / 0.975))
+    assert (changed, needed) == (0, 2)
+    # Moving a statistic always needs at least one token, even when t falls between two order statistics.
+    assert stats.tail_tokens_needed([1.0, 0.0], [False] * 2, 2, 0.4, 1e-6) == (0, 1)
     # The stored tail does not reach below the band: no answer.
     assert math.isnan(stats.tail_tokens_needed(desc[:2], [True, True], 100, 0.99, 0.5)[0])
 

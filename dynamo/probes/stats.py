@@ -205,10 +205,11 @@ def tail_tokens_needed(
 
     abs_dh: the largest |dH| of a batch (no factor), in descending order, `changed[j]` whether the factor
     changes token j's weight (by more than 1%), `total` the batch's token count; the statistic is the max
-    (quantile 1) or a quantile with linear interpolation (as torch.quantile). It falls below
-    t = value * exp(-resolution) only when the tokens at or above t are at most T - 1 - floor(q (T - 1)):
-    the rest (needed) must move below t, and only tokens the factor changes move selectively. NaN when
-    the stored tokens do not reach below t (the band is not covered)."""
+    (quantile 1) or a quantile with linear interpolation (as torch.quantile), to first order the order
+    statistic at the nearest rank r = round(q (T - 1)). It falls below t = value * exp(-resolution) only when
+    the tokens at or above t are at most T - 1 - r: the rest (needed, at least one) must move below t, and
+    only tokens the factor changes move selectively. NaN when the stored tokens do not reach below t (the
+    band is not covered)."""
     values = np.asarray(abs_dh, dtype=np.float64)
     flags = np.asarray(changed, dtype=bool)
     if len(values) == 0 or len(values) != len(flags) or not math.isfinite(resolution):
@@ -224,5 +225,5 @@ def tail_tokens_needed(
     in_band = values >= threshold
     if in_band.all() and len(values) < total:
         return math.nan, math.nan
-    allowed = total - 1 - low  # the statistic is at least the value at ascending index `low`
-    return float((in_band & flags).sum()), float(in_band.sum() - allowed)
+    allowed = total - 1 - math.floor(position + 0.5)  # tokens that may stay above the nearest rank
+    return float((in_band & flags).sum()), float(max(1, in_band.sum() - allowed))
