@@ -158,7 +158,14 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
             assert sum(stab["x_hist"]) == s["active"]
         assert 1.0 <= s["comp_mean_beta_positive"] <= 1.2
 
-    # The probe's fixed-target gradient is the per-prompt mean of per-sample gradients, computed here
+    # The tail tokens of the stabilisation rows' sensitivity check: largest first, one flag per token.
+    for s in result["one_step"]:
+        tail = s["tail"]
+        assert tail["tokens"] == s["tokens"] and len(tail["abs_dH"]) == len(tail["changed"]) >= 1
+        assert tail["abs_dH"] == sorted(tail["abs_dH"], reverse=True)
+        assert tail["abs_dH"][0] == pytest.approx(s["none"]["max_abs_dH"])
+
+    # The probe's per-prompt-mean gradients are the per-prompt mean of per-sample gradients, computed here
     # sample by sample (another route): (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij).
     from dynamo.core.advantages import group_advantages
     from dynamo.engines.local.policy import token_logprobs
@@ -175,7 +182,10 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     fixed_adv = batch.rewards.double() - baseline.double()[batch.group_ids]
     n_i = {g: int((batch.group_ids == g).sum()) for g in batch.group_ids.tolist()}
     params = [p for p in prober.trainer.model.parameters() if p.requires_grad]
-    expected = {"fixed_target": torch.zeros_like(got["fixed_target"]), "group_per_prompt": 0 * got["fixed_target"]}
+    expected = {
+        "pool_baseline": torch.zeros_like(got["pool_baseline"]),
+        "per_prompt_mean": 0 * got["pool_baseline"],
+    }
     for s_ in range(batch.num_samples):
         logp, _ = token_logprobs(
             prober.trainer.model, batch.input_ids[s_ : s_ + 1], batch.attention_mask[s_ : s_ + 1]
@@ -184,8 +194,8 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
         g = torch.autograd.grad(score, params, allow_unused=True)
         flat = torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)])
         weight = flat.double() / (3 * n_i[int(batch.group_ids[s_])])
-        expected["fixed_target"] -= fixed_adv[s_] * weight
-        expected["group_per_prompt"] -= adv[s_].double() * weight
+        expected["pool_baseline"] -= fixed_adv[s_] * weight
+        expected["per_prompt_mean"] -= adv[s_].double() * weight
     assert adv.abs().sum() > 0
     for name, want in expected.items():
         assert float((got[name] - want).norm() / want.norm()) < 1e-4, name  # float32 model
@@ -234,7 +244,10 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
     }
     quantities = {r["quantity"] for r in rows}
     for needed in (
-        "fixed-target estimator (per-prompt mean): trace of gradient covariance: w=P / uniform",
+        "fixed-target (paper's estimator: per-prompt mean, group advantages): trace of gradient covariance: "
+        "w=P / uniform",
+        "diagnostic, per-prompt mean with a constant pool baseline r - p_i: trace of gradient covariance: "
+        "w=sqrt(P) / uniform",
         "token-mean estimator: variance of the gradient along a common reference: w=sqrt(P) / uniform",
         "partial Spearman(|predicted dH|, |realised dH| given H0): information beyond H0",
         "diagnostic (decay5): share of response tokens with beta_stab < 0.99",
@@ -242,6 +255,7 @@ def test_snapshots_probes_and_table(tmp_path, monkeypatch):
         assert needed in quantities
     assert any("beta_comp / constant scale" in q for q in quantities)
     assert {r["verdict"] for r in rows if r["quantity"].startswith("diagnostic")} == {"diagnostic"}
+    assert all(bool(r["reason"]) == (r["verdict"] == "insensitive by construction") for r in rows)
     for name in ("probe_allocation", "probe_indicator", "probe_stabilization", "probe_compensation"):
         assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / "figs" / f"{name}.pdf").exists()
@@ -359,13 +373,14 @@ def test_indicator_measures_and_sensitivity_verdict():
     assert got["sign_agreement"] == pytest.approx(3 / 4)  # the token with predicted 0 is left out
     assert got["rho_entropy"] == pytest.approx(stats.spearman(np.arange(5), np.abs(real.numpy())))
     # A mechanism that changes the update by 1e-4 cannot move a row resolving +-1e-2: insensitive.
-    assert sensitivity_verdict(-0.01, 0.01, supports_if="below", null=0.0, resolution=0.01, producible=1e-4) == (
-        INSENSITIVE
+    text, reason = sensitivity_verdict(
+        -0.01, 0.01, supports_if="below", null=0.0, resolution=0.01, producible=1e-4
     )
+    assert text == INSENSITIVE and "at most 0.0001" in reason
     # One that can (5e-2) reads as the ordinary verdict; a resolved effect is never overruled.
     kw = {"supports_if": "below", "null": 0.0, "resolution": 0.01}
-    assert sensitivity_verdict(-0.01, 0.01, producible=5e-2, **kw) == "not distinguishable"
-    assert sensitivity_verdict(-0.03, -0.01, producible=1e-4, **kw) == "supports"
+    assert sensitivity_verdict(-0.01, 0.01, producible=5e-2, **kw) == ("not distinguishable", "")
+    assert sensitivity_verdict(-0.03, -0.01, producible=1e-4, **kw) == ("supports", "")
 
 
 def test_report_refuses_a_probe_file_of_another_format(tmp_path):
@@ -381,3 +396,144 @@ def test_report_refuses_a_probe_file_of_another_format(tmp_path):
     args = parser.parse_args(["report", "--inputs", str(old), "--runs-root", str(tmp_path), "--seeds", "1"])
     with pytest.raises(SystemExit, match="dynamo.probes/1"):
         run(args)
+
+
+# -- the paper's fixed-target estimator, by another route -------------------------------------------
+
+
+def _grpo_per_prompt_mean_loop(rewards: list[np.ndarray], scores: list[np.ndarray], eps: float) -> np.ndarray:
+    """Plain numpy, prompt by prompt: A = (r - mean r) / (unbiased std + eps), 0 without reward spread; the mean
+    of A grad log pi over the prompt's samples; the mean of that over prompts."""
+    terms = []
+    for r, x in zip(rewards, scores):
+        sd = r.std(ddof=1)
+        a = (r - r.mean()) / (sd + eps) if sd > 0 else np.zeros_like(r)
+        terms.append((a[:, None] * x).mean(0))
+    return np.mean(terms, axis=0)
+
+
+def test_paper_fixed_target_trace_ratio_matches_a_loop_and_the_closed_form():
+    """The table's fixed-target row (per-prompt mean with the method's group advantages) by a second route.
+
+    Synthetic prompts i with success rate p_i and per-sample gradients x_ij = m_i + s_i z_ij (z standard
+    normal in D dimensions, independent of the reward). m_i cancels (group advantages sum to 0 in a group),
+    so the per-prompt mean has covariance (1/N^2) sum_i sigma_i^2 / n_i with the per-sample variance
+    sigma_i^2 = D s_i^2 q_i (n_i - 1) / n_i, q_i = 1 - p_i^n_i - (1 - p_i)^n_i the chance that a group of n_i
+    has reward spread (then sum_j A_ij^2 = n_i - 1). The probe's loss (`per_prompt_mean_loss` on
+    `group_advantages`, differentiated by torch) must give the loop's gradient batch by batch, and its
+    statistics (Gram trace, paired jackknife, pooling) the closed-form ratio of allocation w=P to uniform."""
+    from dynamo.core.advantages import group_advantages
+    from dynamo.core.allocation import allocate_rollouts
+    from dynamo.probes.measure import per_prompt_mean_loss
+
+    rng = np.random.default_rng(17)
+    N, D, n, eps = 8, 20, 8, 1e-6
+    p = np.array([0.0, 0.05, 0.1, 0.3, 0.5, 0.8, 0.95, 1.0])
+    s = np.array([1.0, 0.8, 1.2, 1.0, 0.6, 1.0, 1.5, 1.0])
+    m = rng.normal(size=(N, D))
+    uniform = np.full(N, n)
+    allocated = allocate_rollouts(p * (1 - p), N * n, n // 2, 3 * n // 2)
+
+    def closed_trace(counts):
+        q = 1 - p**counts - (1 - p) ** counts
+        return (D * s**2 * q * (counts - 1) / counts / counts).sum() / N**2
+
+    closed = closed_trace(allocated) / closed_trace(uniform)
+    assert 0.6 < closed < 0.95  # allocation moves samples out of groups without spread
+
+    theta = torch.zeros(D, dtype=torch.float64, requires_grad=True)
+
+    def batch_gradients(counts, batches):
+        probe, loop = [], []
+        for _ in range(batches):
+            rewards = [(rng.random(c) < p_i).astype(np.float64) for c, p_i in zip(counts, p)]
+            scores = [m_i + s_i * rng.normal(size=(c, D)) for c, m_i, s_i in zip(counts, m, s)]
+            group_ids = torch.as_tensor(np.repeat(np.arange(N), counts))
+            adv = group_advantages(torch.as_tensor(np.concatenate(rewards)), group_ids, eps=eps)
+            score = torch.as_tensor(np.concatenate(scores)) @ theta  # grad of sample j's score: x_j
+            (grad,) = torch.autograd.grad(per_prompt_mean_loss(adv, score, group_ids, N), theta)
+            probe.append(-grad.numpy())
+            loop.append(_grpo_per_prompt_mean_loop(rewards, scores, eps))
+        return np.array(probe), np.array(loop)
+
+    cells = []
+    for _ in range(4):
+        g_u, loop_u = batch_gradients(uniform, 150)
+        g_a, loop_a = batch_gradients(allocated, 150)
+        np.testing.assert_allclose(g_u, loop_u, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(g_a, loop_a, rtol=1e-9, atol=1e-12)
+        assert stats.gradient_measures(g_u @ g_u.T)["trace"] == pytest.approx(closed_trace(uniform), rel=0.25)
+        cells.append(stats.jackknife_log_ratio(g_a @ g_a.T, g_u @ g_u.T, "trace"))
+    est, lo, hi = stats.pooled_log_ratio(cells)
+    assert lo < closed < hi and est == pytest.approx(closed, rel=0.1)
+    assert stats.verdict(lo, hi, supports_if="below", null=1.0) == "supports"
+    # Null: uniform against uniform (independent draws) reads as not distinguishable.
+    null = []
+    for _ in range(4):
+        a, _ = batch_gradients(uniform, 150)
+        b, _ = batch_gradients(uniform, 150)
+        null.append(stats.jackknife_log_ratio(a @ a.T, b @ b.T, "trace"))
+    assert stats.verdict(*stats.pooled_log_ratio(null)[1:], supports_if="below", null=1.0) == "not distinguishable"
+
+
+# -- stabilisation tail rows: insensitive by construction, or not -----------------------------------
+
+
+def test_tail_tokens_needed_counts_the_band_of_the_statistic():
+    # Max 1.0; at a resolution of 5% the band is |dH| >= 0.951: the top two tokens both have to move.
+    abs_dh = [1.0, 0.96, 0.5, 0.4, 0.3]
+    assert stats.tail_tokens_needed(abs_dh, [False] * 5, 5, 1.0, math.log(1 / 0.951)) == (0.0, 2.0)
+    assert stats.tail_tokens_needed(abs_dh, [True, False, False, False, False], 5, 1.0, 0.05) == (1.0, 2.0)
+    # The quantile as torch.quantile computes it: 100 tokens, q = 0.99 sits between the two largest values.
+    values = torch.linspace(0.01, 1.0, 100)
+    q99 = float(torch.quantile(values, 0.99))
+    desc = sorted(values.tolist(), reverse=True)
+    changed, needed = stats.tail_tokens_needed(desc[:10], [True] * 10, 100, 0.99, math.log(q99 / 0.975))
+    assert needed == 2 and changed == 3  # 0.98, 0.99, 1.0 are >= 0.975; one of them may stay above
+    # q (T - 1) = 98.97: the statistic is mostly the largest value; both tokens at or above t have to move.
+    changed, needed = stats.tail_tokens_needed(desc[:10], [False] * 10, 100, 0.9997, math.log(0.99 / 0.975))
+    assert (changed, needed) == (0, 2)
+    # Moving a statistic always needs at least one token, even when t falls between two order statistics.
+    assert stats.tail_tokens_needed([1.0, 0.0], [False] * 2, 2, 0.4, 1e-6) == (0, 1)
+    # The stored tail does not reach below the band: no answer.
+    assert math.isnan(stats.tail_tokens_needed(desc[:2], [True, True], 100, 0.99, 0.5)[0])
+
+
+def _tail_step(step, rng, *, damp_top):
+    """One synthetic one-step record: 400 tokens with exponential |dH| (no factor); the factor changes 4 tokens,
+    either the 4 largest (where the max and the 99th percentile are set: it could move both, here by a small
+    effect the noise hides) or 4 from the middle of the distribution (it cannot move either)."""
+    abs_dh = np.sort(rng.exponential(size=400))[::-1]
+    changed = np.zeros(400, dtype=bool)
+    changed[:4] = damp_top
+    changed[200:204] = not damp_top
+    none = {"max_abs_dH": float(abs_dh[0]), "p99_abs_dH": float(np.quantile(abs_dh, 0.99))}
+    shift, noise = (-0.01, 0.05) if damp_top else (0.0, 0.003)
+    stab = {k: v * math.exp(rng.normal(shift, noise)) for k, v in none.items()}
+    tail = {"tokens": 400, "abs_dH": abs_dh[:40].tolist(), "changed": changed[:40].tolist()}
+    return {"step": step, "none": none, "stab": stab, "tail": tail}
+
+
+def test_tail_rows_read_insensitive_only_when_the_factor_misses_the_tail():
+    from dynamo.probes.report import INSENSITIVE, tail_verdict
+
+    rng = np.random.default_rng(4)
+    for damp_top, want in ((False, INSENSITIVE), (True, "not distinguishable")):
+        steps = [_tail_step(k, rng, damp_top=damp_top) for k in (0, 0, 100, 100, 200, 200)]
+        for key, quantile in (("max_abs_dH", 1.0), ("p99_abs_dH", 0.99)):
+            logs = [math.log(s["stab"][key] / s["none"][key]) for s in steps]
+            _, lo, hi, _ = stats.cluster_interval(logs, [s["step"] for s in steps])
+            assert lo < 0 < hi  # the interval contains the null in both cases
+            checks = [
+                stats.tail_tokens_needed(s["tail"]["abs_dH"], s["tail"]["changed"], 400, quantile, (hi - lo) / 2)
+                for s in steps
+            ]
+            text, reason = tail_verdict(lo, hi, checks, statistic=key, factor="beta_stab")
+            assert text == want, (key, damp_top, checks)
+            assert bool(reason) == (want == INSENSITIVE)
+    # An interval that resolves an effect keeps its verdict whatever the tail says.
+    assert tail_verdict(-0.05, -0.01, [(0.0, 3.0)], statistic="max", factor="beta_stab") == ("supports", "")
+    # A batch whose band the stored tail does not cover: no claim of insensitivity.
+    assert tail_verdict(-0.01, 0.01, [(0.0, 3.0), (math.nan, math.nan)], statistic="max", factor="f")[0] == (
+        "not distinguishable"
+    )

@@ -32,6 +32,7 @@ def report(**kw) -> int:
         baseline=None,
         paper_reference=None,
         out=None,
+        compare=[],
     )
     args.update(kw)
     return tables.run(argparse.Namespace(**args))
@@ -50,8 +51,9 @@ def test_no_hand_typed_quantile_table():
     """Anywhere in the package (the probes had their own t-table, with a wrong fallback for df 10-29)."""
     package = Path(tables.__file__).parent.parent
     src = "".join(p.read_text() for p in package.rglob("*.py"))
-    for printed in ("12.706", "4.303", "2.776", "2.262", "2.042", "1.96", "0.8416"):
-        assert printed not in src
+    printed_quantiles = ("12.706", "4.303", "3.182", "2.776", "2.571", "2.262", "2.228", "2.201", "2.042", "1.96")
+    for printed in (*printed_quantiles, "1.645", "0.8416"):
+        assert printed not in src, printed
 
 
 def test_intervals_equal_scipys_tests():
@@ -405,3 +407,41 @@ def test_identical_runs_and_floor_benchmarks_are_reported_as_such(tmp_path):
     d = p1.loc["dynamo", "avg"] - p1.loc["grpo", "avg"]
     assert by.loc["dynamo", "mde_vs_grpo"] == pytest.approx(rstats.minimum_detectable_effect(d.std(), 3))
     assert 0 < by.loc["dynamo", "eval_var_share_vs_grpo"] and "Per comparison with grpo" in md
+
+
+def test_direct_comparison_of_two_non_baseline_methods(tmp_path):
+    """--compare A:B (table 2: dynamo-posscale vs dynamo-nostab): a paired t-interval over seeds on A's row,
+    the same as scipy's paired test on the two methods' per-seed averages, with its own verdict and MDE."""
+    data = {
+        "dynamo": [0.50, 0.52, 0.48],
+        "nostab": [0.40, 0.45, 0.35],
+        "posscale": [0.46, 0.50, 0.41],  # nostab + ~0.05 in every seed: resolved although both vary a lot
+        "twin": [0.40, 0.45, 0.35],
+    }
+    for method, values in data.items():
+        for seed, v in zip([1, 2, 3], values):
+            write_run(tmp_path, method, seed, {"a": v, "b": v / 2})
+    df = collect_scores(tmp_path, list(data), [1, 2, 3], ["a", "b"])
+    pairs = [("posscale", "nostab"), ("twin", "nostab")]
+    table, info = tables.derive_table(df, list(data), ["a", "b"], "dynamo", compare=pairs)
+    by = table.set_index("method")
+    p1 = tables.per_seed(df, ["a", "b"], 1)
+    lo, hi = st.ttest_rel(p1.loc["posscale", "avg"], p1.loc["nostab", "avg"]).confidence_interval(0.95)
+    diff, half = by.loc["posscale", "delta_avg_pass@1_vs_nostab"], by.loc["posscale", "delta_ci95_vs_nostab"]
+    assert (diff - half, diff + half) == pytest.approx((lo, hi), abs=1e-9)
+    assert by.loc["posscale", "vs_nostab"] == "higher" and by.loc["posscale", "delta_test_vs_nostab"] == (
+        "paired, 3 seeds"
+    )
+    assert by.loc["twin", "vs_nostab"] == tables.IDENTICAL
+    assert by.loc["dynamo", "vs_nostab"] == "" and math.isnan(by.loc["dynamo", "delta_avg_pass@1_vs_nostab"])
+    # Against the baseline the same difference is not resolved: the direct comparison is what answers it.
+    assert by.loc["posscale", "vs_dynamo"] == "within seed spread"
+    md = tables.to_markdown(table, info)
+    assert md.splitlines()[0].count("vs nostab") == 1
+    assert "| vs nostab (avg P@1) |" in md and f"{100 * diff:+.1f} ± {100 * half:.1f}: higher" in md
+    assert f"Direct comparison, posscale vs nostab (avg Pass@1, paired, 3 seeds): {100 * diff:+.1f}" in md
+    csv_text = tables.to_csv(table)
+    assert "delta_avg_pass@1_vs_nostab" in csv_text.splitlines()[0]
+    for bad in ([("posscale", "missing")], [("posscale", "dynamo")], [("nostab", "nostab")]):
+        with pytest.raises(ValueError, match="--compare"):
+            tables.derive_table(df, list(data), ["a", "b"], "dynamo", compare=bad)

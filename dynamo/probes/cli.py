@@ -74,12 +74,15 @@ def run(args: argparse.Namespace) -> int:
         f"Probed: {probed}. Rows pool all snapshots ('all'); per-snapshot rows are in the CSV. "
         "Verdict: 'supports' when the 95% interval lies on the side the claim predicts, 'contradicts' "
         "when it lies on the other side, 'insensitive by construction' when it contains the no-effect value "
-        "and the mechanism's largest possible effect on the row is below a tenth of what the row resolves, "
-        "else 'not distinguishable'; 'diagnostic' rows carry no claim. Intervals are over independent units "
+        "and the mechanism, as measured, cannot move the row by what it resolves (the reason follows the "
+        "verdict), else 'not distinguishable'; 'diagnostic' rows carry no claim. Intervals are over "
+        "independent units "
         "(allocation: snapshot x prompt-set cells; one-step rows: snapshots, batches averaged within each; "
         "trajectories: seeds). Dilution: the engine's token-mean weights a prompt by its share of the batch's "
         "tokens, so moving samples out of zero-advantage groups raises its raw norm and trace whatever the "
-        "noise does; the fixed-target and common-reference rows are the comparisons. See docs/PROBES.md."
+        "noise does; the fixed-target and common-reference rows are the comparisons. The fixed-target row "
+        "uses the method's group advantages; with a constant pool baseline instead (diagnostic) a sample's "
+        "variance grows with P_i, for which n_i ~ sqrt(P_i), not P_i, minimises the variance. See docs/PROBES.md."
     )
     out = Path(args.out)
     write_table(rows, out, note)

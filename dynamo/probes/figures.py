@@ -70,9 +70,10 @@ def allocation_figure(rows, out: Path, source: str) -> None:
         fig,
         out,
         caption="Allocation at equal rollout budget, ratio to uniform allocation (dashed: no difference); bars: "
-        "95% interval over snapshot x prompt-set cells. First panel: the paper's fixed-target (per-prompt mean) "
-        "estimator, the test of the claim. Next two: the engine's token-mean estimator measured on one common "
-        "reference direction. Last two: diagnostics of the token-mean estimator against its own target, which "
+        "95% interval over snapshot x prompt-set cells. First panel: the paper's fixed-target (per-prompt mean, "
+        "group advantages) estimator, the test of the claim. Next two: the engine's token-mean estimator "
+        "measured on one common reference direction. Fourth: the per-prompt mean with a constant pool baseline "
+        "(diagnostic). Last two: diagnostics of the token-mean estimator against its own target, which "
         "rise with allocation through dilution alone (fewer tokens in zero-advantage groups).",
         source=source,
     )

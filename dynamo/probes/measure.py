@@ -14,8 +14,8 @@ batch b takes samples b*n_high .. b*n_high + n_i - 1 of every prompt, so the B b
 scheme are independent and batch b of different schemes shares draws (a paired comparison).
 Gradients per batch (ratio 1, no modulation): the engine's loss (group advantages, PPO-clip with the
 method's aggregation, the whole batch as one mini-batch: a token-mean whose target moves with the
-allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j (r_ij - p_i) grad log
-pi(o_ij), p_i the prompt's success rate over the pool (see `SnapshotProber.gradients`).
+allocation) and the paper's fixed-target per-prompt mean (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij)
+with the method's group advantages A_ij (see `SnapshotProber.gradients`).
 
 One step (token level). For a fresh uniform batch, entropies H0 and log-probs before the
 update and the first-order entropy change dH (`dynamo.core.modulation.entropy_change`) are
@@ -63,14 +63,18 @@ from dynamo.probes.stats import (
 SCHEMES = ("uniform", "p", "sqrt_p")
 MEASURES = ("trace", "mean_norm", "relative_noise", "cosine")
 REFERENCE_MEASURES = ("projection_variance", "reference_cosine")
+PER_PROMPT_ESTIMATORS = ("per_prompt_mean", "pool_baseline")  # the paper's estimator; its diagnostic variant
 ARMS = ("none", "stab", "comp")
 STAB_MODES = ("decay6", "decay5")
-PROBE_FORMAT = "dynamo.probes/2"  # 2: fixed-target and common-reference allocation, gradient-space rows
+PROBE_FORMAT = "dynamo.probes/3"  # 3: per-prompt mean with group advantages as the fixed-target row; tail tokens
 X_BINS = 50  # histogram bins of x = |dH| / max |dH| on [0, 1] (for the figure)
 # Tokens whose next-token distribution is already this certain (nats) cannot move in one step,
 # under any factor: on the tiny model these are the answer format ("\\boxed{", "}"), most of a
 # response. The compensation probe leaves them out, else its lowest-entropy quantile is only them.
 CERTAIN_ENTROPY = 1e-3
+# Tokens with the largest realised |dH| kept per batch for the stabilisation rows' sensitivity check: enough
+# to cover the 99th percentile's band at any resolution the rows reach.
+TAIL_SHARE, TAIL_MIN_TOKENS = 0.05, 20
 
 
 def find_snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -189,14 +193,13 @@ class SnapshotProber:
         token_mean: the engine's loss (the method's group advantages and aggregation over the whole
           batch): token t of a response of prompt i weighs 1 / (tokens in the batch), so the weight of a
           prompt, and the expected gradient, depend on the allocation.
-        fixed_target: the paper's per-prompt mean, (1/N) sum_i (1/n_i) sum_j (r_ij - b_i) grad log pi(o_ij)
-          (the sequence's score, a sum over its tokens), with b_i = `baseline[i]`, the prompt's success
-          rate over the whole probe pool (a constant, so that the per-sample term does not depend on n_i):
-          its expectation does not depend on the allocation and its covariance is (1/N^2) sum_i Sigma_i / n_i,
-          the quantity allocation minimises.
-        group_per_prompt: the same per-prompt weights with the method's group advantages (a diagnostic:
-          std normalisation makes a sample's term grow with its group's size, e.g. ~sqrt(n_i) for a rare
-          success, so its target is not fixed).
+        per_prompt_mean: the estimator the paper's argument is about, each prompt's mean gradient averaged
+          over prompts, (1/N) sum_i (1/n_i) sum_j A_ij grad log pi(o_ij) (the sequence's score, a sum over its
+          tokens) with the advantages as the method computes them (group-normalised): weight 1 / (N n_i) per
+          sample, covariance (1/N^2) sum_i Sigma_i / n_i.
+        pool_baseline: the same weights with r_ij - b_i, b_i = `baseline[i]` the prompt's success rate over
+          the whole probe pool (a diagnostic: a constant baseline makes a sample's variance grow with
+          P_i = p_i (1 - p_i), for which n_i ~ sqrt(P_i) minimises the sum, not n_i ~ P_i).
         """
         from dynamo.engines.local.policy import token_logprobs
 
@@ -217,13 +220,12 @@ class SnapshotProber:
             dataclasses.replace(spec.loss, entropy_coef=0.0, kl_coef=0.0),  # the policy-gradient term alone
         )
         params = [p for p in model.parameters() if p.requires_grad]
-        weight = fixed_target_weights(batch.group_ids, num_prompts)
-        score = (logp * m).sum(1)  # grad log pi(o) of each response
-        fixed_adv = batch.rewards.to(torch.float64) - baseline.to(torch.float64)[batch.group_ids]
+        score = (logp * m).sum(1)  # log pi(o) of each response; its gradient is the score
+        pool_adv = batch.rewards.to(torch.float64) - baseline.to(torch.float64)[batch.group_ids]
         losses = {
             "token_mean": loss,
-            "fixed_target": -(fixed_adv * weight * score).sum(),
-            "group_per_prompt": -(adv * weight * score).sum(),
+            "per_prompt_mean": per_prompt_mean_loss(adv, score, batch.group_ids, num_prompts),
+            "pool_baseline": per_prompt_mean_loss(pool_adv, score, batch.group_ids, num_prompts),
         }
         out = {}
         for i, (name, value) in enumerate(losses.items()):
@@ -298,11 +300,9 @@ class SnapshotProber:
         for weight in ("p", "sqrt_p"):
             w = allocation_weights(k, G, weight=weight, min_history=alloc.min_history)
             counts[weight] = allocate_rollouts(w, N * n, n_low, n_high)
-        # The prompt's success rate over the whole pool: the fixed-target estimator's constant baseline.
+        # The prompt's success rate over the whole pool: the pool-baseline diagnostic's constant baseline.
         baseline = torch.as_tensor(pool.rewards.numpy().reshape(N, M).mean(1))
-        grams: dict[str, np.ndarray] = {}  # token-mean estimator
-        fixed: dict[str, np.ndarray] = {}  # fixed-target (per-prompt mean) estimator
-        group: dict[str, np.ndarray] = {}  # per-prompt mean with group advantages (diagnostic)
+        grams: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # estimator -> scheme -> Gram matrix
         cross: dict[str, np.ndarray] = {}  # token-mean gradients . uniform's token-mean gradients
         uniform_rows = None
         for scheme, n_i in counts.items():  # "uniform" first
@@ -314,28 +314,32 @@ class SnapshotProber:
                     keep[start : start + int(n_i[i])] = True
                 for name, grad in self.gradients(pool.select(keep), N, baseline).items():
                     rows[name].append(grad)
-            g, f, h = (torch.stack(rows[k]) for k in ("token_mean", "fixed_target", "group_per_prompt"))
+            for name, grads in rows.items():
+                g = torch.stack(grads)
+                grams[name][scheme] = (g @ g.T).numpy()
             if uniform_rows is None:
-                uniform_rows = g
-            grams[scheme] = (g @ g.T).numpy()
-            fixed[scheme] = (f @ f.T).numpy()
-            group[scheme] = (h @ h.T).numpy()
-            cross[scheme] = (g @ uniform_rows.T).numpy()
+                uniform_rows = torch.stack(rows["token_mean"])
+            cross[scheme] = (torch.stack(rows["token_mean"]) @ uniform_rows.T).numpy()
+        token = grams["token_mean"]
         out: dict[str, Any] = {
             "step": step,
             "prompt_set": set_index,
             "accuracy": correct.mean(1).tolist(),
             "counts": {s: c.tolist() for s, c in counts.items()},
-            "measures": {s: gradient_measures(K) for s, K in grams.items()},
-            "fixed_target_trace": {s: gradient_measures(K)["trace"] for s, K in fixed.items()},
+            "measures": {s: gradient_measures(K) for s, K in token.items()},
+            "per_prompt_trace": {
+                name: {s: gradient_measures(K)["trace"] for s, K in grams[name].items()}
+                for name in PER_PROMPT_ESTIMATORS
+            },
             "log_ratios": {},
         }
         for scheme in ("p", "sqrt_p"):
-            ratios = {m: list(jackknife_log_ratio(grams[scheme], grams["uniform"], m)) for m in MEASURES}
-            ratios["fixed_target_trace"] = list(jackknife_log_ratio(fixed[scheme], fixed["uniform"], "trace"))
-            ratios["group_per_prompt_trace"] = list(jackknife_log_ratio(group[scheme], group["uniform"], "trace"))
+            ratios = {m: list(jackknife_log_ratio(token[scheme], token["uniform"], m)) for m in MEASURES}
+            for name in PER_PROMPT_ESTIMATORS:
+                K, K_uniform = grams[name][scheme], grams[name]["uniform"]
+                ratios[f"{name}_trace"] = list(jackknife_log_ratio(K, K_uniform, "trace"))
             for m in REFERENCE_MEASURES:
-                ratios[m] = list(jackknife_reference_log_ratio(grams[scheme], cross[scheme], grams["uniform"], m))
+                ratios[m] = list(jackknife_reference_log_ratio(token[scheme], cross[scheme], token["uniform"], m))
             out["log_ratios"][scheme] = ratios
         return out
 
@@ -365,7 +369,8 @@ class SnapshotProber:
             "active": int(active.sum()),
         }
         out["confident_tokens"] = int(confident.sum())
-        out.update(self.gradient_space(batch, logp0, confident))
+        measured, own_beta = self.gradient_space(batch, logp0, confident)
+        out.update(measured)
         for arm, arm_spec in arm_specs(spec).items():
             self.restore()
             self.trainer.method = arm_spec
@@ -379,6 +384,7 @@ class SnapshotProber:
                 "confident_dlogp": float((logp1 - logp0)[confident].mean()) if confident.any() else math.nan,
             }
             if arm == "none":
+                out["tail"] = tail_tokens(dh, own_beta)
                 out["indicator"] = indicator_measures(dh_pred[active], (h1 - h0)[active], h0[active])
                 out["indicator_spearman"] = spearman(dh_pred[active].numpy(), (h1 - h0)[active].numpy())
                 # A few thousand (predicted, realised) pairs for the figure.
@@ -392,7 +398,9 @@ class SnapshotProber:
         self.restore()
         return out
 
-    def gradient_space(self, batch, logp0: torch.Tensor, confident: torch.Tensor) -> dict[str, Any]:
+    def gradient_space(
+        self, batch, logp0: torch.Tensor, confident: torch.Tensor
+    ) -> tuple[dict[str, Any], torch.Tensor]:
         """The modulation factors as they act, measured on the gradient (no optimiser, ratio 1).
 
         Stabilisation (decay6, and decay5 beside it): share of response tokens with beta_stab < 0.99,
@@ -400,7 +408,8 @@ class SnapshotProber:
         Compensation: mean beta_comp on A > 0 tokens (c), and the projection of the update -g on
         d = grad sum log pi of the confident correct tokens under beta_comp, under the null model
         (every A > 0 token scaled by the constant c: dynamo-posscale's rule with this batch's c) and
-        under neither.
+        under neither. Also returns beta_stab of the probed method's own setting for every response token
+        (row-major, the order of `tensor[response_mask.bool()]`).
         """
         from dynamo.engines.local.policy import token_logprobs
 
@@ -410,12 +419,14 @@ class SnapshotProber:
         self.restore()
         g_none = self.engine_gradient(batch, none, logp0)
         out: dict[str, Any] = {"stab_modes": {}}
+        betas = {}
         for mode in STAB_MODES:
             stab = dataclasses.replace(
                 spec, modulation=dataclasses.replace(off, stabilization=True, **MODULATION_PRESETS[mode])
             )
             f = self.engine_factors(batch, stab, logp0)
             beta, x = f["beta_stab"], f["x"][f["A"] != 0]
+            betas[mode] = beta
             out["stab_modes"][mode] = {
                 "share_below_099": float((beta < 0.99).double().mean()),
                 "mean_beta": float(beta.mean()),
@@ -428,9 +439,11 @@ class SnapshotProber:
         preset = next((mode for mode in STAB_MODES if MODULATION_PRESETS[mode] == own), None)
         if preset is not None:
             out["stab_relative_change"] = out["stab_modes"][preset]["relative_change"]
+            own_beta = betas[preset]
         else:
             stab = dataclasses.replace(spec, modulation=dataclasses.replace(off, stabilization=True))
             out["stab_relative_change"] = relative_change(self.engine_gradient(batch, stab, logp0), g_none)
+            own_beta = self.engine_factors(batch, stab, logp0)["beta_stab"]
         comp = dataclasses.replace(spec, modulation=dataclasses.replace(off, compensation=True))
         f = self.engine_factors(batch, comp, logp0)
         positive = f["A"] > 0
@@ -454,7 +467,7 @@ class SnapshotProber:
                 "comp": float(-(g_comp @ d)),
                 "posscale": float(-(g_null @ d)),
             }
-        return out
+        return out, own_beta
 
 
 def indicator_measures(predicted: torch.Tensor, realised: torch.Tensor, entropy: torch.Tensor) -> dict[str, float]:
@@ -475,10 +488,33 @@ def indicator_measures(predicted: torch.Tensor, realised: torch.Tensor, entropy:
     }
 
 
-def fixed_target_weights(group_ids: torch.Tensor, num_prompts: int) -> torch.Tensor:
+def tail_tokens(abs_dh: torch.Tensor, beta_stab: torch.Tensor) -> dict[str, Any]:
+    """The top TAIL_SHARE of response tokens by |realised entropy change| (no factor), largest first, and
+    whether beta_stab changes each by more than 1% (beta < 0.99): what the tail rows' sensitivity check needs."""
+    if abs_dh.shape != beta_stab.shape:
+        raise ValueError(f"|dH| and beta_stab must cover the same tokens: {abs_dh.shape} vs {beta_stab.shape}")
+    k = min(len(abs_dh), max(TAIL_MIN_TOKENS, math.ceil(TAIL_SHARE * len(abs_dh))))
+    top = torch.topk(abs_dh.to(torch.float64), k)
+    return {
+        "tokens": len(abs_dh),
+        "abs_dH": top.values.tolist(),
+        "changed": (beta_stab[top.indices] < 0.99).tolist(),
+    }
+
+
+def per_prompt_weights(group_ids: torch.Tensor, num_prompts: int) -> torch.Tensor:
     """Per-sample weight 1 / (N n_i) of the per-prompt-mean estimator, n_i = samples of the sample's group."""
     _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
     return 1.0 / (num_prompts * counts[inverse].to(torch.float64))
+
+
+def per_prompt_mean_loss(
+    advantages: torch.Tensor, score: torch.Tensor, group_ids: torch.Tensor, num_prompts: int
+) -> torch.Tensor:
+    """-(1/N) sum_i (1/n_i) sum_j A_ij s_ij, s_ij = log pi(o_ij): its gradient is minus the per-prompt mean
+    of the samples' A grad log pi (each prompt's mean gradient, averaged over the N prompts)."""
+    weight = per_prompt_weights(group_ids, num_prompts)
+    return -(advantages.detach().to(torch.float64) * weight * score.to(torch.float64)).sum()
 
 
 def _flat(grads, params) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Every row states a measured quantity, its 95% interval, the value that means "no effect"
 (`null`), the side the claim predicts and a verdict: "supports" (interval entirely on the
-claimed side), "contradicts" (entirely on the other side) or "not distinguishable".
+claimed side), "contradicts" (entirely on the other side), "insensitive by construction" (the
+mechanism, as measured, cannot move the row; `reason` says why, from the data) or "not distinguishable".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dynamo.io import read_jsonl, write_text_atomic
-from dynamo.probes.stats import cluster_interval, mean_interval, pooled_log_ratio, verdict
+from dynamo.probes.stats import cluster_interval, mean_interval, pooled_log_ratio, tail_tokens_needed, verdict
 
 COLUMNS = [
     "claim",
@@ -30,6 +31,7 @@ COLUMNS = [
     "verdict",
     "n",
     "unit",
+    "reason",
 ]
 # Metric names read from the runs' metrics.jsonl (kept local so a rename elsewhere is one edit here).
 ENTROPY_KEY = "actor/entropy"
@@ -40,14 +42,19 @@ INSENSITIVE = "insensitive by construction"
 INSENSITIVE_FRACTION = 0.1
 
 # Allocation rows: (key in the probe file's log_ratios, label, side that supports the claim or None for a
-# diagnostic). The fixed-target trace is the test of the claim as the paper states it.
+# diagnostic). The fixed-target row (the per-prompt mean with the method's group advantages) is the test of
+# the claim as the paper states it.
 ALLOCATION_ROWS = (
-    ("fixed_target_trace", "fixed-target estimator (per-prompt mean): trace of gradient covariance", "below"),
+    (
+        "per_prompt_mean_trace",
+        "fixed-target (paper's estimator: per-prompt mean, group advantages): trace of gradient covariance",
+        "below",
+    ),
     ("projection_variance", "token-mean estimator: variance of the gradient along a common reference", "below"),
     ("reference_cosine", "token-mean estimator: mean cosine to a common reference", "above"),
     (
-        "group_per_prompt_trace",
-        "diagnostic, per-prompt mean with group-normalised advantages: trace of gradient covariance",
+        "pool_baseline_trace",
+        "diagnostic, per-prompt mean with a constant pool baseline r - p_i: trace of gradient covariance",
         None,
     ),
     ("trace", "diagnostic, token-mean estimator: raw trace of gradient covariance", None),
@@ -56,8 +63,11 @@ ALLOCATION_ROWS = (
 ALLOCATION_SCHEMES = (("p", "w=P"), ("sqrt_p", "w=sqrt(P)"))
 
 
-def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit, verdict_text=None) -> dict[str, Any]:
-    """One table row; side None makes a diagnostic row (no claim, no verdict)."""
+def _row(
+    claim, quantity, snapshot, est, lo, hi, null, side, n, unit, verdict_text=None, reason=""
+) -> dict[str, Any]:
+    """One table row; side None makes a diagnostic row (no claim, no verdict). `reason`: why an
+    "insensitive by construction" verdict holds, from the measurements."""
     if side is None:
         predicts, text = "", DIAGNOSTIC
     else:
@@ -75,16 +85,17 @@ def _row(claim, quantity, snapshot, est, lo, hi, null, side, n, unit, verdict_te
         "verdict": text,
         "n": n,
         "unit": unit,
+        "reason": reason,
     }
 
 
 def sensitivity_verdict(
     low: float, high: float, *, supports_if: str, null: float, resolution: float, producible: float
-) -> str:
-    """`verdict`, except that an interval containing the null reads "insensitive by construction" when
-    the largest effect the mechanism can produce on the row (`producible`, an upper bound) is below
-    INSENSITIVE_FRACTION of what the row resolves (`resolution`, the half-width of its interval, on the
-    same relative scale): the row could not have moved whatever the mechanism does."""
+) -> tuple[str, str]:
+    """(verdict, reason): `verdict`, except that an interval containing the null reads "insensitive by
+    construction" when the largest effect the mechanism can produce on the row (`producible`, an upper bound)
+    is below INSENSITIVE_FRACTION of what the row resolves (`resolution`, the half-width of its interval, on
+    the same relative scale): the row could not have moved whatever the mechanism does."""
     text = verdict(low, high, supports_if=supports_if, null=null)
     if (
         text == "not distinguishable"
@@ -92,8 +103,44 @@ def sensitivity_verdict(
         and math.isfinite(producible)
         and producible < INSENSITIVE_FRACTION * resolution
     ):
-        return INSENSITIVE
-    return text
+        reason = (
+            f"the factor changes the update by at most {producible:.2g} (relative, upper 95% bound), below "
+            f"{INSENSITIVE_FRACTION:g} x the row's resolution {resolution:.2g}"
+        )
+        return INSENSITIVE, reason
+    return text, ""
+
+
+def tail_verdict(
+    low: float, high: float, checks: list[tuple[float, float]], *, statistic: str, factor: str
+) -> tuple[str, str]:
+    """(verdict, reason) of a row comparing a tail statistic of per-token |dH| (max, a high quantile) with
+    and without a selective factor. `checks`: per batch, (tokens of the statistic's band the factor changes,
+    tokens needed to move it by the row's resolution), from `tail_tokens_needed`. An interval containing the
+    null reads "insensitive by construction" when, in every batch, the factor changes fewer of the tokens
+    that set the statistic than moving it by the row's resolution needs: its selective effect cannot reach
+    the row (what it does to the other tokens goes through the shared update: the relative-change rows)."""
+    text = verdict(low, high, supports_if="below", null=0.0)
+    finite = [(c, n) for c, n in checks if math.isfinite(c) and math.isfinite(n)]
+    if text != "not distinguishable" or not finite or len(finite) < len(checks):
+        return text, ""
+    if all(c < n for c, n in finite):
+        changed = _span([c for c, _ in finite])
+        needed = _span([n for _, n in finite])
+        resolution = 100 * (math.exp((high - low) / 2) - 1)
+        reason = (
+            f"{factor} changes (factor < 0.99) {changed} of the tokens that set the {statistic} per batch, "
+            f"fewer than the {needed} needed to move it by its resolution ({resolution:.2g}%), "
+            f"in all {len(finite)} batches"
+        )
+        return INSENSITIVE, reason
+    return text, ""
+
+
+def _span(values: list[float]) -> str:
+    """'3' or '1-4': the range of per-batch counts."""
+    lo, hi = int(min(values)), int(max(values))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def _cluster(sel: list[dict[str, Any]]):
@@ -178,18 +225,22 @@ def stabilization_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]
                 rows.append(
                     _row("stabilization", f"diagnostic ({mode}): {label}", snap, est, lo, hi, 0.0, None, n, unit)
                 )
-    # How much beta_stab (the probed method's own preset) can move anything: the upper bound of its
-    # relative change of the update, per snapshot selection.
-    for key, label in (("max_abs_dH", "max"), ("p99_abs_dH", "99th percentile")):
+    # Whether beta_stab (the probed method's own setting) reaches the tokens that set each tail statistic.
+    for key, label, quantile in (("max_abs_dH", "max", 1.0), ("p99_abs_dH", "99th percentile", 0.99)):
         for snap, sel in _by_snapshot(steps_data):
             logs = [_log(s["stab"][key] / s["none"][key]) if s["none"][key] > 0 else math.nan for s in sel]
             m, lo, hi, n = _interval(logs, sel)
-            producible = _interval([s["stab_relative_change"] for s in sel], sel)[2]
-            text = sensitivity_verdict(
-                lo, hi, supports_if="below", null=0.0, resolution=(hi - lo) / 2, producible=producible
-            )
+            checks = [
+                tail_tokens_needed(
+                    s["tail"]["abs_dH"], s["tail"]["changed"], s["tail"]["tokens"], quantile, (hi - lo) / 2
+                )
+                for s in sel
+            ]
+            text, reason = tail_verdict(lo, hi, checks, statistic=f"{label} |dH|", factor="beta_stab")
             quantity = f"{label} per-token |entropy change| in one optimiser step: with / without beta_stab"
-            rows.append(_row("stabilization", quantity, snap, *_exp((m, lo, hi)), 1.0, "below", n, "ratio", text))
+            rows.append(
+                _row("stabilization", quantity, snap, *_exp((m, lo, hi)), 1.0, "below", n, "ratio", text, reason)
+            )
     return rows
 
 
@@ -226,7 +277,7 @@ def compensation_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         est, lo, hi, n = _interval(diffs, sel)
         scale = abs(np.nanmean([s["none"]["confident_dlogp"] for s in sel]))
         producible = _interval([s["comp_relative_change"] for s in sel], sel)[2]
-        text = sensitivity_verdict(
+        text, reason = sensitivity_verdict(
             lo,
             hi,
             supports_if="above",
@@ -235,7 +286,7 @@ def compensation_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
             producible=producible,
         )
         quantity = "log-prob change of confident correct tokens in one optimiser step: with - without beta_comp"
-        rows.append(_row("compensation", quantity, snap, est, lo, hi, 0.0, "above", n, "nats", text))
+        rows.append(_row("compensation", quantity, snap, est, lo, hi, 0.0, "above", n, "nats", text, reason))
     return rows
 
 
@@ -266,11 +317,13 @@ def trajectory_row(
         if a > 0 and b > 0:
             logs.append(math.log(a / b))
     m, lo, hi = mean_interval(logs)
-    text = sensitivity_verdict(
+    text, reason = sensitivity_verdict(
         lo, hi, supports_if="below", null=0.0, resolution=(hi - lo) / 2, producible=producible
     )
     quantity = f"entropy trajectory roughness mean|H(t+1)-H(t)|: {with_stab} / {without_stab} (paired by seed)"
-    return _row("stabilization", quantity, "training", *_exp((m, lo, hi)), 1.0, "below", len(logs), "ratio", text)
+    return _row(
+        "stabilization", quantity, "training", *_exp((m, lo, hi)), 1.0, "below", len(logs), "ratio", text, reason
+    )
 
 
 CLAIMS = ("allocation", "indicator", "stabilization", "compensation")
@@ -297,5 +350,7 @@ def write_table(rows: list[dict[str, Any]], out: Path, note: str) -> None:
             continue  # per-snapshot rows are in the CSV
         ci = f"{r['estimate']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
         quantity = r["quantity"].replace("|", "\\|")  # a bare | would split the Markdown cell
-        lines.append(f"| {r['claim']} | {quantity} | {ci} | {r['claim_predicts']} | {r['verdict']} | {r['n']} |")
+        text = r["verdict"] + (f": {r['reason']}" if r.get("reason") else "")
+        text = text.replace("|", "\\|")
+        lines.append(f"| {r['claim']} | {quantity} | {ci} | {r['claim_predicts']} | {text} | {r['n']} |")
     write_text_atomic(out.with_suffix(".md"), "\n".join(lines) + "\n")

@@ -195,3 +195,35 @@ def verdict(low: float, high: float, *, supports_if: str, null: float) -> str:
     if below or above:
         return "contradicts"
     return "not distinguishable"
+
+
+def tail_tokens_needed(
+    abs_dh: list[float], changed: list[bool], total: int, quantile: float, resolution: float
+) -> tuple[float, float]:
+    """(tokens changed in the band, tokens needed) for moving a tail statistic of per-token |dH| down by
+    `resolution` (relative, on the log scale) through the tokens a factor rescales.
+
+    abs_dh: the largest |dH| of a batch (no factor), in descending order, `changed[j]` whether the factor
+    changes token j's weight (by more than 1%), `total` the batch's token count; the statistic is the max
+    (quantile 1) or a quantile with linear interpolation (as torch.quantile), to first order the order
+    statistic at the nearest rank r = round(q (T - 1)). It falls below t = value * exp(-resolution) only when
+    the tokens at or above t are at most T - 1 - r: the rest (needed, at least one) must move below t, and
+    only tokens the factor changes move selectively. NaN when the stored tokens do not reach below t (the
+    band is not covered)."""
+    values = np.asarray(abs_dh, dtype=np.float64)
+    flags = np.asarray(changed, dtype=bool)
+    if len(values) == 0 or len(values) != len(flags) or not math.isfinite(resolution):
+        return math.nan, math.nan
+    position = quantile * (total - 1)
+    low, frac = int(math.floor(position)), position - math.floor(position)
+    # The statistic from the sorted-descending tail: ascending index i is descending index total - 1 - i.
+    desc = total - 1 - low
+    if desc >= len(values):
+        return math.nan, math.nan
+    value = values[desc] if frac == 0 else values[desc] * (1 - frac) + values[desc - 1] * frac
+    threshold = value * math.exp(-resolution)
+    in_band = values >= threshold
+    if in_band.all() and len(values) < total:
+        return math.nan, math.nan
+    allowed = total - 1 - math.floor(position + 0.5)  # tokens that may stay above the nearest rank
+    return float((in_band & flags).sum()), float(max(1, in_band.sum() - allowed))

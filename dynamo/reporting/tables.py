@@ -115,9 +115,12 @@ def derive_table(
     baseline: str | None = None,
     *,
     experiment: str | None = None,
+    compare: list[tuple[str, str]] = (),
 ) -> tuple[pd.DataFrame, dict]:
-    """The wide results table (one row per method) and what the notes under it need."""
+    """The wide results table (one row per method) and what the notes under it need. `compare`: extra
+    direct comparisons (method, other), reported on the method's row in columns `..._vs_<other>`."""
     check_baseline(baseline, methods)
+    check_compare(compare, methods, baseline)
     df, k = _select(scores, methods, benchmarks, experiment)
     cols = [*benchmarks, "avg"]
     floor = floor_benchmarks(df, benchmarks, k)
@@ -168,7 +171,10 @@ def derive_table(
     if baseline:
         base_tokens = table.loc[table["method"] == baseline, "tokens_generated"].iloc[0]
         table[f"tokens_generated_vs_{baseline}"] = table["tokens_generated"] / base_tokens
+    for method, other in compare:
+        _add_comparison(table, p1, pk, eval_var, method, other)
     info = {"k": k, "benchmarks": benchmarks, "baseline": baseline, **_detectable(df, p1, baseline, paired_diffs)}
+    info["compare"] = list(compare)
     info["floor"] = floor
     info["unpaired"] = unpaired
     info["provenance"] = _provenance(df)
@@ -180,6 +186,49 @@ def check_baseline(baseline: str | None, methods: list[str]) -> None:
     """A baseline outside the table's methods would silently drop the comparison columns: refuse it."""
     if baseline is not None and baseline not in methods:
         raise ValueError(f"--baseline {baseline!r} is not one of the table's methods: {', '.join(methods)}")
+
+
+def check_compare(compare: list[tuple[str, str]], methods: list[str], baseline: str | None) -> None:
+    """Each direct comparison names two different methods of the table, and not the baseline as the other."""
+    for method, other in compare:
+        if method not in methods or other not in methods or method == other:
+            raise ValueError(
+                f"--compare {method}:{other}: needs two different methods of the table ({', '.join(methods)})"
+            )
+        if other == baseline:
+            raise ValueError(f"--compare {method}:{other}: every row is already compared with the baseline")
+    if len(set(compare)) != len(compare):
+        raise ValueError("--compare: a comparison is given twice")
+
+
+def _add_comparison(table: pd.DataFrame, p1, pk, eval_var, method: str, other: str) -> None:
+    """The difference of `method` to `other` in average Pass@1 (paired by seed, as for the baseline), its
+    verdict and its own MDE, in columns ..._vs_<other> of `method`'s row (empty on the other rows)."""
+    columns = {
+        f"delta_avg_pass@1_vs_{other}": math.nan,
+        f"delta_ci95_vs_{other}": math.nan,
+        f"vs_{other}": "",
+        f"delta_test_vs_{other}": "",
+        f"mde_vs_{other}": math.nan,
+        f"eval_var_share_vs_{other}": math.nan,
+    }
+    if identical_runs(p1, pk, method, other):
+        diff, half, test, word, power = 0.0, 0.0, "identical runs in every seed", IDENTICAL, {}
+    else:
+        diff, half, test, pairs = _difference(p1, method, other)
+        power = _comparison_power(pairs, eval_var, method, other, p1) if pairs else {}
+        word = stats.verdict(diff, half)
+    values = {
+        f"delta_avg_pass@1_vs_{other}": diff,
+        f"delta_ci95_vs_{other}": half,
+        f"vs_{other}": word,
+        f"delta_test_vs_{other}": test,
+        **power,
+    }
+    row = table.index[table["method"] == method][0]
+    for column, empty in columns.items():
+        table[column] = table.get(column, empty)
+        table.loc[row, column] = values.get(column, empty)
 
 
 def _difference(p1: pd.DataFrame, method: str, other: str) -> tuple[float, float, str, list[float]]:
@@ -278,12 +327,15 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
     cols = [*benchmarks, "avg"]
     head = ["method"] + [f"{b} P@1 / P@{k}" for b in cols]
     start = "vs_base" in table.columns
+    compare = info.get("compare", [])
     if baseline:
         head += (
             [f"vs {baseline} (avg P@1)"]
             + (["vs base (avg P@1)"] if start else [])
             + [f"gen. tokens (x {baseline})"]
         )
+    others = list(dict.fromkeys(other for _, other in compare))  # one column per compared-with method
+    head += [f"vs {other} (avg P@1)" for other in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [row["method"]]
@@ -298,6 +350,7 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 cells.append(_delta_cell(row, "base"))
             ratio = row[f"tokens_generated_vs_{baseline}"]
             cells.append("-" if math.isnan(ratio) else f"{ratio:.2f}")
+        cells += [_delta_cell(row, other) if row[f"vs_{other}"] else "" for other in others]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = int(table["seeds"].max())
     note = (
@@ -366,6 +419,15 @@ def to_markdown(table: pd.DataFrame, info: dict, reference: str = "") -> str:
                 f"\n\n{', '.join(identical)}: every score equals {baseline}'s in every seed (the switch changes "
                 "nothing in this config): identical by construction, not a measured zero effect."
             )
+    for method, other in compare:
+        row = table.loc[table["method"] == method].iloc[0]
+        mde = row[f"mde_vs_{other}"]
+        test = row[f"delta_test_vs_{other}"] or "no test"
+        note += (
+            f"\n\nDirect comparison, {method} vs {other} (avg Pass@1, {test}): {_delta_cell(row, other)}"
+            + (f"; its MDE {100 * mde:.1f} points" if isinstance(mde, float) and math.isfinite(mde) else "")
+            + "."
+        )
     if info.get("floor"):
         note += (
             f"\n\n{', '.join(info['floor'])}: no sample of any run is correct (Pass@{k} = 0 throughout): "
@@ -400,6 +462,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="with --scores holding several experiments: which one")
     p.add_argument("--baseline", help="method to compare every other method against (e.g. grpo); one of --methods")
     p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="METHOD:OTHER",
+        help="also compare METHOD with OTHER directly (paired by seed, like the baseline column), e.g. "
+        "dynamo-posscale:dynamo-nostab; repeatable",
+    )
+    p.add_argument(
         "--paper-reference",
         help="paper model row (Qwen2.5-Math-1.5B or Qwen2.5-Math-7B) to print beside the reproduced cells",
     )
@@ -410,10 +480,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _compare_pair(text: str) -> tuple[str, str]:
+    method, sep, other = text.partition(":")
+    if not sep or not method or not other:
+        raise SystemExit(f"dynamo report: --compare {text!r}: expected METHOD:OTHER")
+    return method, other
+
+
 def run(args: argparse.Namespace) -> int:
     methods = args.methods.split(",")
     benchmarks = args.benchmarks.split(",")
     check_baseline(args.baseline, methods)  # before reading any scores
+    compare = [_compare_pair(text) for text in args.compare]
+    check_compare(compare, methods, args.baseline)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     if bool(args.runs_root) == bool(args.scores):
         raise SystemExit("dynamo report: give exactly one of --runs-root and --scores")
@@ -437,7 +516,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[dynamo report] {len(scores)} score rows -> {args.write_scores}")
         if not args.out:
             return 0
-    table, info = derive_table(scores, methods, benchmarks, args.baseline, experiment=args.experiment)
+    table, info = derive_table(
+        scores, methods, benchmarks, args.baseline, experiment=args.experiment, compare=compare
+    )
     reference = ""
     if args.paper_reference:
         from dynamo.reporting.reference import compare_with_reference, reference_markdown

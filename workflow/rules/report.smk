@@ -91,11 +91,17 @@ rule table2:
         methods=",".join(CFG.ablation_methods),
         benchmarks=",".join(benchmark_labels()),
         baseline="--baseline dynamo" if "dynamo" in CFG.ablation_methods else "",
+        # beta_comp's null model against beta_comp alone: does compensation do more than a constant scale?
+        compare=(
+            "--compare dynamo-posscale:dynamo-nostab"
+            if {"dynamo-posscale", "dynamo-nostab"} <= set(CFG.ablation_methods)
+            else ""
+        ),
     conda:
         "../envs/dynamo.yaml"
     shell:
         "(dynamo report --scores {input.scores} --methods {params.methods} --benchmarks {params.benchmarks} "
-        "{params.baseline} --out results/table2 && python -m dynamo.reporting.provenance --config {input.config} "
+        "{params.baseline} {params.compare} --out results/table2 && python -m dynamo.reporting.provenance --config {input.config} "
         "--inputs {input.scores} --outputs {output.csv} {output.md} --out {output.provenance}) > {log} 2>&1"
 
 
