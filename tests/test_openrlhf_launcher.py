@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import shlex
@@ -14,6 +15,7 @@ from dynamo.config import load_config
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
+from dynamo.engines.openrlhf.spec_file import SPEC_FILE, spec_digest, spec_from_dict
 from dynamo.engines.registry import config_check
 from dynamo.methods import all_methods
 
@@ -50,12 +52,20 @@ def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
             launcher.build_command(cfg, name, 1, str(tmp_path / name))
     for name in sorted(set(all_methods()) - local_only):
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
-        assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and flag(cmd, "--dynamo.method") == name
         spec = cfg.method(name)
-        eps = [float(x) for x in flag(cmd, "--actor.eps_clip_low_high", 2)]
-        assert eps == [spec.loss.eps_low, spec.loss.eps_high]
+        # The spec travels as a file named on the command line, with its digest; no name to look up again.
+        assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and "--dynamo.method" not in cmd
+        assert flag(cmd, "--dynamo.spec") == str((tmp_path / name / SPEC_FILE).resolve())
+        assert flag(cmd, "--dynamo.spec_sha256") == spec_digest(spec)
+        # Only the flags OpenRLHF's own code needs are derived from it; no spec setting round-trips.
         assert ("--algo.dynamic_filtering_enable" in cmd) == (spec.group_filter.kind == "dynamic_sampling")
-        assert ("--reward.overlong_buffer_len" in cmd) == (spec.reward_shaping.overlong_buffer_fraction > 0)
+        assert ("--algo.kl.use_loss" in cmd) == (spec.loss.kl_coef > 0)
+        owned = [a for a in cmd if a in launcher.SPEC_OWNED_FLAGS]
+        assert set(owned) <= {"--algo.advantage.estimator", "--algo.kl.init_coef", "--algo.kl.use_loss"} | {
+            "--algo.kl.estimator",
+            "--algo.dynamic_filtering_enable",
+            "--algo.dynamic_filtering_range",
+        }, owned
         assert "--train.async_enable" not in cmd
 
 
@@ -88,7 +98,7 @@ def test_7b_dynamo_command_carries_the_authors_settings(tmp_path):
     assert flag(cmd, "--train.batch_size") == "512"  # 32 prompts x 16
     assert flag(cmd, "--actor.adam.lr") == "1e-06" and flag(cmd, "--actor.adam.weight_decay") == "0.1"
     assert flag(cmd, "--actor.max_norm") == "1" and flag(cmd, "--algo.kl.init_coef") == "0"
-    assert flag(cmd, "--rollout.temperature") == "1" and flag(cmd, "--actor.dual_clip") == "10"
+    assert flag(cmd, "--rollout.temperature") == "1"
     assert flag(cmd, "--algo.advantage.estimator") == "group_norm"
     # Warm-up of 10 RL steps = 160 optimizer steps out of 200 x 16, after OpenRLHF's ceil().
     assert math.ceil(200 * 16 * float(flag(cmd, "--actor.lr_warmup_ratio"))) == 160
@@ -127,11 +137,45 @@ def test_unsupported_spec_fails_at_launch_by_name(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="group_filter.kind='dynamic_sampling'"):
         cfg = gpu_config(method_overrides={"dynamo": {"group_filter": {"kind": "dynamic_sampling"}}})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
-    # A spec field the engine does not know (as a future MethodSpec field would be) is named too.
-    monkeypatch.setattr(launcher, "SUPPORTED_FIELDS", launcher.SUPPORTED_FIELDS - {"modulation.alpha"})
-    with pytest.raises(ValueError, match=r"cannot express: modulation.alpha=0.4"):
-        cfg = gpu_config(method_overrides={"dynamo": {"modulation": {"alpha": 0.4}}})
+    # A stock flag for a setting the spec owns would be ignored by the patched code: refused, by name.
+    with pytest.raises(ValueError, match=r"method spec owns.*--actor.eps_clip_low_high"):
+        cfg = gpu_config(openrlhf={"extra_args": ["--actor.eps_clip_low_high", "0.2", "0.3"]})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
+
+
+def test_the_resolved_spec_reaches_the_openrlhf_side_once_as_a_file(tmp_path, monkeypatch):
+    """launch writes the resolved spec (overrides applied) atomically; the entry's options read it back
+    equal, its digest is the one of the fingerprint's method dict, and a changed file is refused."""
+    from dynamo.engines.openrlhf.entry import parse_own
+    from dynamo.fingerprint import compute
+
+    cfg = gpu_config(method_overrides={"dynamo": {"loss": {"eps_high": 0.28}}})
+    run = tmp_path / "run"
+    calls = []
+    monkeypatch.setattr(launcher, "write_prompts", lambda cfg, path: 7)
+    monkeypatch.setattr(launcher, "_run_training", lambda cmd, o, env: calls.append(cmd) or 1)  # rc 1: no summary
+    assert launcher.launch(cfg, "dynamo", 1, str(run), dry_run=False) == 1
+    (cmd,) = calls
+    options, _ = parse_own(split_argv(cmd[3:])[0])
+    spec = options.method_spec()
+    assert spec == cfg.method("dynamo") and spec.loss.eps_high == 0.28
+    fingerprint = compute(cfg, "dynamo", 1, "some/hub-model", "openrlhf")
+    digest = hashlib.sha256(json.dumps(fingerprint["method"], sort_keys=True).encode()).hexdigest()
+    assert options.spec_sha256 == digest
+    assert not list((run / SPEC_FILE).parent.glob("*.tmp"))  # written atomically: no leftovers
+    edited = json.loads((run / SPEC_FILE).read_text())
+    edited["loss"]["eps_high"] = 0.2
+    (run / SPEC_FILE).write_text(json.dumps(edited))
+    with pytest.raises(RuntimeError, match="changed after the launch"):
+        options.method_spec()
+    (run / SPEC_FILE).unlink()
+    with pytest.raises(RuntimeError, match="cannot read the method spec"):
+        options.method_spec()
+
+
+def test_every_registered_spec_survives_the_file():
+    for name, spec in all_methods().items():
+        assert spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec, name
 
 
 def test_openrlhf_section_is_validated():
@@ -150,17 +194,20 @@ def test_openrlhf_section_is_validated():
 def test_entry_strips_its_own_flags():
     own, rest = split_argv(
         [
-            "--dynamo.method",
-            "dynamo",
+            "--dynamo.spec",
+            "/run/openrlhf/method_spec.json",
             "--rollout.batch_size",
             "8",
-            "--dynamo.overrides={}",
+            "--dynamo.spec_sha256=ab12",
             "--train.colocate_all",
             "--dynamo.max_steps",
             "3",
         ]
     )
-    assert own == ["--dynamo.method", "dynamo", "--dynamo.overrides={}", "--dynamo.max_steps", "3"]
+    assert own == ["--dynamo.spec", "/run/openrlhf/method_spec.json", "--dynamo.spec_sha256=ab12"] + [
+        "--dynamo.max_steps",
+        "3",
+    ]
     assert rest == ["--rollout.batch_size", "8", "--train.colocate_all"]
 
 
