@@ -16,7 +16,7 @@ in front of each name).
 
 summary.json (both engines): `method`, `seed`, `engine`, `base_model`, `config`, `git_commit`,
 `window` (the set window statistics were taken over: "micro_batch" or "mini_batch") and `cost`
-(`COST_FIELDS`, see `run_cost`).
+(`COST_FIELDS`, see `run_cost`); OpenRLHF adds `method_sha256` (launcher.write_summary).
 """
 
 from __future__ import annotations

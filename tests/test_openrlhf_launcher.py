@@ -132,7 +132,7 @@ def test_dry_run_through_dynamo_train_prints_the_command(capsys, tmp_path):
     assert not (tmp_path / "x").exists()  # a dry run starts nothing and writes nothing
 
 
-def test_unsupported_spec_fails_at_launch_by_name(tmp_path, monkeypatch):
+def test_unsupported_spec_fails_at_launch_by_name(tmp_path):
     # Rejected as soon as the config is loaded (config validation calls the launcher's check).
     with pytest.raises(ValueError, match="group_filter.kind='dynamic_sampling'"):
         cfg = gpu_config(method_overrides={"dynamo": {"group_filter": {"kind": "dynamic_sampling"}}})
