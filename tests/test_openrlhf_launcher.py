@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -18,6 +19,7 @@ from dynamo.engines.openrlhf.entry import split_argv
 from dynamo.engines.openrlhf.spec_file import SPEC_FILE, spec_digest, spec_from_dict
 from dynamo.engines.registry import config_check
 from dynamo.methods import all_methods
+from dynamo.spec import MethodSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ["qwen2.5-math-7b", "qwen2.5-math-1.5b"]
@@ -253,3 +255,38 @@ def test_wandb_flags_are_openrlhfs_own_and_off_by_default(tmp_path, capsys):
         assert f'"{arg}"' in source, arg
     launcher.launch(cfg, "dynamo", 2, str(tmp_path / "run"), dry_run=True)
     assert capsys.readouterr().out.startswith(f"WANDB_MODE=offline WANDB_DIR={tmp_path / 'run'} ")
+
+
+SPEC_SECTIONS = {f.name for f in dataclasses.fields(MethodSpec) if dataclasses.is_dataclass(f.default)}
+
+
+def spec_reads(sources: list[str]) -> set[str]:
+    """Spec settings that engine code reads itself: "section.field" for `<x>.section.field`, and
+    "section" where a whole section is handed on (to a core function or a local name)."""
+    out = set()
+    for source in sources:
+        tree = ast.parse(source)
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in SPEC_SECTIONS:
+                parent = parents.get(node)
+                whole = not (isinstance(parent, ast.Attribute) and parent.value is node)
+                out.add(node.attr if whole else f"{node.attr}.{parent.attr}")
+    return out
+
+
+def test_spec_settings_the_local_engine_reads_reach_the_openrlhf_engine():
+    """What replaces a hand-kept list of supported fields. Both engines receive the whole spec and hand
+    it to the same core functions (the parity test covers those for every method); what each engine
+    implements in its own code (DAPO's refill loop, the allocation bookkeeping, the step normaliser)
+    must be read on both sides: every spec setting the local engine's code reads, the OpenRLHF
+    engine's code reads too (the field itself, or its whole section handed on)."""
+    engines = ROOT / "dynamo" / "engines"
+    local = spec_reads([p.read_text() for p in sorted((engines / "local").glob("*.py"))])
+    openrlhf = spec_reads([p.read_text() for p in sorted((engines / "openrlhf").glob("*.py"))])
+    assert {"group_filter.kind", "group_filter.max_refill_rounds", "loss.entropy_coef"} <= local
+    missing = {r for r in local if r not in openrlhf and r.split(".")[0] not in openrlhf}
+    assert not missing, f"spec settings the local engine implements and the openrlhf engine never reads: {missing}"
+    # the check sees a setting read by one engine only
+    extra = spec_reads(["def f(self):\n    return self.method.group_filter.min_spread\n"])
+    assert extra == {"group_filter.min_spread"} and "group_filter.min_spread" not in openrlhf

@@ -82,8 +82,10 @@ def local_only(spec: MethodSpec) -> bool:
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot run.
 
-    Every spec field reaches this engine (the spec travels whole, spec_file.py); what the patched
-    generator cannot do is a capability of the allocation rule, checked here."""
+    Every spec field reaches this engine (the spec travels whole, spec_file.py, into the same core
+    functions as the local engine's; tests/test_openrlhf_launcher.py checks that the settings the
+    local engine reads in its own code are read here too). What the patched generator cannot do is
+    a capability of the allocation rule, checked here."""
     unsupported = []
     rule = make_rule(spec.allocation)
     if rule.varies_counts and spec.group_filter.kind == "dynamic_sampling":
