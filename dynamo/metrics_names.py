@@ -39,7 +39,7 @@ INFORMATIVE_SAMPLE_SHARE = "rollout/informative_sample_share"
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
 KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update
-GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO: generation rounds this step
+GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO's refill rounds, or a sequential rule's sampling rounds
 SKIPPED_PROMPTS = "rollout/skipped_prompts"  # pre-rollout skips this step (GRESO)
 PROMPTS_WITH_HISTORY = "rollout/prompts_with_history"  # distinct prompts graded so far (the statistics' size)
 
@@ -123,7 +123,8 @@ ENGINE_ONLY = {
     GENERATION_ROUNDS: (
         "local",
         "OpenRLHF refills each group DAPO's filter drops with one new prompt as results arrive, not in "
-        "rounds; cost/prompts counts the refills in both engines",
+        "rounds (cost/prompts counts the refills in both engines), and sequential rules (Reinforce-Ada) "
+        "run in the local engine only",
     ),
 }
 
