@@ -15,6 +15,7 @@ import math
 
 import openrlhf_stubs
 import pytest
+import torch
 
 openrlhf_stubs.install()
 try:
@@ -105,3 +106,18 @@ def test_the_local_engine_refuses_to_write_an_undeclared_name(tmp_path, tiny_mod
     monkeypatch.setattr(local_trainer.LocalTrainer, "update", with_extra)
     with pytest.raises(RuntimeError, match=r"not declared.*actor/advantage_mean"):
         run(tmp_path, tiny_model, get_method("grpo"), cfg=make_cfg(steps=1))
+
+
+def test_grad_norm_is_the_last_optimizer_steps_in_both_engines(tmp_path, tiny_model, monkeypatch):  # noqa: F811
+    """OpenRLHF's ppo_train keeps the last value reported as actor_grad_norm; the local engine reports
+    the same number (not a mean over the step's optimizer steps) under the same name."""
+    norms = iter(float(i) for i in range(1, 100))
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recorded(params, max_norm):
+        clip(params, max_norm)
+        return torch.tensor(next(norms))
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recorded)
+    rows, _ = run(tmp_path, tiny_model, get_method("grpo"), cfg=make_cfg(steps=2))  # 2 optimizer steps a step
+    assert [row[M.GRAD_NORM] for row in rows] == [2.0, 4.0]

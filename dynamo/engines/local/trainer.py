@@ -336,6 +336,8 @@ class LocalTrainer:
                 updates += 1
         timer["train"] += time.perf_counter() - t0
         out = {key: value / max(updates, 1) for key, value in sums.items()}
+        # The last optimizer step's norm, as OpenRLHF's ppo_train reports it (one number per name)
+        out[M.GRAD_NORM] = metrics[M.GRAD_NORM]
         out[M.ADVANTAGE_ABS_MEAN] = float(advantages.abs().mean())
         out[M.LR] = self.scheduler.get_last_lr()[0]
         return out
