@@ -18,7 +18,7 @@ from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
 from dynamo.engines.openrlhf.spec_file import SPEC_FILE, spec_digest, spec_from_dict
 from dynamo.engines.registry import config_check
-from dynamo.methods import all_methods
+from dynamo.methods import all_methods, get_method
 from dynamo.spec import MethodSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +143,19 @@ def test_unsupported_spec_fails_at_launch_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"method spec owns.*--actor.eps_clip_low_high"):
         cfg = gpu_config(openrlhf={"extra_args": ["--actor.eps_clip_low_high", "0.2", "0.3"]})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
+
+
+def test_a_spec_section_nothing_carries_out_is_refused_by_name(monkeypatch):
+    """The check is derived from what the core's mechanisms declare: every registered method passes,
+    and a section whose mechanism were missing would be refused when set."""
+    assert launcher.carried_sections() >= {f.name for f in dataclasses.fields(MethodSpec)}
+    for spec in all_methods().values():
+        if not launcher.local_only(spec):
+            launcher.check_supported(spec)
+    monkeypatch.setattr(launcher, "spec_sections", lambda: frozenset({"loss", "window", "modulation"}))
+    launcher.check_supported(get_method("grpo"))  # covariance at its default: nothing to carry out
+    with pytest.raises(ValueError, match=r"cannot express: covariance=CovarianceSpec\(kind='clip_cov'"):
+        launcher.check_supported(get_method("clip-cov"))
 
 
 def test_the_resolved_spec_reaches_the_openrlhf_side_once_as_a_file(tmp_path, monkeypatch):

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dynamo.core.mechanisms import spec_sections
 from dynamo.core.rules import make_rule
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import SLURM_RAY, OpenRLHFConfig
@@ -73,6 +74,22 @@ SPEC_OWNED_FLAGS = (
 )
 
 
+# MethodSpec sections outside the token objective that this engine's patches carry out, each through
+# the core function the local engine calls too. The objective's sections are what the core's
+# mechanisms declare (`dynamo.core.mechanisms.spec_sections`).
+ENGINE_SECTIONS = {
+    "allocation": "rollout.py/trainer.py: the registered rule, dynamo.core.rules",
+    "advantage": "experience.py: dynamo.core.advantages.sequence_advantages",
+    "group_filter": "rollout.py: DAPO's filter (dynamo.core.shaping.groups_with_spread), capped refills",
+    "reward_shaping": "experience.py: dynamo.core.shaping.overlong_penalty",
+}
+
+
+def carried_sections() -> frozenset[str]:
+    """The MethodSpec fields this engine carries out: the core objective's, plus ENGINE_SECTIONS."""
+    return spec_sections() | set(ENGINE_SECTIONS) | {"name", "description"}
+
+
 def local_only(spec: MethodSpec) -> bool:
     """True for methods whose allocation rule down-selects samples after rollout (PODS): the patched
     generator does not yet, so they run in the local engine only."""
@@ -82,11 +99,18 @@ def local_only(spec: MethodSpec) -> bool:
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot run.
 
-    Every spec field reaches this engine (the spec travels whole, spec_file.py, into the same core
-    functions as the local engine's; tests/test_openrlhf_launcher.py checks that the settings the
-    local engine reads in its own code are read here too). What the patched generator cannot do is
-    a capability of the allocation rule, checked here."""
-    unsupported = []
+    The spec travels whole (spec_file.py) into the same core functions as the local engine's; a
+    section nothing here carries out (no core mechanism declares it, not in ENGINE_SECTIONS) is
+    refused when set, and what the patched generator cannot do is a capability of the allocation
+    rule. (tests/test_openrlhf_launcher.py checks from the source that the settings the local engine
+    reads in its own code are read here too.)"""
+    default = MethodSpec(name=spec.name)
+    carried = carried_sections()
+    unsupported = [
+        f"{f.name}={getattr(spec, f.name)!r} (no core mechanism declares it and no patch here reads it)"
+        for f in dataclasses.fields(MethodSpec)
+        if f.name not in carried and getattr(spec, f.name) != getattr(default, f.name)
+    ]
     rule = make_rule(spec.allocation)
     if rule.varies_counts and spec.group_filter.kind == "dynamic_sampling":
         unsupported.append(
