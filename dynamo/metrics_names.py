@@ -1,20 +1,27 @@
 """The metrics contract: per-step metric names and summary.json keys, declared once.
 
-Both engines write these names (the local trainer directly; the OpenRLHF controller maps the
-stock status keys through `OPENRLHF_STATUS` and adds its own under these names), and tables
-and figures read only these constants, so a figure of a GPU run shows the same panels as one of
-a CPU run. A name written by one engine only is listed with the engine that writes it.
+Both engines write these names and only these: the local trainer directly, the OpenRLHF
+controller through `openrlhf_row` (stock status keys renamed by `OPENRLHF_STATUS`, every other
+stock key dropped: OpenRLHF still prints them in its own per-step log line). Tables and figures
+read only these constants, so a figure of a GPU run shows the same panels as one of a CPU run.
+A name that one engine cannot write is declared in `ENGINE_ONLY` with the reason; every other
+name is written by both engines whenever the method exercises it (e.g. `rollout/kept_groups`
+only under DAPO's filter). tests/test_metrics_contract.py runs both engines' CPU paths on the
+same methods and checks their key sets against this.
 
 metrics.jsonl: one JSON object per RL step, `{"step": int, <name>: float, ...}`. A resumed
 OpenRLHF run may repeat a step; readers keep the last row of each step (`last_row_per_step`).
+Experiment trackers (TensorBoard, W&B) get the same rows (OpenRLHF's own loggers put `train/`
+in front of each name).
 
 summary.json (both engines): `method`, `seed`, `engine`, `base_model`, `config`, `git_commit`,
 `window` (the set window statistics were taken over: "micro_batch" or "mini_batch") and `cost`
-(`COST_FIELDS`, see `run_cost`).
+(`COST_FIELDS`, see `run_cost`); OpenRLHF adds `method_sha256` (launcher.write_summary).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -24,7 +31,7 @@ STEP = "step"
 # -- rollouts (the first generation round of a step: before DAPO's filter and refills) --------
 REWARD_MEAN = "reward/mean"  # mean shaped reward
 ACCURACY = "reward/accuracy"  # share of responses graded correct
-MISSING_REWARDS = "reward/missing"  # OpenRLHF: responses whose reward function failed (scored 0)
+MISSING_REWARDS = "reward/missing"  # responses whose reward function failed (scored 0)
 INFORMATIVE_SHARE = "rollout/informative_share"  # share of groups whose correctness is not all equal
 # Share of samples in such groups: what allocation can raise by moving samples; with per-prompt
 # n_i it differs from the share of groups (the allocation study, table 4).
@@ -32,8 +39,9 @@ INFORMATIVE_SAMPLE_SHARE = "rollout/informative_sample_share"
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
 KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update
-GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO: generation rounds this step
+GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO's refill rounds, or a sequential rule's sampling rounds
 SKIPPED_PROMPTS = "rollout/skipped_prompts"  # pre-rollout skips this step (GRESO)
+PROMPTS_WITH_HISTORY = "rollout/prompts_with_history"  # distinct prompts graded so far (the statistics' size)
 
 # -- allocation (`allocation_metrics`) --------------------------------------------------------
 N_TOTAL = "rollout/n_total"  # sum n_i (the budget)
@@ -53,8 +61,9 @@ RATIO_MEAN = "actor/ratio_mean"
 RATIO_MAX = "actor/ratio_max"
 KL = "actor/kl"  # KL to the reference (methods with loss.kl_coef)
 ENTROPY = "actor/entropy"
-GRAD_NORM = "actor/grad_norm"
+GRAD_NORM = "actor/grad_norm"  # of the step's last optimizer step, before clipping
 LR = "actor/lr"
+ADVANTAGE_ABS_MEAN = "actor/advantage_abs_mean"  # mean |A_i| over the update batch's responses
 BETA_COMP = "modulation/beta_comp"
 BETA_STAB = "modulation/beta_stab"
 # Share of valid tokens with A > 0; mean beta_comp on them = 1 + (BETA_COMP - 1) / POSITIVE_SHARE.
@@ -72,12 +81,66 @@ TOKENS_TRAINED = "cost/tokens_trained"  # response tokens in the update batch (e
 # -- wall-clock seconds of the step, by phase -------------------------------------------------
 TIME_PREFIX = "time/"
 TIME_ROLLOUT = "time/rollout"  # generation (OpenRLHF: grading runs inside it, in the vLLM actors)
-TIME_GRADING = "time/grading"  # local engine only
+TIME_GRADING = "time/grading"
+TIME_ALLOCATE = "time/allocate"  # the allocation rule (pre-rollout skips included); not a cost phase
 TIME_EXPERIENCE = "time/experience"  # old log-probs (and OpenRLHF's experience making)
 TIME_TRAIN = "time/train"  # the policy update
-TIME_SYNC = "time/sync"  # OpenRLHF only: weights broadcast to the vLLM engines
+TIME_SYNC = "time/sync"  # weights broadcast to the vLLM engines
 TIME_STEP = "time/step"  # the whole RL step
 PHASES = ("rollout", "grading", "experience", "train", "sync")
+
+# -- the declared set -------------------------------------------------------------------------
+METRIC_NAMES = frozenset(
+    {
+        STEP,
+        *(REWARD_MEAN, ACCURACY, MISSING_REWARDS),
+        *(INFORMATIVE_SHARE, INFORMATIVE_SAMPLE_SHARE, RESPONSE_LENGTH, TRUNCATED_SHARE, KEPT_GROUPS),
+        *(GENERATION_ROUNDS, SKIPPED_PROMPTS, PROMPTS_WITH_HISTORY),
+        *(N_TOTAL, N_MIN, N_MAX, N_STD, COLD_SHARE, ZERO_VARIANCE_SHARE),
+        *(ACTOR_LOSS, PG_LOSS, CLIPFRAC, APPROX_KL, CLIPFRAC_LOWER, RATIO_MEAN, RATIO_MAX, KL, ENTROPY),
+        *(GRAD_NORM, LR, ADVANTAGE_ABS_MEAN, BETA_COMP, BETA_STAB, POSITIVE_SHARE),
+        *(FORK_SHARE, CLIP_COV_SHARE, KL_COV_SHARE),
+        *(PROMPTS, RESPONSES, TOKENS_GENERATED, TOKENS_TRAINED),
+        *(TIME_ROLLOUT, TIME_GRADING, TIME_ALLOCATE, TIME_EXPERIENCE, TIME_TRAIN, TIME_SYNC, TIME_STEP),
+    }
+)
+ENGINES = ("local", "openrlhf")
+# Names only one engine writes: (that engine, why the other cannot). Kept small on purpose.
+ENGINE_ONLY = {
+    TIME_GRADING: (
+        "local",
+        "OpenRLHF grades inside the vLLM actors while they generate: its grading time is in time/rollout",
+    ),
+    TIME_SYNC: (
+        "openrlhf",
+        "weights broadcast to the vLLM engines; the local engine samples from the model it trains",
+    ),
+    MISSING_REWARDS: (
+        "openrlhf",
+        "the reward function runs in remote vLLM actors, where it can fail and the response is scored 0; "
+        "local grading runs in the trainer and a failure stops the run",
+    ),
+    GENERATION_ROUNDS: (
+        "local",
+        "OpenRLHF refills each group DAPO's filter drops with one new prompt as results arrive, not in "
+        "rounds (cost/prompts counts the refills in both engines), and sequential rules (Reinforce-Ada) "
+        "run in the local engine only",
+    ),
+}
+
+
+def engine_names(engine: str) -> frozenset[str]:
+    """The names `engine` may write: every declared name but those only the other engine writes."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    return frozenset(name for name in METRIC_NAMES if ENGINE_ONLY.get(name, (engine,))[0] == engine)
+
+
+def undeclared(row: dict[str, Any], engine: str) -> list[str]:
+    """Keys of a metrics row that the contract does not allow for `engine` (empty when it fits)."""
+    allowed = engine_names(engine)
+    return sorted(key for key in row if key not in allowed)
+
 
 # -- summary.json ----------------------------------------------------------------------------
 SUMMARY_COST = "cost"
@@ -91,21 +154,39 @@ COST_FIELDS = (
     "gpu_seconds",
 )
 
-# OpenRLHF 0.11.2 status keys (stock names the stock loop needs or writes) -> contract names.
+# OpenRLHF 0.11.2 status keys -> contract names: only the numbers the stock code must see or writes
+# under its own name. The policy actor reports the policy loss as "policy_loss" (stock ppo_train
+# reads that key) and the gradient norm and lr as "actor_grad_norm"/"actor_lr" (stock ppo_train
+# keeps the last value of those two, and averages every other key); the stock loop times its phases.
+# Stock's own rollout means (rollout/reward_mean, rollout/response_length_mean, ...) are over the
+# trained samples, not the first round the contract describes: dropped, like every unmapped key.
 OPENRLHF_STATUS = {
     "policy_loss": PG_LOSS,
-    "ppo_clip_ratio": CLIPFRAC,
-    "ppo_kl": APPROX_KL,
     "actor_grad_norm": GRAD_NORM,
     "actor_lr": LR,
-    "rollout/response_length_mean": RESPONSE_LENGTH,
-    "rollout/truncated_rate": TRUNCATED_SHARE,
     "timing/generation": TIME_ROLLOUT,
     "timing/make_experience": TIME_EXPERIENCE,
     "timing/ppo_train": TIME_TRAIN,
     "timing/broadcast": TIME_SYNC,
     "timing/step_total": TIME_STEP,
 }
+OPENRLHF_STOCK_NAME = {name: stock for stock, name in OPENRLHF_STATUS.items()}  # what the actor reports
+
+
+def openrlhf_row(step: int, status: dict[str, Any]) -> dict[str, float]:
+    """One metrics.jsonl row from the OpenRLHF controller's status: the finite numbers under contract
+    names (stock keys renamed by OPENRLHF_STATUS); every other stock key is dropped."""
+    allowed = engine_names("openrlhf")
+    row: dict[str, float] = {STEP: step}
+    for key, value in status.items():
+        name = OPENRLHF_STATUS.get(key, key)
+        if name in allowed and name != STEP and _finite_number(value):
+            row[name] = float(value)
+    return row
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def allocation_metrics(counts: np.ndarray, k: np.ndarray, g: np.ndarray, min_history: int) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 The local engine sends every metrics.jsonl line to the tracker under the same names, with the
 line's "step" as the W&B step (`LocalTrainer.train`). The OpenRLHF engine uses OpenRLHF's own
-W&B logging, switched on by the launcher's flags (`launcher.wandb_flags`). wandb is imported
+W&B logging, switched on by the launcher's flags (`launcher.wandb_flags`), and hands it the same
+metrics.jsonl row (the contract's names; OpenRLHF puts `train/` in front of each). wandb is imported
 only when enabled; `mode: offline` writes the run below the run directory (`<run>/wandb/`)
 without network, for `wandb sync` later.
 

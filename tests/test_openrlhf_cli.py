@@ -32,6 +32,7 @@ from test_openrlhf import ns  # noqa: E402
 from dynamo.config import load_config  # noqa: E402
 from dynamo.engines.openrlhf import launcher  # noqa: E402
 from dynamo.engines.openrlhf.entry import parse_own, split_argv  # noqa: E402
+from dynamo.engines.openrlhf.spec_file import spec_digest  # noqa: E402
 from dynamo.methods import all_methods  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,20 +70,19 @@ def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkey
     cmd = launcher.build_command(cfg, method, 1, str(tmp_path / "run"))
     options, args = parse_with_openrlhf(cmd, monkeypatch)
     spec, t = cfg.method(method), cfg.train
-    assert options.method == method and options.max_steps == t.steps
+    assert options.spec_sha256 == spec_digest(spec) and options.max_steps == t.steps
 
     n = spec.allocation.per_prompt(t.rollouts_per_prompt)  # n * budget_scale (grpo-1.5x: 1.5 n)
     assert args.rollout.batch_size == t.prompts_per_step and args.rollout.n_samples_per_prompt == n
     assert args.train.batch_size == t.mini_batch_prompts * n
     assert args.rollout.max_new_tokens == t.max_new_tokens and args.train.seed == 1
-    assert tuple(args.actor.eps_clip_low_high) == (spec.loss.eps_low, spec.loss.eps_high)
-    assert args.actor.dual_clip == spec.loss.dual_clip and args.actor.loss_agg_mode == spec.loss.aggregation
-    assert args.algo.advantage.estimator == launcher.ESTIMATOR_FLAG[spec.advantage.estimator]
+    assert args.algo.advantage.estimator == launcher.STOCK_ESTIMATOR
+    assert (args.algo.kl.init_coef, args.algo.kl.use_loss) == (spec.loss.kl_coef, spec.loss.kl_coef > 0)
     assert args.algo.dynamic_filtering_enable == (spec.group_filter.kind == "dynamic_sampling")
     assert args.reward.remote_url == [str(launcher.REWARD_FILE)]
     assert args.train.async_enable is False and args.actor.entropy_coef is None
 
-    # The patched classes accept what OpenRLHF parsed (their configure checks agree with the spec).
+    # The patched classes accept what OpenRLHF parsed, with the spec as the only source of the loss.
     trainer = object.__new__(DynamoActorTrainer)
     trainer.args = args
     monkeypatch.setattr("dynamo.engines.openrlhf.actor.install_windowed_global_norm", lambda: None)

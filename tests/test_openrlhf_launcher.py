@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
 import json
 import math
 import shlex
@@ -14,8 +16,10 @@ from dynamo.config import load_config
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
+from dynamo.engines.openrlhf.spec_file import SPEC_FILE, spec_digest, spec_from_dict
 from dynamo.engines.registry import config_check
-from dynamo.methods import all_methods
+from dynamo.methods import all_methods, get_method
+from dynamo.spec import MethodSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ["qwen2.5-math-7b", "qwen2.5-math-1.5b"]
@@ -50,12 +54,20 @@ def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
             launcher.build_command(cfg, name, 1, str(tmp_path / name))
     for name in sorted(set(all_methods()) - local_only):
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
-        assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and flag(cmd, "--dynamo.method") == name
         spec = cfg.method(name)
-        eps = [float(x) for x in flag(cmd, "--actor.eps_clip_low_high", 2)]
-        assert eps == [spec.loss.eps_low, spec.loss.eps_high]
+        # The spec travels as a file named on the command line, with its digest; no name to look up again.
+        assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and "--dynamo.method" not in cmd
+        assert flag(cmd, "--dynamo.spec") == str((tmp_path / name / SPEC_FILE).resolve())
+        assert flag(cmd, "--dynamo.spec_sha256") == spec_digest(spec)
+        # Only the flags OpenRLHF's own code needs are derived from it; no spec setting round-trips.
         assert ("--algo.dynamic_filtering_enable" in cmd) == (spec.group_filter.kind == "dynamic_sampling")
-        assert ("--reward.overlong_buffer_len" in cmd) == (spec.reward_shaping.overlong_buffer_fraction > 0)
+        assert ("--algo.kl.use_loss" in cmd) == (spec.loss.kl_coef > 0)
+        owned = [a for a in cmd if a in launcher.SPEC_OWNED_FLAGS]
+        assert set(owned) <= {"--algo.advantage.estimator", "--algo.kl.init_coef", "--algo.kl.use_loss"} | {
+            "--algo.kl.estimator",
+            "--algo.dynamic_filtering_enable",
+            "--algo.dynamic_filtering_range",
+        }, owned
         assert "--train.async_enable" not in cmd
 
 
@@ -88,7 +100,7 @@ def test_7b_dynamo_command_carries_the_authors_settings(tmp_path):
     assert flag(cmd, "--train.batch_size") == "512"  # 32 prompts x 16
     assert flag(cmd, "--actor.adam.lr") == "1e-06" and flag(cmd, "--actor.adam.weight_decay") == "0.1"
     assert flag(cmd, "--actor.max_norm") == "1" and flag(cmd, "--algo.kl.init_coef") == "0"
-    assert flag(cmd, "--rollout.temperature") == "1" and flag(cmd, "--actor.dual_clip") == "10"
+    assert flag(cmd, "--rollout.temperature") == "1"
     assert flag(cmd, "--algo.advantage.estimator") == "group_norm"
     # Warm-up of 10 RL steps = 160 optimizer steps out of 200 x 16, after OpenRLHF's ceil().
     assert math.ceil(200 * 16 * float(flag(cmd, "--actor.lr_warmup_ratio"))) == 160
@@ -122,16 +134,63 @@ def test_dry_run_through_dynamo_train_prints_the_command(capsys, tmp_path):
     assert not (tmp_path / "x").exists()  # a dry run starts nothing and writes nothing
 
 
-def test_unsupported_spec_fails_at_launch_by_name(tmp_path, monkeypatch):
+def test_unsupported_spec_fails_at_launch_by_name(tmp_path):
     # Rejected as soon as the config is loaded (config validation calls the launcher's check).
     with pytest.raises(ValueError, match="group_filter.kind='dynamic_sampling'"):
         cfg = gpu_config(method_overrides={"dynamo": {"group_filter": {"kind": "dynamic_sampling"}}})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
-    # A spec field the engine does not know (as a future MethodSpec field would be) is named too.
-    monkeypatch.setattr(launcher, "SUPPORTED_FIELDS", launcher.SUPPORTED_FIELDS - {"modulation.alpha"})
-    with pytest.raises(ValueError, match=r"cannot express: modulation.alpha=0.4"):
-        cfg = gpu_config(method_overrides={"dynamo": {"modulation": {"alpha": 0.4}}})
+    # A stock flag for a setting the spec owns would be ignored by the patched code: refused, by name.
+    with pytest.raises(ValueError, match=r"method spec owns.*--actor.eps_clip_low_high"):
+        cfg = gpu_config(openrlhf={"extra_args": ["--actor.eps_clip_low_high", "0.2", "0.3"]})
         launcher.build_command(cfg, "dynamo", 1, str(tmp_path))
+
+
+def test_a_spec_section_nothing_carries_out_is_refused_by_name(monkeypatch):
+    """The check is derived from what the core's mechanisms declare: every registered method passes,
+    and a section whose mechanism were missing would be refused when set."""
+    assert launcher.carried_sections() >= {f.name for f in dataclasses.fields(MethodSpec)}
+    for spec in all_methods().values():
+        if not launcher.local_only(spec):
+            launcher.check_supported(spec)
+    monkeypatch.setattr(launcher, "spec_sections", lambda: frozenset({"loss", "window", "modulation"}))
+    launcher.check_supported(get_method("grpo"))  # covariance at its default: nothing to carry out
+    with pytest.raises(ValueError, match=r"cannot express: covariance=CovarianceSpec\(kind='clip_cov'"):
+        launcher.check_supported(get_method("clip-cov"))
+
+
+def test_the_resolved_spec_reaches_the_openrlhf_side_once_as_a_file(tmp_path, monkeypatch):
+    """launch writes the resolved spec (overrides applied) atomically; the entry's options read it back
+    equal, its digest is the one of the fingerprint's method dict, and a changed file is refused."""
+    from dynamo.engines.openrlhf.entry import parse_own
+    from dynamo.fingerprint import compute
+
+    cfg = gpu_config(method_overrides={"dynamo": {"loss": {"eps_high": 0.28}}})
+    run = tmp_path / "run"
+    calls = []
+    monkeypatch.setattr(launcher, "write_prompts", lambda cfg, path: 7)
+    monkeypatch.setattr(launcher, "_run_training", lambda cmd, o, env: calls.append(cmd) or 1)  # rc 1: no summary
+    assert launcher.launch(cfg, "dynamo", 1, str(run), dry_run=False) == 1
+    (cmd,) = calls
+    options, _ = parse_own(split_argv(cmd[3:])[0])
+    spec = options.method_spec()
+    assert spec == cfg.method("dynamo") and spec.loss.eps_high == 0.28
+    fingerprint = compute(cfg, "dynamo", 1, "some/hub-model", "openrlhf")
+    digest = hashlib.sha256(json.dumps(fingerprint["method"], sort_keys=True).encode()).hexdigest()
+    assert options.spec_sha256 == digest
+    assert not list((run / SPEC_FILE).parent.glob("*.tmp"))  # written atomically: no leftovers
+    edited = json.loads((run / SPEC_FILE).read_text())
+    edited["loss"]["eps_high"] = 0.2
+    (run / SPEC_FILE).write_text(json.dumps(edited))
+    with pytest.raises(RuntimeError, match="changed after the launch"):
+        options.method_spec()
+    (run / SPEC_FILE).unlink()
+    with pytest.raises(RuntimeError, match="cannot read the method spec"):
+        options.method_spec()
+
+
+def test_every_registered_spec_survives_the_file():
+    for name, spec in all_methods().items():
+        assert spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec, name
 
 
 def test_openrlhf_section_is_validated():
@@ -150,17 +209,20 @@ def test_openrlhf_section_is_validated():
 def test_entry_strips_its_own_flags():
     own, rest = split_argv(
         [
-            "--dynamo.method",
-            "dynamo",
+            "--dynamo.spec",
+            "/run/openrlhf/method_spec.json",
             "--rollout.batch_size",
             "8",
-            "--dynamo.overrides={}",
+            "--dynamo.spec_sha256=ab12",
             "--train.colocate_all",
             "--dynamo.max_steps",
             "3",
         ]
     )
-    assert own == ["--dynamo.method", "dynamo", "--dynamo.overrides={}", "--dynamo.max_steps", "3"]
+    assert own == ["--dynamo.spec", "/run/openrlhf/method_spec.json", "--dynamo.spec_sha256=ab12"] + [
+        "--dynamo.max_steps",
+        "3",
+    ]
     assert rest == ["--rollout.batch_size", "8", "--train.colocate_all"]
 
 
@@ -206,3 +268,38 @@ def test_wandb_flags_are_openrlhfs_own_and_off_by_default(tmp_path, capsys):
         assert f'"{arg}"' in source, arg
     launcher.launch(cfg, "dynamo", 2, str(tmp_path / "run"), dry_run=True)
     assert capsys.readouterr().out.startswith(f"WANDB_MODE=offline WANDB_DIR={tmp_path / 'run'} ")
+
+
+SPEC_SECTIONS = {f.name for f in dataclasses.fields(MethodSpec) if dataclasses.is_dataclass(f.default)}
+
+
+def spec_reads(sources: list[str]) -> set[str]:
+    """Spec settings that engine code reads itself: "section.field" for `<x>.section.field`, and
+    "section" where a whole section is handed on (to a core function or a local name)."""
+    out = set()
+    for source in sources:
+        tree = ast.parse(source)
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in SPEC_SECTIONS:
+                parent = parents.get(node)
+                whole = not (isinstance(parent, ast.Attribute) and parent.value is node)
+                out.add(node.attr if whole else f"{node.attr}.{parent.attr}")
+    return out
+
+
+def test_spec_settings_the_local_engine_reads_reach_the_openrlhf_engine():
+    """What replaces a hand-kept list of supported fields. Both engines receive the whole spec and hand
+    it to the same core functions (the parity test covers those for every method); what each engine
+    implements in its own code (DAPO's refill loop, the allocation bookkeeping, the step normaliser)
+    must be read on both sides: every spec setting the local engine's code reads, the OpenRLHF
+    engine's code reads too (the field itself, or its whole section handed on)."""
+    engines = ROOT / "dynamo" / "engines"
+    local = spec_reads([p.read_text() for p in sorted((engines / "local").glob("*.py"))])
+    openrlhf = spec_reads([p.read_text() for p in sorted((engines / "openrlhf").glob("*.py"))])
+    assert {"group_filter.kind", "group_filter.max_refill_rounds", "loss.entropy_coef"} <= local
+    missing = {r for r in local if r not in openrlhf and r.split(".")[0] not in openrlhf}
+    assert not missing, f"spec settings the local engine implements and the openrlhf engine never reads: {missing}"
+    # the check sees a setting read by one engine only
+    extra = spec_reads(["def f(self):\n    return self.method.group_filter.min_spread\n"])
+    assert extra == {"group_filter.min_spread"} and "group_filter.min_spread" not in openrlhf

@@ -95,9 +95,10 @@ def test_on_permutes_deterministically_and_mixes_prompts_across_steps(monkeypatc
 
 
 def test_the_switch_reaches_the_actor_and_is_refused_without_dynamic_batching():
-    options, _ = parse_own(["--dynamo.method", "dynamo", "--dynamo.shuffle_mini_batches", "1"])
+    spec = ["--dynamo.spec", "/run/openrlhf/method_spec.json", "--dynamo.spec_sha256", "ab12"]
+    options, _ = parse_own([*spec, "--dynamo.shuffle_mini_batches", "1"])
     assert options.shuffle_mini_batches is True
-    assert parse_own(["--dynamo.method", "dynamo"])[0].shuffle_mini_batches is False
+    assert parse_own(spec)[0].shuffle_mini_batches is False
     with pytest.raises(ValueError, match="shuffle_mini_batches applies to dynamic_batch: true only"):
         OpenRLHFConfig.from_dict({"shuffle_mini_batches": True})
     assert OpenRLHFConfig.from_dict({"dynamic_batch": True, "shuffle_mini_batches": True}).shuffle_mini_batches

@@ -66,8 +66,8 @@ def test_head_then_workers_then_training_then_stop(recorder, monkeypatch):
         sys.executable,
         "-m",
         "dynamo.engines.openrlhf.entry",
-        "--dynamo.method",
-        "grpo",
+        "--dynamo.spec",
+        "/run/openrlhf/method_spec.json",
         "--actor.num_nodes",
         "3",
     ]
@@ -94,7 +94,7 @@ def test_multi_node_without_an_allocation_is_refused(monkeypatch):
     monkeypatch.setattr(multinode, "allocation_nodes", lambda: [])
     o = OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "vllm_num_engines": 16, "ray_address": "slurm"})
     with pytest.raises(RuntimeError, match="needs a Slurm allocation of that many nodes"):
-        launcher._run_training(["python", "--dynamo.method", "grpo"], o)
+        launcher._run_training(["python", "--dynamo.spec", "f.json"], o)
 
 
 def test_multi_node_without_a_ray_route_is_refused():
@@ -118,10 +118,10 @@ def test_node_list_from_squeue_when_the_jobstep_plugin_stripped_it(monkeypatch):
 
 
 def test_single_node_and_given_cluster_run_directly(recorder):
-    assert launcher._run_training(["x", "--dynamo.method", "grpo"], OpenRLHFConfig.from_dict({})) == 0
+    assert launcher._run_training(["x", "--dynamo.spec", "f.json"], OpenRLHFConfig.from_dict({})) == 0
     two = OpenRLHFConfig.from_dict({"actor_num_nodes": 2, "vllm_num_engines": 16, "ray_address": "head:6379"})
-    assert launcher._run_training(["y", "--dynamo.method", "grpo"], two) == 0
-    assert recorder.calls == [["x", "--dynamo.method", "grpo"], ["y", "--dynamo.method", "grpo"]]
+    assert launcher._run_training(["y", "--dynamo.spec", "f.json"], two) == 0
+    assert recorder.calls == [["x", "--dynamo.spec", "f.json"], ["y", "--dynamo.spec", "f.json"]]
 
 
 def test_train_job_asks_slurm_for_the_nodes(tmp_path):

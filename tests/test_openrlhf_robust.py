@@ -132,7 +132,12 @@ def test_ray_starts_a_private_instance_unless_an_address_is_given(monkeypatch, t
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
     monkeypatch.setattr(install, "install", lambda: None)
     monkeypatch.setattr(runpy, "run_module", lambda *a, **k: None)
-    argv = ["--dynamo.method", "grpo", "--ckpt.path", str(tmp_path / "ckpt"), "--ckpt.load_enable"]
+    from dynamo.engines.openrlhf.spec_file import write_spec
+    from dynamo.methods import get_method
+
+    digest = write_spec(tmp_path / "method_spec.json", get_method("grpo"))
+    argv = ["--dynamo.spec", str(tmp_path / "method_spec.json"), "--dynamo.spec_sha256", digest]
+    argv += ["--ckpt.path", str(tmp_path / "ckpt"), "--ckpt.load_enable"]
     entry.main(argv)
     entry.main([*argv, "--dynamo.ray_address", "10.0.0.1:6379"])
     assert [c["address"] for c in calls] == ["local", "10.0.0.1:6379"]  # never None: that joins any cluster
@@ -173,7 +178,7 @@ def test_missing_reward_becomes_zero_counted_and_warned(caplog):
     original = monkey.train_step
     try:
         monkey.train_step = lambda self, samples, step: (status, step + 1)
-        trainer.experience_maker = ns(group_of_position=None)
+        trainer.experience_maker = ns(group_of_position=None, advantage_abs_mean=0.0)
         out, _ = trainer.train_step(samples, 0)
     finally:
         monkey.train_step = original
@@ -205,12 +210,12 @@ def test_resume_through_the_trainer_leaves_no_duplicate_rows(tmp_path):
     trainer = make_trainer("grpo", args)
     trainer.options = ns(run_dir=str(tmp_path), max_steps=0)
     for step in (1, 2, 3, 4):
-        trainer._write_metrics(step, {"loss": float(step)})
+        trainer._write_metrics({"step": step, "actor/loss": float(step)})
     trainer.actor_model_group = Group()
     trainer.samples_generator = ns(steps_done=0)
     assert trainer.init_checkpoint_states()["global_step"] == 2
     for step in (3, 4):
-        trainer._write_metrics(step, {"loss": float(step)})
+        trainer._write_metrics({"step": step, "actor/loss": float(step)})
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
 
@@ -278,7 +283,12 @@ def test_entry_refuses_a_damaged_checkpoint_before_ray_starts(tmp_path, monkeypa
 
     monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("ray.init must not run"))
     make_tag(tmp_path / "ckpt" / "_actor", 10, complete=False)
-    argv = ["--dynamo.method", "grpo", "--ckpt.path", str(tmp_path / "ckpt"), "--ckpt.load_enable"]
+    from dynamo.engines.openrlhf.spec_file import write_spec
+    from dynamo.methods import get_method
+
+    digest = write_spec(tmp_path / "method_spec.json", get_method("grpo"))
+    argv = ["--dynamo.spec", str(tmp_path / "method_spec.json"), "--dynamo.spec_sha256", digest]
+    argv += ["--ckpt.path", str(tmp_path / "ckpt"), "--ckpt.load_enable"]
     with pytest.raises(DamagedCheckpointError):
         entry.main(argv)
 

@@ -336,7 +336,9 @@ class LocalTrainer:
                 updates += 1
         timer["train"] += time.perf_counter() - t0
         out = {key: value / max(updates, 1) for key, value in sums.items()}
-        out["actor/advantage_abs_mean"] = float(advantages.abs().mean())
+        # The last optimizer step's norm, as OpenRLHF's ppo_train reports it (one number per name)
+        out[M.GRAD_NORM] = metrics[M.GRAD_NORM]
+        out[M.ADVANTAGE_ABS_MEAN] = float(advantages.abs().mean())
         out[M.LR] = self.scheduler.get_last_lr()[0]
         return out
 
@@ -469,7 +471,10 @@ class LocalTrainer:
             self.scheduler.step()
             self.step += 1
             timer["step"] = time.perf_counter() - t0  # -> M.TIME_STEP
+            info[M.PROMPTS_WITH_HISTORY] = float(len(self.stats))
             record = {M.STEP: self.step, **info, **{M.TIME_PREFIX + k: v for k, v in timer.items()}}
+            if undeclared := M.undeclared(record, "local"):  # the metrics contract, enforced where written
+                raise RuntimeError(f"metrics not declared in dynamo/metrics_names.py: {undeclared}")
             with writing(metrics_path):
                 log.write(json.dumps(record) + "\n")
                 log.flush()

@@ -21,6 +21,8 @@ docs/OPENRLHF_ENGINE.md):
 - guards.py     every patched or relied-on OpenRLHF function is pinned by a source hash.
 - entry.py      `python -m dynamo.engines.openrlhf.entry --dynamo.* ... <OpenRLHF flags>`.
 - launcher.py   experiment config + method spec -> that command line (`build_command`, `launch`).
+- spec_file.py  the resolved method spec as one JSON file in the run directory, with its digest:
+                what the entry point, the controller and every policy rank read.
 - reward_func.py the `--reward.remote_url` file: the project's grader, run inside the vLLM actors.
 
 Nothing here imports OpenRLHF at package import time, so `dynamo train --dry-run` works without it.

@@ -28,8 +28,10 @@ state rides in the DeepSpeed checkpoint (`DynamoPolicyActor`, trainer.py).
    neighbouring prompt groups -- as in the authors' released code. On, `ppo_train` first permutes
    the rollouts (a generator seeded from --train.seed and the rollouts' own token counts, so a
    resumed run permutes the same way), so that each mini-batch mixes prompts from the whole step.
-Backward, optimizer step, EMA and the metric layout are stock. Features the core loss does not
-implement (GSPO, rollout importance-sampling correction) are rejected in `configure`.
+Backward, optimizer step, EMA and the metric layout are stock. Every loss setting comes from the
+method spec (OpenRLHF's --actor.eps_clip_low_high, --actor.dual_clip and --actor.loss_agg_mode are
+not read); stock loss features the spec does not describe (--actor.policy_loss_type, rollout
+importance-sampling correction, --actor.entropy_coef) are rejected in `configure`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from openrlhf.utils import loss_utils
 from openrlhf.utils.loss_utils import get_loss_batch_info
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs
 
+from dynamo import metrics_names as M
 from dynamo.core.modulation import token_entropy
 from dynamo.core.objective import TokenBatch, objective_loss
 from dynamo.core.window import LOCAL, DistributedReducer, WindowStats, needs_window, window_stats
@@ -58,8 +61,6 @@ from dynamo.spec import MethodSpec
 WINDOW_KEY = "_dynamo_window"  # loss_batch_info entry: the micro-batches of this optimizer step
 STATS_KEY = "_dynamo_window_stats"  # cached WindowStats of that window (window mini_batch)
 LOSS_TOKENS_KEY = "_dynamo_loss_share"  # cached loss/valid tokens of the step (Fork Tokens, micro_batch window)
-# Names the stock ppo_train reads (progress bar); the controller maps them to the contract's.
-STOCK_NAMES = {"pg_loss": "policy_loss", "pg_clipfrac": "ppo_clip_ratio", "approx_kl": "ppo_kl"}
 
 
 class DynamoActorTrainer(ActorPPOTrainer):
@@ -70,24 +71,15 @@ class DynamoActorTrainer(ActorPPOTrainer):
         self, spec: MethodSpec, *, seed: int = 0, rank: int = 0, shuffle_mini_batches: bool = False
     ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place)."""
-        args, loss = self.args, spec.loss
+        args = self.args
+        # The loss comes from the spec alone; stock loss features that would silently not apply are refused.
         problems = []
         if args.actor.policy_loss_type != "ppo":
-            problems.append(f"--actor.policy_loss_type {args.actor.policy_loss_type} (only ppo)")
+            problems.append(f"--actor.policy_loss_type {args.actor.policy_loss_type} (the spec's loss is used)")
         if args.algo.advantage.is_correction_level != "off":
             problems.append("--algo.advantage.is_correction_level (rollout IS correction is not in the core loss)")
-        if tuple(args.actor.eps_clip_low_high) != (loss.eps_low, loss.eps_high):
-            problems.append(
-                f"--actor.eps_clip_low_high {args.actor.eps_clip_low_high} != spec {loss.eps_low, loss.eps_high}"
-            )
-        if args.actor.dual_clip != loss.dual_clip:
-            problems.append(f"--actor.dual_clip {args.actor.dual_clip} != spec {loss.dual_clip}")
-        if args.actor.loss_agg_mode != loss.aggregation:
-            problems.append(f"--actor.loss_agg_mode {args.actor.loss_agg_mode} != spec {loss.aggregation}")
         if args.actor.entropy_coef is not None:
             problems.append("--actor.entropy_coef (the method's loss.entropy_coef is used instead)")
-        if loss.kl_coef and not (args.algo.kl.use_loss and args.algo.kl.init_coef == loss.kl_coef):
-            problems.append(f"loss.kl_coef {loss.kl_coef} needs --algo.kl.use_loss, same init_coef")
         if self._uses_window(spec):
             if args.train.dynamic_batch_enable:
                 problems.append(f"window {spec.window} statistics with --train.dynamic_batch_enable")
@@ -184,16 +176,18 @@ class DynamoActorTrainer(ActorPPOTrainer):
             if self.ema_model:
                 self.strategy.moving_average(self.actor, self.ema_model, self.ema_beta, "cuda")
 
-        # Token-weighted metrics (ppo_train averages them over tokens of the step and the DP group):
-        # stock names where the stock loop reads them, the contract's names (dynamo.metrics_names) else.
+        # Token-weighted metrics (ppo_train averages them over tokens of the step and the DP group) under
+        # the contract's names (dynamo.metrics_names), except the few the stock loop reads under its own
+        # (M.OPENRLHF_STOCK_NAME; the controller renames them back): the policy loss, lr and grad norm.
         metrics: dict[str, Any] = {}
         for key, value in loss_metrics.items():
             if key in OBJECTIVE_METRICS:
-                metrics[STOCK_NAMES.get(key, OBJECTIVE_METRICS[key])] = torch.tensor(float(value))
+                metrics[_stock(OBJECTIVE_METRICS[key])] = torch.tensor(float(value))
         weights: dict[str, Any] = dict.fromkeys(metrics, "token")
-        metrics["actor_lr"], weights["actor_lr"] = self.actor_scheduler.get_last_lr()[0], None
+        metrics[_stock(M.LR)], weights[_stock(M.LR)] = self.actor_scheduler.get_last_lr()[0], None
         if is_optimizer_step:
-            metrics["actor_grad_norm"], weights["actor_grad_norm"] = self.strategy.get_grad_norm(self.actor), None
+            grad_norm = self.strategy.get_grad_norm(self.actor)
+            metrics[_stock(M.GRAD_NORM)], weights[_stock(M.GRAD_NORM)] = grad_norm, None
         for k, v in experience.info.items():
             if isinstance(v, torch.Tensor):
                 metrics[k], weights[k] = v, ("token" if v.dim() == 0 else "sample")
@@ -268,6 +262,11 @@ class DynamoActorTrainer(ActorPPOTrainer):
         device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
         total = self._reducer().sum(torch.tensor([float(loss), valid], dtype=torch.float64, device=device))
         return float(total[0]) / max(float(total[1]), 1.0)
+
+
+def _stock(name: str) -> str:
+    """The name the stock loop reads a contract metric under (the contract's name for most)."""
+    return M.OPENRLHF_STOCK_NAME.get(name, name)
 
 
 def shuffled_order(items: list, seed: int) -> list[int]:

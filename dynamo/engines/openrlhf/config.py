@@ -8,7 +8,8 @@ every problem at once.
 Everything that describes the *method* or the *experiment* (batch sizes, lr, clip, n) comes from
 the method spec and `ExperimentConfig.train`; this section only holds how the run is laid out on
 GPUs and OpenRLHF-specific knobs. `DynamoOptions` is what the entry point hands to the Ray actors
-(through one environment variable of the job's runtime_env).
+(through one environment variable of the job's runtime_env): where the resolved method spec is, and
+the run's own switches.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import with_config
 
-from dynamo.methods import MethodSpec, get_method
+from dynamo.engines.openrlhf.spec_file import read_spec
+from dynamo.methods import MethodSpec
 from dynamo.schema import FIELDS, ConfigError, checked_build
 from dynamo.schema import documented as _f
 
@@ -139,15 +141,16 @@ class OpenRLHFConfig:
 class DynamoOptions:
     """What every patched Ray actor needs besides OpenRLHF's own args (JSON in OPTIONS_ENV)."""
 
-    method: str = _f("", "Registered method name.")
-    overrides: dict[str, Any] = _f({}, "Method overrides from the experiment's method_overrides.")
+    spec_file: str = _f("", "Absolute path of the resolved method spec the launcher wrote (spec_file.py).")
+    spec_sha256: str = _f("", "sha256 of that spec's canonical JSON: every reader checks it.")
     max_steps: int = _f(0, "Stop after this many RL steps (train.steps); 0 = run OpenRLHF's episodes out.")
     run_dir: str = _f("", "Absolute run directory: metrics.jsonl and prompt_stats.json are written there.")
     keep_tail: bool = _f(False, "Keep the short last step of an epoch (fewer than N prompts left).")
     shuffle_mini_batches: bool = _f(False, "openrlhf.shuffle_mini_batches (dynamic batching only).")
 
     def method_spec(self) -> MethodSpec:
-        return get_method(self.method, self.overrides or None)
+        """The resolved spec, read from the launcher's file and checked against its digest."""
+        return read_spec(self.spec_file, self.spec_sha256)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -1,21 +1,22 @@
-"""Entry point: `python -m dynamo.engines.openrlhf.entry --dynamo.method NAME [--dynamo.*] <OpenRLHF flags>`.
+"""Entry point: `python -m dynamo.engines.openrlhf.entry --dynamo.spec FILE [--dynamo.*] <OpenRLHF flags>`.
 
-Same flags as `python -m openrlhf.cli.train_ppo_ray`, plus DynaMO's own (`--dynamo.method`,
-`--dynamo.overrides JSON`, `--dynamo.max_steps N`, `--dynamo.run_dir DIR`, `--dynamo.ray_address
-ADDR`, `--dynamo.keep_tail 0|1`, `--dynamo.shuffle_mini_batches 0|1`), which are stripped before
-OpenRLHF's argparse sees the rest. In order: check the version guard, reject async mode, check the
-checkpoint directory (resume.py: a damaged one is repaired from the previous good checkpoint, or
-refused), start a private Ray instance -- or join ADDR -- with a runtime_env that ships the project
-to every node and carries the DynaMO options, install the patched actor classes, then run the stock
-CLI module as __main__ with runpy. (`ray.init(address=None)` would join any Ray cluster already
-running on the node, e.g. another user's job on a shared node; `address="local"` always starts a new
-one.) `launcher.build_command` writes this command line for a config.
+Same flags as `python -m openrlhf.cli.train_ppo_ray`, plus DynaMO's own (`--dynamo.spec FILE` and
+`--dynamo.spec_sha256 HEX`: the resolved method spec the launcher wrote and its digest,
+spec_file.py; `--dynamo.max_steps N`, `--dynamo.run_dir DIR`, `--dynamo.ray_address ADDR`,
+`--dynamo.keep_tail 0|1`, `--dynamo.shuffle_mini_batches 0|1`), which are stripped before
+OpenRLHF's argparse sees the rest. In order: read the spec file and check its digest, check the
+version guard, reject async mode, check the checkpoint directory (resume.py: a damaged one is
+repaired from the previous good checkpoint, or refused), start a private Ray instance -- or join
+ADDR -- with a runtime_env that ships the project to every node and carries the DynaMO options,
+install the patched actor classes, then run the stock CLI module as __main__ with runpy.
+(`ray.init(address=None)` would join any Ray cluster already running on the node, e.g. another
+user's job on a shared node; `address="local"` always starts a new one.) `launcher.build_command`
+writes this command line for a config.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import runpy
 import sys
 
@@ -44,8 +45,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def parse_own(own: list[str]) -> tuple[DynamoOptions, str]:
     p = argparse.ArgumentParser(prog="dynamo.engines.openrlhf.entry", description=__doc__.splitlines()[0])
-    p.add_argument("--dynamo.method", dest="method", required=True, help="registered method name")
-    p.add_argument("--dynamo.overrides", dest="overrides", default="{}", help="method overrides as JSON")
+    p.add_argument("--dynamo.spec", dest="spec_file", required=True, help="the resolved method spec (JSON)")
+    p.add_argument("--dynamo.spec_sha256", dest="spec_sha256", required=True, help="its digest (spec_file.py)")
     p.add_argument("--dynamo.max_steps", dest="max_steps", type=int, default=0, help="RL steps (0 = all episodes)")
     p.add_argument("--dynamo.run_dir", dest="run_dir", default="", help="absolute run directory for metrics")
     p.add_argument("--dynamo.ray_address", dest="ray_address", default="", help="Ray cluster to join")
@@ -61,10 +62,9 @@ def parse_own(own: list[str]) -> tuple[DynamoOptions, str]:
         help="shuffle the rollouts before dynamic micro-batching",
     )
     a = p.parse_args(own)
-    overrides = json.loads(a.overrides)
     options = DynamoOptions(
-        method=a.method,
-        overrides=overrides,
+        spec_file=a.spec_file,
+        spec_sha256=a.spec_sha256,
         max_steps=a.max_steps,
         run_dir=a.run_dir,
         keep_tail=bool(a.keep_tail),
@@ -91,9 +91,7 @@ def flag_value(argv: list[str], flag: str) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     own, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
     options, address = parse_own(own)
-    from dynamo.engines.openrlhf.launcher import check_supported
-
-    check_supported(options.method_spec())  # unknown method / unsupported field: fail before Ray starts
+    options.method_spec()  # a missing or changed spec file fails here, before Ray starts
     if "--train.async_enable" in rest:
         raise SystemExit("DynaMO's OpenRLHF engine rejects --train.async_enable (sync mode only; see trainer.py)")
 

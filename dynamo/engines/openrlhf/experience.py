@@ -8,11 +8,11 @@ the trainer from the tags of `rollout.py`, looked up by the sample's rollout pos
 `experience.index`) keys `dynamo.core.advantages.sequence_advantages`, the same function the
 local engine calls (so also the same eps, 1e-6 by default, where stock `group_norm` adds 1e-9,
 and exactly 0 for groups without reward spread; W-REINFORCE reads the correctness, the reward
-function's score). Length penalties before it: DAPO's overlong
-penalty from `dynamo.core.shaping` (the local engine's function and buffer rounding; the
-launcher's --reward.overlong_buffer_len must agree with it), then stock's stop-properly penalty
-if set. The rest is stock: the reward at the last response token, cumulative returns with
-gamma = 1, advantages = returns.
+function's score). Length penalties before it: DAPO's overlong penalty from the method spec
+through `dynamo.core.shaping` (the local engine's function and buffer rounding; OpenRLHF's own
+--reward.overlong_* flags are not used), then stock's stop-properly penalty if set. The rest is
+stock: the reward at the last response token, cumulative returns with gamma = 1, advantages =
+returns.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from openrlhf.trainer.ppo_utils.length_penalty import apply_stop_properly_penalt
 
 from dynamo.core.advantages import sequence_advantages
 from dynamo.core.shaping import group_std, overlong_buffer_tokens, overlong_penalty
-from dynamo.engines.openrlhf.launcher import ESTIMATOR_FLAG
 from dynamo.spec import AdvantageSpec, MethodSpec, RewardShapingSpec
 
 
@@ -34,24 +33,14 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
     advantage_spec: AdvantageSpec
     shaping: RewardShapingSpec
     group_of_position: torch.Tensor | None  # group id of rollout sample i, set by the trainer each step
+    advantage_abs_mean: float  # mean |A_i| of the last step's samples (metrics contract)
 
     def configure(self, spec: MethodSpec) -> None:
-        advantage_spec = self.advantage_spec = spec.advantage
+        """Called once after the stock __init__ (the object's class is swapped in place)."""
+        self.advantage_spec = spec.advantage
         self.shaping = spec.reward_shaping
         self.group_of_position = None
-        buffer = overlong_buffer_tokens(self.shaping.overlong_buffer_fraction, self._max_new_tokens())
-        flag = getattr(self.args.reward, "overlong_buffer_len", None)
-        if (flag or 0) != buffer:
-            raise ValueError(
-                f"--reward.overlong_buffer_len {flag} disagrees with the method's overlong buffer of {buffer} "
-                "tokens (dynamo.core.shaping.overlong_buffer_tokens); the launcher sets it from the spec"
-            )
-        expected = ESTIMATOR_FLAG[advantage_spec.estimator]
-        if self.args.algo.advantage.estimator != expected:
-            raise ValueError(
-                f"advantage estimator {advantage_spec.estimator!r} runs on OpenRLHF's "
-                f"--algo.advantage.estimator {expected}, got {self.args.algo.advantage.estimator}"
-            )
+        self.advantage_abs_mean = 0.0
 
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
@@ -70,6 +59,7 @@ class DynamoExperienceMaker(RemoteExperienceMaker):
         rewards = torch.cat([experience.rewards for experience in experiences], dim=0)
         group_ids = self.group_of_position[positions]
         advantages = sequence_advantages(self.advantage_spec, rewards, group_ids, _correct(experiences))
+        self.advantage_abs_mean = float(advantages.abs().mean())  # the step's metric (trainer.py)
         stds = group_std(group_ids, rewards)
         for experience, std in zip(experiences, stds.split(exp_len)):
             experience.info["group_reward_std"] = std

@@ -3,26 +3,28 @@
     dynamo train --engine openrlhf --config config/config.yaml config/experiments/qwen2.5-math-7b.yaml \\
         --method dynamo --seed 1 --out runs/qwen2.5-math-7b/dynamo/seed1 --dry-run
 
-Every field of a `MethodSpec` either maps to an OpenRLHF flag or is carried out by the patches
-(rollout.py, experience.py, actor.py); `check_supported` fails at launch, by field name, for a
-spec the engine cannot express. The mapping (see docs/OPENRLHF_ENGINE.md for the table):
+The method spec is resolved here, once, and travels whole: `launch` writes it to the run directory
+(spec_file.py) and the command names that file and its digest; the controller and every policy
+rank read it and pass it (or its sections) to the same core functions as the local engine. So no
+spec setting needs an OpenRLHF flag of its own. The flags below are the ones OpenRLHF's own code
+paths need, derived from the spec in this one place (see docs/OPENRLHF_ENGINE.md for the table):
 
 - batch: N prompts x n -> --rollout.batch_size N --rollout.n_samples_per_prompt n; the optimizer
   mini-batch --train.batch_size = mini_batch_prompts * n samples (sum n_i = N n, so a step has
   the same number of updates under any allocation); --train.max_epochs = ppo_epochs.
-- allocation.*, group ids, advantage.* (estimator, eps), modulation.*: the patches, with the
-  stock estimator flag set to the matching code path (`ESTIMATOR_FLAG`); the token objective's
-  fields (window, entropy_advantage.*, fork_tokens.*, covariance.*, loss.policy_loss): the patched step.
-- loss.eps_low/eps_high/dual_clip/aggregation: --actor.eps_clip_low_high, --actor.dual_clip,
-  --actor.loss_agg_mode (also read by the patched step, which checks they agree with the spec);
-  loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (reference
-  model), else --algo.kl.init_coef 0 (no reference model); loss.entropy_coef: the patched step.
+- loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (OpenRLHF then
+  builds the reference model whose log-probs the core's k3 term reads), else --algo.kl.init_coef 0
+  (no reference model).
 - group_filter dynamic_sampling: --algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1
-  (refill capped by the patch at max_refill_rounds).
-- reward_shaping overlong: --reward.overlong_buffer_len (dynamo.core.shaping.overlong_buffer_tokens)
-  --reward.overlong_penalty_factor; the patched experience maker applies the core's penalty.
+  (the stock generator passes the switch to the patched one; refills capped there at max_refill_rounds).
+- --algo.advantage.estimator group_norm for every estimator: it only picks the stock return path
+  (reward at the last token, gamma 1, no whitening) around the block the patched experience maker
+  replaces with the core's advantages.
 - lr schedule: constant after a linear warm-up of train.warmup_steps *RL steps* (verl steps its
   scheduler once per RL step; OpenRLHF once per optimizer step, so the ratio is converted).
+Flags whose meaning the spec owns (clip range, dual clip, aggregation, entropy bonus, overlong
+shaping, ...) are not set, and `openrlhf.extra_args` may not set them (`SPEC_OWNED_FLAGS`): the
+patched code would ignore them. `check_supported` refuses, by name, a spec the engine cannot run.
 
 This module imports neither OpenRLHF nor Ray, so a dry run works on any machine.
 """
@@ -39,67 +41,53 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dynamo.core.mechanisms import spec_sections
 from dynamo.core.rules import make_rule
-from dynamo.core.shaping import overlong_buffer_tokens
 from dynamo.engines.openrlhf import OPENRLHF_VERSION
 from dynamo.engines.openrlhf.config import SLURM_RAY, OpenRLHFConfig
-from dynamo.spec import MethodSpec, flat_fields
+from dynamo.engines.openrlhf.spec_file import SPEC_FILE, spec_digest, write_spec
+from dynamo.spec import MethodSpec
 
 if TYPE_CHECKING:  # annotations only: dynamo.config imports this module to validate a config
     from dynamo.config import ExperimentConfig
 
 REWARD_FILE = Path(__file__).resolve().with_name("reward_func.py")
 PROMPTS_FILE = "openrlhf/prompts.jsonl"  # inside the run directory, written by `launch`
-# OpenRLHF estimator flag per AdvantageSpec.estimator: the stock code path around the block the patched
-# experience maker replaces (returns = reward at the last token, gamma 1, no whitening). W-REINFORCE's
-# advantages come from correctness alone, on group_norm's path.
-ESTIMATOR_FLAG = {"grpo": "group_norm", "mean_only": "dr_grpo", "w_reinforce": "group_norm"}
+STOCK_ESTIMATOR = "group_norm"  # the stock return path around the patched advantage block (any estimator)
 EPISODES = 1000  # OpenRLHF loops episodes over the prompt set; the patch stops at train.steps
+# OpenRLHF flags for settings the method spec owns: the patched code reads the spec, never these.
+SPEC_OWNED_FLAGS = (
+    "--actor.eps_clip",
+    "--actor.eps_clip_low_high",
+    "--actor.dual_clip",
+    "--actor.loss_agg_mode",
+    "--actor.entropy_coef",
+    "--actor.policy_loss_type",
+    "--algo.advantage.estimator",
+    "--algo.kl.init_coef",
+    "--algo.kl.use_loss",
+    "--algo.kl.estimator",
+    "--algo.dynamic_filtering_enable",
+    "--algo.dynamic_filtering_range",
+    "--reward.overlong_buffer_len",
+    "--reward.overlong_penalty_factor",
+)
 
-# Spec fields the engine carries out (through a flag or a patch). A field added to MethodSpec later
-# is unsupported until it is listed here with its implementation.
-SUPPORTED_FIELDS = {
-    "allocation.kind",
-    "allocation.weight",
-    "allocation.n_low",
-    "allocation.n_high",
-    "allocation.min_history",
-    "allocation.mastery_threshold",
-    "allocation.weight_floor",
-    "allocation.cold_start",
-    "allocation.budget_scale",
-    "advantage.estimator",
-    "advantage.eps",
-    "group_filter.kind",
-    "group_filter.max_refill_rounds",
-    "modulation.compensation",
-    "modulation.stabilization",
-    "modulation.alpha",
-    "modulation.lambda_min",
-    "modulation.gamma",
-    "modulation.tau",
-    "modulation.positive_scale",
-    "window",
-    "advantage.positive_weight",
-    "loss.policy_loss",
-    "entropy_advantage.alpha",
-    "entropy_advantage.kappa",
-    "fork_tokens.top_fraction",
-    "fork_tokens.rounding",
-    "covariance.kind",
-    "covariance.ratio",
-    "covariance.clip_lb",
-    "covariance.clip_ub",
-    "covariance.kl_coef",
-    "loss.eps_low",
-    "loss.eps_high",
-    "loss.dual_clip",
-    "loss.aggregation",
-    "loss.entropy_coef",
-    "loss.kl_coef",
-    "reward_shaping.overlong_buffer_fraction",
-    "reward_shaping.overlong_penalty",
+
+# MethodSpec sections outside the token objective that this engine's patches carry out, each through
+# the core function the local engine calls too. The objective's sections are what the core's
+# mechanisms declare (`dynamo.core.mechanisms.spec_sections`).
+ENGINE_SECTIONS = {
+    "allocation": "rollout.py/trainer.py: the registered rule, dynamo.core.rules",
+    "advantage": "experience.py: dynamo.core.advantages.sequence_advantages",
+    "group_filter": "rollout.py: DAPO's filter (dynamo.core.shaping.groups_with_spread), capped refills",
+    "reward_shaping": "experience.py: dynamo.core.shaping.overlong_penalty",
 }
+
+
+def carried_sections() -> frozenset[str]:
+    """The MethodSpec fields this engine carries out: the core objective's, plus ENGINE_SECTIONS."""
+    return spec_sections() | set(ENGINE_SECTIONS) | {"name", "description"}
 
 
 def local_only(spec: MethodSpec) -> bool:
@@ -109,16 +97,19 @@ def local_only(spec: MethodSpec) -> bool:
 
 
 def check_supported(spec: MethodSpec) -> None:
-    """Raise ValueError naming every spec setting the OpenRLHF engine cannot express."""
-    default = flat_fields(dataclasses.asdict(MethodSpec(name=spec.name)))
-    values = flat_fields(dataclasses.asdict(spec))
+    """Raise ValueError naming every spec setting the OpenRLHF engine cannot run.
+
+    The spec travels whole (spec_file.py) into the same core functions as the local engine's; a
+    section nothing here carries out (no core mechanism declares it, not in ENGINE_SECTIONS) is
+    refused when set, and what the patched generator cannot do is a capability of the allocation
+    rule. (tests/test_openrlhf_launcher.py checks from the source that the settings the local engine
+    reads in its own code are read here too.)"""
+    default = MethodSpec(name=spec.name)
+    carried = carried_sections()
     unsupported = [
-        f"{key}={value!r}"
-        for key, value in values.items()
-        if key not in ("name", "description")
-        and key not in SUPPORTED_FIELDS
-        and not key.startswith("allocation.params.")  # the rule's own settings: read by the rule
-        and value != default.get(key)
+        f"{f.name}={getattr(spec, f.name)!r} (no core mechanism declares it and no patch here reads it)"
+        for f in dataclasses.fields(MethodSpec)
+        if f.name not in carried and getattr(spec, f.name) != getattr(default, f.name)
     ]
     rule = make_rule(spec.allocation)
     if rule.varies_counts and spec.group_filter.kind == "dynamic_sampling":
@@ -159,10 +150,12 @@ def batch_layout(spec, o: OpenRLHFConfig, max_new_tokens: int) -> tuple[bool, in
 
 
 def build_command(
-    cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, base_model: str | None = None
+    cfg: ExperimentConfig, method: str | MethodSpec, seed: int, run_dir: str, base_model: str | None = None
 ) -> list[str]:
-    """The full command line (python -m dynamo.engines.openrlhf.entry ...) for one (method, seed) run."""
-    spec = cfg.method(method_name)
+    """The full command line (python -m dynamo.engines.openrlhf.entry ...) for one (method, seed) run.
+
+    `method`: a registered name (resolved with the experiment's overrides) or the resolved spec."""
+    spec = cfg.method(method) if isinstance(method, str) else method
     check_supported(spec)
     o = OpenRLHFConfig.from_dict(cfg.openrlhf)
     t = cfg.train
@@ -188,11 +181,9 @@ def build_command(
     total_updates = t.steps * updates
     # OpenRLHF warms up ceil(total * ratio) optimizer steps; aim half a step low so rounding lands exactly.
     warmup_ratio = (t.warmup_steps * updates - 0.5) / total_updates if t.warmup_steps else 0.0
-    overrides = cfg.method_overrides.get(method_name) or {}
 
-    cmd = [sys.executable, "-m", "dynamo.engines.openrlhf.entry", "--dynamo.method", method_name]
-    if overrides:
-        cmd += ["--dynamo.overrides", json.dumps(overrides, sort_keys=True)]
+    cmd = [sys.executable, "-m", "dynamo.engines.openrlhf.entry"]
+    cmd += ["--dynamo.spec", str(run / SPEC_FILE), "--dynamo.spec_sha256", spec_digest(spec)]
     cmd += ["--dynamo.max_steps", str(t.steps), "--dynamo.run_dir", str(run)]
     if o.ray_address and o.ray_address != SLURM_RAY:  # 'slurm': _run_training adds the address it starts
         cmd += ["--dynamo.ray_address", o.ray_address]
@@ -252,13 +243,7 @@ def build_command(
         repr(warmup_ratio),
         # algorithm
         "--algo.advantage.estimator",
-        ESTIMATOR_FLAG[spec.advantage.estimator],
-        "--actor.eps_clip_low_high",
-        _num(spec.loss.eps_low),
-        _num(spec.loss.eps_high),
-        *(["--actor.dual_clip", _num(spec.loss.dual_clip)] if spec.loss.dual_clip is not None else []),
-        "--actor.loss_agg_mode",
-        spec.loss.aggregation,
+        STOCK_ESTIMATOR,
     ]
     if spec.loss.kl_coef:
         cmd += ["--algo.kl.init_coef", _num(spec.loss.kl_coef), "--algo.kl.use_loss", "--algo.kl.estimator", "k3"]
@@ -266,14 +251,6 @@ def build_command(
         cmd += ["--algo.kl.init_coef", "0"]
     if spec.group_filter.kind == "dynamic_sampling":
         cmd += ["--algo.dynamic_filtering_enable", "--algo.dynamic_filtering_range", "0", "1"]
-    if spec.reward_shaping.overlong_buffer_fraction > 0:
-        buffer_len = overlong_buffer_tokens(spec.reward_shaping.overlong_buffer_fraction, t.max_new_tokens)
-        cmd += [
-            "--reward.overlong_buffer_len",
-            str(buffer_len),
-            "--reward.overlong_penalty_factor",
-            _num(spec.reward_shaping.overlong_penalty),
-        ]
     cmd += [
         # GPU layout
         "--actor.num_nodes",
@@ -326,7 +303,7 @@ def build_command(
         "--eval.steps",
         "-1",
     ]
-    cmd += wandb_flags(cfg, method_name, seed)
+    cmd += wandb_flags(cfg, spec.name, seed)
     _check_extra_args(o.extra_args, cmd)
     return cmd + list(o.extra_args)
 
@@ -383,12 +360,12 @@ def validate(cfg: ExperimentConfig) -> None:
 
 
 def _check_extra_args(extra: list[str], cmd: list[str]) -> None:
-    ours = {a for a in cmd if a.startswith("--")}
+    ours = {a for a in cmd if a.startswith("--")} | set(SPEC_OWNED_FLAGS)
     clash = sorted({a for a in extra if a.startswith("--") and a.split("=")[0] in ours})
     if clash or "--train.async_enable" in extra:
         raise ValueError(
-            f"openrlhf.extra_args may not repeat flags the engine sets or enable async mode: "
-            f"{clash or ['--train.async_enable']}"
+            f"openrlhf.extra_args may not repeat flags the engine sets, set what the method spec owns "
+            f"(change the method instead) or enable async mode: {clash or ['--train.async_enable']}"
         )
 
 
@@ -434,26 +411,28 @@ def _run_training(cmd: list[str], o: OpenRLHFConfig, env: dict[str, str] | None 
     with multinode.ray_cluster(
         nodes[: o.actor_num_nodes], o.actor_gpus_per_node, srun_args=o.srun_args
     ) as address:
-        at = cmd.index("--dynamo.method")
-        return subprocess.call([*cmd[:at], "--dynamo.ray_address", address, *cmd[at:]], env=env)
+        return subprocess.call([*cmd, "--dynamo.ray_address", address], env=env)  # entry strips it anywhere
 
 
 def launch(
     cfg: ExperimentConfig, method_name: str, seed: int, run_dir: str, dry_run: bool, base_model: str | None = None
 ) -> int:
-    """Print the command (dry run), or write the prompt file, run OpenRLHF and write summary.json."""
-    cmd = build_command(cfg, method_name, seed, run_dir, base_model)
+    """Print the command (dry run), or write the method spec and prompt files, run OpenRLHF and write
+    summary.json."""
+    spec = cfg.method(method_name)  # resolved once: everything below and the whole OpenRLHF side use it
+    cmd = build_command(cfg, spec, seed, run_dir, base_model)
     run = Path(run_dir).resolve()
     env = wandb_env(cfg, run)
     print("".join(f"{k}={shlex.quote(v)} " for k, v in env.items()) + shlex.join(cmd), flush=True)
     if dry_run:
         return 0
     _check_wandb(cfg)
+    write_spec(run / SPEC_FILE, spec)
     num_prompts = write_prompts(cfg, run / PROMPTS_FILE)
     started = time.time()
     rc = _run_training(cmd, OpenRLHFConfig.from_dict(cfg.openrlhf), env={**os.environ, **env})
     if rc == 0:
-        write_summary(cfg, method_name, seed, cmd, run, num_prompts, seconds_total=time.time() - started)
+        write_summary(cfg, spec, seed, cmd, run, num_prompts, seconds_total=time.time() - started)
     return rc
 
 
@@ -465,7 +444,7 @@ def run_gpus(o: OpenRLHFConfig) -> int:
 
 def write_summary(
     cfg: ExperimentConfig,
-    method_name: str,
+    spec: MethodSpec,
     seed: int,
     cmd: list[str],
     run: Path,
@@ -478,11 +457,11 @@ def write_summary(
     from dynamo.io import read_jsonl, write_json_atomic
     from dynamo.provenance_info import git_commit
 
-    spec = cfg.method(method_name)
     rows = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
     gpus = run_gpus(OpenRLHFConfig.from_dict(cfg.openrlhf))
     summary = {
         "method": spec.to_dict(),
+        "method_sha256": spec_digest(spec),  # of the spec file every rank read (spec_file.py)
         "seed": seed,
         "engine": "openrlhf",
         "openrlhf_version": OPENRLHF_VERSION,

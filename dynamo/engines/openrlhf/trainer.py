@@ -13,10 +13,13 @@ the stock controller:
 - the statistics ride in the DeepSpeed checkpoint's client_states and are restored on resume
   (a JSON copy, prompt_stats.json, is written next to it for inspection);
 - the run stops after `train.steps` RL steps and the LR scheduler is sized for exactly those;
-- one metrics.jsonl line per step under the contract's names (dynamo.metrics_names): the stock
-  status keys mapped through `OPENRLHF_STATUS`, the actor's metrics (already contract names),
-  the allocation statistics and the generator's rollout metrics and cost; written from
-  `save_logs_and_checkpoints`, which gets the status after the stock loop added its timings;
+- the method spec is read once, from the file the launcher wrote (spec_file.py, digest checked),
+  here and in every policy rank; nothing is looked up by name;
+- one metrics.jsonl line per step under the contract's names only (`metrics_names.openrlhf_row`):
+  the stock keys the contract maps, the actor's metrics, the allocation statistics and its time,
+  the generator's rollout metrics and cost; every other stock key is dropped (OpenRLHF still
+  prints them in its log line). Written from `save_logs_and_checkpoints`, which gets the status
+  after the stock loop added its timings; OpenRLHF's own TensorBoard/W&B loggers get that row too;
 - async mode (`--train.async_enable`) is rejected: generation would move to another process,
   away from the statistics;
 - the prompt loader's shuffling generator is seeded from `--train.seed` (stock draws its seed from
@@ -33,7 +36,7 @@ stock `init_model_from_pretrained` built it.
 from __future__ import annotations
 
 import json
-import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,6 @@ from dynamo.engines.openrlhf import guards
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer
 from dynamo.engines.openrlhf.config import DynamoOptions
 from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
-from dynamo.engines.openrlhf.launcher import check_supported
 from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 from dynamo.errors import writing
@@ -80,10 +82,10 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         super().__init__(pretrain, strategy, *args, **kwargs)
         self.options = DynamoOptions.from_env()
         self.spec = self.options.method_spec()
-        check_supported(self.spec)
         self.stats = PromptStats()
         self._rule = make_rule(self.spec.allocation, int(strategy.args.train.seed))
         self.allocation_log: dict[str, float] = {}
+        self.allocate_seconds = 0.0
         self.samples_generator.__class__ = DynamoSamplesGenerator
         self.samples_generator.configure(
             self.allocate,
@@ -113,16 +115,21 @@ class DynamoPPOTrainer(_StockPPOTrainer):
 
     def allocate(self, prompt_ids: list[str]) -> list[int]:
         """n_i for this step's prompts from the method's allocation rule and the history so far."""
+        started = time.perf_counter()
         n = self.args.rollout.n_samples_per_prompt
         # n is already n * budget_scale (the launcher's --rollout.n_samples_per_prompt): not scaled twice
         k, g = self.stats.counts(prompt_ids)
         counts = planned_counts(self.rule, prompt_ids, k, g, n)
         self.allocation_log = M.allocation_metrics(counts, k, g, self.spec.allocation.min_history)
+        self.allocate_seconds = getattr(self, "allocate_seconds", 0.0) + time.perf_counter() - started
         return counts.tolist()
 
     def skip_prompts(self, prompt_ids: list[str]) -> np.ndarray:
         """The rule's pre-rollout skips for these prompts, from the history so far."""
-        return self.rule.skip(prompt_ids, *self.stats.counts(prompt_ids))
+        started = time.perf_counter()
+        skip = self.rule.skip(prompt_ids, *self.stats.counts(prompt_ids))
+        self.allocate_seconds = getattr(self, "allocate_seconds", 0.0) + time.perf_counter() - started
+        return skip
 
     def update_stats(self) -> None:
         graded = self.samples_generator.graded
@@ -140,15 +147,17 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         status, global_step = super().train_step(rollout_samples, global_step)
         status.update(self.allocation_log)
         status.update(self.samples_generator.step_log)
+        status[M.TIME_ALLOCATE] = getattr(self, "allocate_seconds", 0.0)
+        self.allocate_seconds = 0.0
         status[M.TOKENS_TRAINED] = float(sum(float(s.action_mask.sum()) for s in rollout_samples))
-        status["stats/prompts_seen"] = float(len(self.stats))
+        status[M.PROMPTS_WITH_HISTORY] = float(len(self.stats))
+        status[M.ADVANTAGE_ABS_MEAN] = self.experience_maker.advantage_abs_mean
         status[M.MISSING_REWARDS] = float(self.samples_generator.missing_rewards)
         self.samples_generator.missing_rewards = 0
         return status, global_step
 
-    def _write_metrics(self, step: int, status: dict[str, Any]) -> None:
+    def _write_metrics(self, row: dict[str, float]) -> None:
         if self.options.run_dir:
-            row = metrics_row(step, status)
             path = Path(self.options.run_dir) / "metrics.jsonl"
             with writing(path), open(path, "a") as fh:  # disk full: one line naming the file
                 fh.write(json.dumps(row) + "\n")
@@ -156,12 +165,17 @@ class DynamoPPOTrainer(_StockPPOTrainer):
     # -- checkpoints ----------------------------------------------------------------------------
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
-        self._write_metrics(global_step, logs_dict or {})
+        row = M.openrlhf_row(global_step, logs_dict or {})
+        self._write_metrics(row)
         client_states = {} if client_states is None else client_states
         client_states[STATS_KEY] = self.stats.to_dict()
         client_states[STEPS_KEY] = self.samples_generator.steps_done
         client_states[RULE_KEY] = self.rule.state_dict()
-        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        # OpenRLHF's TensorBoard/W&B loggers get the contract row too (and the sample text they show)
+        tracked: dict[str, Any] = {k: v for k, v in row.items() if k != M.STEP}
+        if logs_dict and "generated_samples" in logs_dict:
+            tracked["generated_samples"] = logs_dict["generated_samples"]
+        super().save_logs_and_checkpoints(global_step, tracked, client_states)
         if global_step % self.args.ckpt.save_steps == 0:
             # The stock call returned after every rank's save_checkpoint: mark the tag complete (resume.py).
             mark_complete(Path(self.args.ckpt.path) / "_actor", f"global_step{global_step}", global_step)
@@ -248,15 +262,6 @@ def restore_generator_state(states: list[list[int]], rank: int) -> torch.Tensor:
             "needs the same number of actor GPUs"
         )
     return torch.tensor(states[rank], dtype=torch.uint8)
-
-
-def metrics_row(step: int, status: dict[str, Any]) -> dict[str, float]:
-    """One metrics.jsonl row: finite numbers of the status, stock names mapped to the contract's."""
-    row: dict[str, float] = {M.STEP: step}
-    for key, value in status.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            row[M.OPENRLHF_STATUS.get(key, key)] = float(value)
-    return row
 
 
 def length_penalty_fn(spec, max_new_tokens: int):
