@@ -145,7 +145,6 @@ def step_seconds(model, method_name: str, cfg, batch, repeats: int, device: str)
     trainer.rule = make_rule(trainer.method.allocation)  # the rule gives the advantages (its own baseline, if any)
     trainer.model = model
     trainer.generator = objective_generator(0)  # the token objective's random picks (Clip-Cov)
-    trainer.rule = make_rule(trainer.method.allocation)  # LocalTrainer.advantages asks the rule
     trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=cfg.train.weight_decay)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: 1.0)
     times = []
