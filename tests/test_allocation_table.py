@@ -14,7 +14,7 @@ from reporting_fixture import SEEDS, make_runs
 
 from dynamo import metrics_names as M
 from dynamo.reporting import load_metrics
-from dynamo.reporting.allocation_table import derive_allocation_table, plot_cost, to_markdown
+from dynamo.reporting.allocation_table import derive_allocation_table, held_out_points, plot_cost, to_markdown
 from dynamo.reporting.scores import collect_scores
 
 METHODS = ["grpo", "dapo", "dynamo"]
@@ -91,8 +91,8 @@ def test_a_run_without_metrics_is_named(runs):
 def test_cost_figure_is_written(runs, tmp_path):
     root, scores, _ = runs
     metrics = load_metrics(root)
-    table, _ = derive_allocation_table(scores, metrics, METHODS, BENCHMARKS, "grpo")
-    plot_cost(table, metrics, METHODS, SEEDS, tmp_path / "fig" / "allocation_cost", str(root))
+    points = held_out_points(scores, None, METHODS, BENCHMARKS)
+    plot_cost(metrics, METHODS, SEEDS, points, tmp_path / "fig" / "allocation_cost", str(root))
     assert (tmp_path / "fig" / "allocation_cost.pdf").stat().st_size > 0
     assert (tmp_path / "fig" / "allocation_cost.png").stat().st_size > 0
 
@@ -126,8 +126,10 @@ def rule_counts(*args: str) -> dict[str, int]:
 
 
 def test_table4_rule_trains_every_allocation_method_and_the_gpu_dag_has_it():
-    # Default config: 7 methods x 3 seeds, each evaluated once; not part of the main job's DAG.
+    # Default config: 7 methods x 3 seeds, each evaluated once, and the start model (the figure's first
+    # point); the token-matched runs are planned once these have finished. Not part of the main job's DAG.
     counts = rule_counts("results/table4.csv")
-    assert counts["train"] == 21 and counts["evaluate"] == 21 and counts["table4"] == 1
+    assert counts["train"] == 21 and counts["evaluate"] == 24 and counts["table4"] == 1
+    assert counts["table4_token_plan"] == 1
     gpu = rule_counts("results/table4.csv", "--configfile", "config/experiments/qwen2.5-math-1.5b.yaml")
     assert gpu["train"] == 18 and gpu["table4"] == 1  # pods (local engine only) left out

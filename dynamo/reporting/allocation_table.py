@@ -1,14 +1,16 @@
-"""`dynamo table4`: rollout-allocation methods side by side at equal rollouts, with what each one cost.
+"""`dynamo table4`: rollout-allocation methods side by side at equal rollouts and at equal generated tokens.
 
     dynamo table4 --scores results/scores_allocation.csv --runs-root runs/embedded \
         --methods grpo,dapo,dynamo-nomod,vip,knapsack-rl,greso,pods --benchmarks arith-easy,arith-id \
-        --baseline grpo --out results/table4 --figure paper_figures/allocation_cost
+        --baseline grpo --out results/table4 --figure paper_figures/allocation_cost \
+        --token-plan runs/embedded-token-matched/plan.json --token-runs-root runs/embedded-token-matched \
+        --token-out results/table4_tokens
 
 Every method's run spends the same number of rollouts per step in its first generation round
 (N prompts x n samples: each allocation rule's budget is exact); they differ in how many tokens
 those rollouts are (longer or shorter answers on the prompts a rule favours), in DAPO's refill
 rounds (dapo, greso), and in what share of the samples lands in groups whose rewards differ (the
-only groups with a GRPO gradient). Columns per method:
+only groups with a GRPO gradient). Columns per method of the equal-rollout table (PREFIX):
 
 - held-out average Pass@1 (mean over seeds, 95% t-interval) and its per-seed paired difference to
   the baseline (the same arithmetic as tables 1 and 2: `dynamo.reporting.tables.derive_table`);
@@ -17,10 +19,16 @@ only groups with a GRPO gradient). Columns per method:
 - responses and tokens generated in training (refills included) and the run's wall-clock seconds,
   from summary.json["cost"], mean over seeds.
 
-The figure: training accuracy of each step's first round against cumulative generated tokens (the
-cost axis the methods differ on), and the held-out average Pass@1 at the end against the run's
-total generated tokens. Held-out accuracy is measured only on the final model, so the left panel's
-curve is the training-prompt accuracy, not held-out accuracy over training.
+The equal-token table (--token-out) holds every method at the baseline's total generated tokens
+(same seed): its equal-rollout run where that run already generated about as much, else its
+token-matched run (the first s* steps, `dynamo.reporting.token_budget`), evaluated on the same
+benchmarks; the same Pass@1 arithmetic, plus the steps trained and the tokens actually generated.
+
+The figure: held-out average Pass@1 against cumulative generated tokens, one line per method
+through the models that were evaluated (the start model at 0 tokens, the token-matched run where
+there is one, the end of the equal-rollout run); and, per step, the training accuracy of the
+first round against cumulative tokens. Held-out accuracy is not measured between those points:
+the lines join measurements, the training panel is training-prompt accuracy.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ import pandas as pd
 from dynamo import metrics_names as M
 from dynamo.evaluation.verify import check_scores_table, require_verified
 from dynamo.io import write_text_atomic
-from dynamo.reporting.scores import load_metrics, load_scores
+from dynamo.reporting import stats, token_budget
+from dynamo.reporting.scores import METRIC, collect_scores, load_metrics, load_scores
 from dynamo.reporting.tables import _delta_cell, _pct, derive_table, to_csv
 
 MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*"]
@@ -84,7 +93,7 @@ def derive_allocation_table(
     return out.reset_index(drop=True), info
 
 
-def to_markdown(table: pd.DataFrame, info: dict) -> str:
+def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None) -> str:
     baseline = info["baseline"]
     head = ["method", "avg P@1"]
     head += [f"vs {baseline} (avg P@1)"] if baseline else []
@@ -128,6 +137,7 @@ def to_markdown(table: pd.DataFrame, info: dict) -> str:
         "round's samples (groups) whose group's rewards are not all equal, before DAPO's filter and PODS's "
         "down-selection, mean over steps then seeds. Wall time: the training run's seconds, mean over seeds "
         "(runs shared the machine's cores, so it is indicative only)."
+        + (f" At equal generated tokens: {token_table}." if token_table else "")
     )
     if baseline and not math.isnan(info.get("mde", math.nan)):
         note += (
@@ -139,10 +149,110 @@ def to_markdown(table: pd.DataFrame, info: dict) -> str:
     return "\n".join(lines) + "\n" + note + "\n" + info["provenance"]
 
 
+def derive_token_table(
+    scores: pd.DataFrame, plan: dict, methods: list[str], benchmarks: list[str], baseline: str
+) -> tuple[pd.DataFrame, dict]:
+    """The equal-token table (one row per method); `scores` as `token_budget.equal_token_scores` returns it."""
+    table, info = derive_table(scores, methods, benchmarks, baseline)
+    keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
+    keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
+    keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}"]
+    out = table[[c for c in keep if c in table.columns]].copy()
+    runs = pd.DataFrame(plan["runs"])
+    runs = runs[runs["method"].isin(methods)].groupby("method")
+    out.insert(2, "steps", [float(runs.get_group(m)["steps"].mean()) for m in methods])
+    out.insert(3, "run_steps", [float(runs.get_group(m)["run_steps"].mean()) for m in methods])
+    out.insert(4, "token_matched_runs", [int(runs.get_group(m)["rerun"].sum()) for m in methods])
+    costs = scores[scores["method"].isin(methods)].groupby(["method", "seed"]).first()
+    for field in ("responses_generated", "tokens_generated"):
+        out[field] = [float(costs.loc[m, f"cost_{field}"].mean()) for m in methods]
+    base = out.set_index("method").loc[baseline]
+    for field in ("responses_generated", "tokens_generated"):
+        out.insert(out.columns.get_loc(field) + 1, f"{field}_vs_{baseline}", out[field] / base[field])
+    return out.reset_index(drop=True), info
+
+
+def token_markdown(table: pd.DataFrame, info: dict, token_root: str) -> str:
+    baseline = info["baseline"]
+    head = ["method", "steps trained", "avg P@1", f"vs {baseline} (avg P@1)", "responses", "gen. tokens"]
+    head += [f"tokens (x {baseline})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in table.iterrows():
+        steps = f"{row['steps']:.0f}" if row["steps"] == round(row["steps"]) else f"{row['steps']:.1f}"
+        cells = [
+            row["method"],
+            f"{steps} of {row['run_steps']:.0f}",
+            _pct(row["avg/pass@1"], row["avg/pass@1_ci95"]),
+        ]
+        cells += [
+            _delta_cell(row, baseline),
+            f"{row['responses_generated']:,.0f}",
+            f"{row['tokens_generated']:,.0f}",
+        ]
+        cells.append(f"{row[f'tokens_generated_vs_{baseline}']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = int(table["seeds"].max())
+    averaged = [b for b in info["benchmarks"] if b not in info.get("floor", [])]
+    note = (
+        f"\nEqual generated tokens: every method gets the tokens {baseline} generated in its whole run (same "
+        "seed). A method is read at the step of its equal-rollout run whose cumulative generated tokens are "
+        "closest to that; where that is not the run's last step, the method was trained again for that many "
+        f"steps (a token-matched run, `{token_root}/<method>/seed<seed>`: with a constant learning rate after "
+        "warm-up, the first steps of the same run) and that model evaluated. A method that generated less "
+        f"than {baseline} is read at its last step, not extended (tokens x {baseline} below 1). Steps trained: "
+        "mean over seeds. Responses and tokens: what the runs read here generated (refills included), mean "
+        f"over seeds. Held-out average Pass@1 over {', '.join(averaged)} in percent: mean over {seeds} seed(s) "
+        f"± half-width of the 95% t-interval; the difference to {baseline} is the mean of the per-seed paired "
+        "differences with its 95% interval ('within seed spread': the interval includes zero, no winner is "
+        "claimed). Equal rollouts per step: results/table4.md."
+    )
+    if not math.isnan(info.get("mde", math.nan)):
+        note += (
+            f"\n\nMinimum detectable effect (95% two-sided, 80% power) on average Pass@1 vs {baseline}: "
+            f"{100 * info['mde']:.1f} points with {info['mde_seeds']} seeds."
+        )
+    if info.get("floor"):
+        note += f"\n\n{', '.join(info['floor'])}: Pass@k = 0 in every run: left out of the average."
+    return "\n".join(lines) + "\n" + note + "\n" + info["provenance"]
+
+
+def _average_pass1(scores: pd.DataFrame, method: str, averaged: list[str]) -> tuple[float, float, float]:
+    """(mean over seeds of the average Pass@1, 95% half-width, mean generated tokens) of one method's runs."""
+    rows = scores[(scores["method"] == method) & (scores["metric"] == METRIC) & (scores["k"] == 1)]
+    per_seed = rows[rows["benchmark"].isin(averaged)].groupby("seed")["value"].mean()
+    mean, half = stats.mean_ci(list(per_seed))
+    tokens = rows.groupby("seed")["cost_tokens_generated"].first() if "cost_tokens_generated" in rows else None
+    return mean, half, (0.0 if method == "base" else float(tokens.mean()))
+
+
+def held_out_points(
+    scores: pd.DataFrame, token_scores: pd.DataFrame | None, methods: list[str], averaged: list[str]
+) -> dict[str, list[tuple[float, float, float]]]:
+    """Per method, its evaluated models as (mean generated tokens, avg Pass@1, 95% half-width), by tokens:
+    the start model ("base" rows of `scores`, 0 tokens) when present, the equal-token model when it is
+    not the final one, and the final model of the equal-rollout run."""
+    start = [_average_pass1(scores, "base", averaged)] if "base" in set(scores["method"]) else []
+    points = {}
+    for method in methods:
+        final = _average_pass1(scores, method, averaged)
+        mine = [final]
+        if token_scores is not None:
+            matched = _average_pass1(token_scores, method, averaged)
+            if not math.isclose(matched[2], final[2]):
+                mine.append(matched)
+        points[method] = [(t, a, h) for a, h, t in start] + sorted((t, a, h) for a, h, t in mine)
+    return points
+
+
 def plot_cost(
-    table: pd.DataFrame, metrics: pd.DataFrame, methods: list[str], seeds: list[int], path: Path, runs_root: str
+    metrics: pd.DataFrame,
+    methods: list[str],
+    seeds: list[int],
+    points: dict[str, list[tuple[float, float, float]]],
+    path: Path,
+    runs_root: str,
 ) -> None:
-    """Training accuracy against cumulative generated tokens, and held-out Pass@1 against total tokens."""
+    """Held-out Pass@1 at the evaluated models, and training accuracy per step, against cumulative tokens."""
     from dynamo.reporting.figures import DASHES
     from dynamo.reporting.style import finish, pyplot
 
@@ -150,46 +260,50 @@ def plot_cost(
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
     steps = run_metrics(metrics, methods, seeds)
     for i, method in enumerate(methods):
-        runs = [steps[(steps["method"] == method) & (steps["seed"] == s)] for s in seeds]
-        common = sorted(set.intersection(*(set(r[M.STEP]) for r in runs)))
-        tokens = np.array([r.set_index(M.STEP).loc[common, M.TOKENS_GENERATED].cumsum() for r in runs])
-        accuracy = np.array([r.set_index(M.STEP).loc[common, M.ACCURACY] for r in runs])
-        x = tokens.mean(0)
-        left.plot(x, accuracy.mean(0), color=f"C{i}", ls=DASHES[i % len(DASHES)], lw=1.3, label=method)
-        if len(seeds) > 1:
-            left.fill_between(x, accuracy.min(0), accuracy.max(0), color=f"C{i}", alpha=0.12, lw=0)
-        row = table.set_index("method").loc[method]
-        half = row["avg/pass@1_ci95"]
-        # Open markers of different shapes: methods with equal cost and accuracy stay visible on top of each other.
-        right.errorbar(
-            row["tokens_generated"],
-            100 * row["avg/pass@1"],
-            yerr=None if math.isnan(half) else 100 * half,
+        x, y, half = (np.array(v, dtype=float) for v in zip(*points[method]))
+        # Open markers of different sizes: methods with equal cost and accuracy stay visible on top of each other.
+        left.errorbar(
+            x,
+            100 * y,
+            yerr=None if np.isnan(half).all() else 100 * np.nan_to_num(half),
             fmt=MARKERS[i % len(MARKERS)],
+            ls=DASHES[i % len(DASHES)],
+            lw=1.1,
             mfc="none",
-            ms=5 + 2 * (len(methods) - i),
+            ms=5 + 1.5 * (len(methods) - i),
             color=f"C{i}",
             capsize=3,
             label=method,
         )
-    left.set_title("training accuracy (first round of each step)")
+        runs = [steps[(steps["method"] == method) & (steps["seed"] == s)] for s in seeds]
+        common = sorted(set.intersection(*(set(r[M.STEP]) for r in runs)))
+        tokens = np.array([r.set_index(M.STEP).loc[common, M.TOKENS_GENERATED].cumsum() for r in runs])
+        accuracy = np.array([r.set_index(M.STEP).loc[common, M.ACCURACY] for r in runs])
+        right.plot(
+            tokens.mean(0), accuracy.mean(0), color=f"C{i}", ls=DASHES[i % len(DASHES)], lw=1.3, label=method
+        )
+        if len(seeds) > 1:
+            right.fill_between(tokens.mean(0), accuracy.min(0), accuracy.max(0), color=f"C{i}", alpha=0.12, lw=0)
+    left.set_title("held-out accuracy of the evaluated models")
     left.set_xlabel("cumulative generated tokens in training")
-    left.set_ylabel("share of rollouts correct")
-    right.set_title("held-out accuracy of the final model")
-    right.set_xlabel("generated tokens in training (total)")
-    right.set_ylabel("average Pass@1 (%)")
+    left.set_ylabel("average Pass@1 (%)")
+    right.set_title("training accuracy (first round of each step)")
+    right.set_xlabel("cumulative generated tokens in training")
+    right.set_ylabel("share of rollouts correct")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    right.legend(loc="best", frameon=False, title="method", markerscale=0.5)
+    left.legend(loc="best", frameon=False, title="method", markerscale=0.5)
     band = f"band = min..max over seeds {seeds}" if len(seeds) > 1 else "one seed, no band"
     finish(
         fig,
         path,
         caption=(
-            "Rollout allocation at equal rollouts per step: accuracy against generation cost. Left: training "
-            f"accuracy per step against cumulative generated tokens (mean over seeds; {band}). Right: held-out "
-            "average Pass@1 of the final model (mean over seeds, 95% t-interval) against the run's total "
-            "generated tokens. Held-out accuracy is measured only at the end of training."
+            "Rollout allocation: accuracy against generation cost. Left: held-out average Pass@1 (mean over "
+            "seeds, 95% t-interval) of the models that were evaluated, at their mean cumulative generated "
+            "tokens: the start model (0), the token-matched run at the baseline's total tokens where a method "
+            "needed one, and the end of the equal-rollout run; lines join these measurements, held-out "
+            "accuracy between them was not measured. Right: training accuracy of each step's first "
+            f"generation round against cumulative generated tokens (mean over seeds; {band})."
         ),
         source=f"runs: {runs_root}/<method>/seed{{{','.join(map(str, seeds))}}}/metrics.jsonl, eval/",
     )
@@ -197,7 +311,10 @@ def plot_cost(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--scores", required=True, help="long scores file of the table's runs (dynamo report --write-scores)"
+        "--scores",
+        required=True,
+        help="long scores file of the table's runs (dynamo report --write-scores); 'base' rows, when there, "
+        "give the figure its start point",
     )
     p.add_argument("--runs-root", required=True, help="runs/<experiment>: read the runs' metrics.jsonl")
     p.add_argument("--methods", required=True, help="comma-separated, in table order")
@@ -205,6 +322,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="method every other is compared with (e.g. grpo); one of --methods")
     p.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv and PREFIX.md")
     p.add_argument("--figure", help="figure path without extension: writes .pdf and .png")
+    p.add_argument(
+        "--token-plan",
+        help="equal generated tokens: the plan of `python -m dynamo.reporting.token_budget` (needs --baseline, "
+        "--token-runs-root and --token-out)",
+    )
+    p.add_argument("--token-runs-root", help="where the plan's token-matched runs are (<root>/<method>/seed<s>)")
+    p.add_argument("--token-out", help="output prefix of the equal-token table: PREFIX.csv and PREFIX.md")
+
+
+def token_scores(args: argparse.Namespace, scores: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame, dict]:
+    """The scores at equal tokens (token-matched runs' score files, verified, else the equal-rollout rows)."""
+    if not (args.baseline and args.token_runs_root and args.token_out):
+        raise ValueError("--token-plan needs --baseline, --token-runs-root and --token-out")
+    plan = token_budget.read_plan(args.token_plan)
+    if plan["baseline"] != args.baseline or not set(methods) <= set(plan["methods"]):
+        raise ValueError(f"{args.token_plan}: made for baseline {plan['baseline']!r} and {plan['methods']}")
+    experiment = scores["experiment"].iloc[0]
+    reruns = [
+        collect_scores(args.token_runs_root, [m], [seed], args.benchmarks.split(","), experiment=experiment)
+        for m, seed, _ in token_budget.reruns(plan)
+        if m in methods
+    ]
+    rerun_scores = pd.concat(reruns, ignore_index=True) if reruns else scores.iloc[:0]
+    plan = {**plan, "runs": [r for r in plan["runs"] if r["method"] in methods]}
+    return token_budget.equal_token_scores(scores, rerun_scores, plan), plan
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,11 +355,27 @@ def run(args: argparse.Namespace) -> int:
     require_verified(check_scores_table(scores, args.scores)[0])
     metrics = load_metrics(args.runs_root)
     table, info = derive_allocation_table(scores, metrics, methods, benchmarks, args.baseline)
-    md = to_markdown(table, info)
+    md = to_markdown(table, info, f"{args.token_out}.md" if args.token_plan else None)
+    tokens = None
+    if args.token_plan:
+        tokens, plan = token_scores(args, scores, methods)
+        token_table, token_info = derive_token_table(tokens, plan, methods, benchmarks, args.baseline)
+        token_info["provenance"] = (
+            f"\nRuns: `{args.runs_root}/<method>/seed<seed>` and, token-matched, "
+            f"`{args.token_runs_root}/<method>/seed<seed>`; plan: `{args.token_plan}`; code commit(s): "
+            f"{', '.join(sorted(tokens['code_commit'].dropna().astype(str).unique())) or 'unknown'}.\n"
+        )
+        token_md = token_markdown(token_table, token_info, args.token_runs_root)
+        write_text_atomic(f"{args.token_out}.csv", to_csv(token_table))
+        write_text_atomic(f"{args.token_out}.md", token_md)
     write_text_atomic(f"{args.out}.csv", to_csv(table))
     write_text_atomic(f"{args.out}.md", md)
     if args.figure:
         seeds = sorted(int(s) for s in scores.loc[scores["method"].isin(methods), "seed"].unique())
-        plot_cost(table, metrics, methods, seeds, Path(args.figure), args.runs_root)
+        averaged = [b for b in benchmarks if b not in info.get("floor", [])]
+        points = held_out_points(scores, tokens, methods, averaged)
+        plot_cost(metrics, methods, seeds, points, Path(args.figure), args.runs_root)
     print(md)
+    if args.token_plan:
+        print(token_md)
     return 0

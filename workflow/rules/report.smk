@@ -1,7 +1,6 @@
 # Tables (results/) and figures (paper_figures/) from the runs the pipeline executed.
 
 FIGURES = expand("paper_figures/{name}.{ext}", name=["training_curves", "allocation"], ext=["pdf", "png"])
-ALLOCATION_FIGURE = expand("paper_figures/allocation_cost.{ext}", ext=["pdf", "png"])
 
 
 # Tables: every evaluated run's scores go into a long (tidy) file first, results/scores.csv
@@ -124,58 +123,3 @@ rule figures:
         "(dynamo figures --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--out paper_figures && python -m dynamo.reporting.provenance --config {input.config} "
         "--inputs {input.summaries} --outputs {output.figures} --out {output.provenance}) > {log} 2>&1"
-
-
-# Table 4: the rollout-allocation methods at equal rollouts per step (config allocation_methods), with
-# their generation cost, and its figure. Not in `rule all`: its extra runs (vip, knapsack-rl, greso,
-# pods, dynamo-nomod) would add to the default job; runs shared with tables 1 and 2 are reused.
-rule scores_allocation:
-    input:
-        config=f"runs/{EXP}/config.yaml",
-        scores=scores(CFG.allocation_methods),
-        summaries=expand(
-            f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.allocation_methods, seed=CFG.seeds
-        ),
-    output:
-        "results/scores_allocation.csv",
-    log:
-        f"logs/{EXP}/scores_allocation.log",
-    params:
-        runs_root=lambda w, input: runs_root(input.scores[0]),
-        methods=",".join(CFG.allocation_methods),
-        seeds=",".join(map(str, CFG.seeds)),
-        benchmarks=",".join(benchmark_labels()),
-    conda:
-        "../envs/dynamo.yaml"
-    shell:
-        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
-        "--benchmarks {params.benchmarks} --write-scores {output} > {log} 2>&1"
-
-
-rule table4:
-    input:
-        scores="results/scores_allocation.csv",
-        config=f"runs/{EXP}/config.yaml",
-        # The figure and the spread shares read each run's metrics.jsonl, finished with its summary.
-        summaries=expand(
-            f"runs/{EXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.allocation_methods, seed=CFG.seeds
-        ),
-    output:
-        csv=report("results/table4.csv", caption="../report/table4.rst", category="Tables"),
-        md="results/table4.md",
-        figure=report(ALLOCATION_FIGURE, caption="../report/table4.rst", category="Figures"),
-        provenance="results/table4.provenance.json",
-    log:
-        f"logs/{EXP}/table4.log",
-    params:
-        runs_root=lambda w, input: runs_root(input.summaries[0]),
-        methods=",".join(CFG.allocation_methods),
-        benchmarks=",".join(benchmark_labels()),
-        baseline="--baseline grpo" if "grpo" in CFG.allocation_methods else "",
-    conda:
-        "../envs/dynamo.yaml"
-    shell:
-        "(dynamo table4 --scores {input.scores} --runs-root {params.runs_root} --methods {params.methods} "
-        "--benchmarks {params.benchmarks} {params.baseline} --out results/table4 --figure paper_figures/allocation_cost "
-        "&& python -m dynamo.reporting.provenance --config {input.config} --inputs {input.scores} "
-        "--outputs {output.csv} {output.md} {output.figure} --out {output.provenance}) > {log} 2>&1"

@@ -1,0 +1,149 @@
+# Table 4: the rollout-allocation methods (config allocation_methods) at equal rollouts per step and at
+# equal generated tokens, with their generation cost, and its figure. Not in `rule all`: its extra runs
+# (vip, knapsack-rl, greso, pods, dynamo-nomod) would add to the default job; runs shared with tables
+# 1 and 2 are reused.
+#
+# Equal tokens (dynamo/reporting/token_budget.py): once every equal-rollout run has finished, the
+# checkpoint rule table4_token_plan finds, per method and seed, the step at which the run had generated
+# the baseline's total tokens; a method that got there before its last step (DAPO's refills: dapo,
+# greso) is trained again for that many steps into runs/<experiment>-token-matched/ and evaluated.
+
+ALLOCATION_FIGURE = expand("paper_figures/allocation_cost.{ext}", ext=["pdf", "png"])
+TOKEN_BASELINE = "grpo" if "grpo" in CFG.allocation_methods else None  # equal tokens need a baseline
+TOKEQ = f"runs/{EXP}-token-matched"
+TOKEQ_RUN = f"{TOKEQ}/{{method}}/seed{{seed}}"
+ALLOCATION_SUMMARIES = expand(f"{RUN}/summary.json", method=CFG.allocation_methods, seed=CFG.seeds)
+
+
+rule scores_allocation:
+    input:
+        config=f"runs/{EXP}/config.yaml",
+        # the start model ("base") is the figure's first point
+        scores=scores(["base", *CFG.allocation_methods]),
+        summaries=ALLOCATION_SUMMARIES,
+    output:
+        "results/scores_allocation.csv",
+    log:
+        f"logs/{EXP}/scores_allocation.log",
+    params:
+        runs_root=lambda w, input: runs_root(input.scores[0]),
+        methods=",".join(["base", *CFG.allocation_methods]),
+        seeds=",".join(map(str, CFG.seeds)),
+        benchmarks=",".join(benchmark_labels()),
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
+        "--benchmarks {params.benchmarks} --write-scores {output} > {log} 2>&1"
+
+
+checkpoint table4_token_plan:
+    input:
+        # metrics.jsonl is complete once summary.json is written
+        summaries=ALLOCATION_SUMMARIES,
+    output:
+        f"{TOKEQ}/plan.json",
+    log:
+        f"logs/{EXP}/table4_token_plan.log",
+    params:
+        methods=",".join(CFG.allocation_methods),
+        seeds=",".join(map(str, CFG.seeds)),
+        baseline=TOKEN_BASELINE,
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "python -m dynamo.reporting.token_budget --runs-root runs/{EXP} --methods {params.methods} "
+        "--seeds {params.seeds} --baseline {params.baseline} --out {output} > {log} 2>&1"
+
+
+rule token_matched_config:
+    input:
+        plan=f"{TOKEQ}/plan.json",
+    output:
+        f"{TOKEQ}/configs/{{method}}_seed{{seed}}.yaml",
+    log:
+        f"logs/{EXP}/token_matched_config/{{method}}_seed{{seed}}.log",
+    run:
+        from dynamo.io import write_text_atomic
+        from dynamo.reporting.token_budget import read_plan, reruns
+
+        steps = {(m, s): n for m, s, n in reruns(read_plan(input.plan))}[(wildcards.method, int(wildcards.seed))]
+        write_text_atomic(output[0], yaml.safe_dump({"train": {"steps": steps}}))
+
+
+# The train rule with the plan's step count merged over the experiment's config (later file wins).
+use rule train as train_token_matched with:
+    input:
+        config=[f"runs/{EXP}/config.yaml", f"{TOKEQ}/configs/{{method}}_seed{{seed}}.yaml"],
+        model=base_model_input(),
+        pool=[CFG.train_pool_path] if (CFG.data.task == "arithmetic" or STAGE.train) else [],
+    output:
+        final=directory(f"{TOKEQ_RUN}/final"),
+        summary=f"{TOKEQ_RUN}/summary.json",
+    log:
+        f"logs/{EXP}/train_token_matched/{{method}}_seed{{seed}}.log",
+    params:
+        run_dir=TOKEQ_RUN,
+
+
+use rule evaluate as evaluate_token_matched with:
+    input:
+        model=f"{TOKEQ_RUN}/final",
+        benchmarks=local_benchmark_files(),
+    output:
+        expand(f"{TOKEQ_RUN}/eval/{{bench}}/scores.json", bench=benchmark_labels(), allow_missing=True),
+    log:
+        f"logs/{EXP}/evaluate_token_matched/{{method}}_seed{{seed}}.log",
+    params:
+        out=f"{TOKEQ_RUN}/eval",
+
+
+def token_matched_scores(wildcards):
+    """Score files of the token-matched runs the plan asks for (known once the plan is written)."""
+    from dynamo.reporting.token_budget import read_plan, reruns
+
+    plan = checkpoints.table4_token_plan.get().output[0]
+    return [
+        f"{TOKEQ}/{method}/seed{seed}/eval/{bench}/scores.json"
+        for method, seed, _ in reruns(read_plan(plan))
+        for bench in benchmark_labels()
+    ]
+
+
+TOKEN_OUTPUTS = ["results/table4_tokens.csv", "results/table4_tokens.md"] if TOKEN_BASELINE else []
+
+
+rule table4:
+    input:
+        scores="results/scores_allocation.csv",
+        config=f"runs/{EXP}/config.yaml",
+        # The figure and the spread shares read each run's metrics.jsonl, finished with its summary.
+        summaries=ALLOCATION_SUMMARIES,
+        plan=[f"{TOKEQ}/plan.json"] if TOKEN_BASELINE else [],
+        token_matched=token_matched_scores if TOKEN_BASELINE else [],
+    output:
+        csv=report("results/table4.csv", caption="../report/table4.rst", category="Tables"),
+        md="results/table4.md",
+        tokens=TOKEN_OUTPUTS,
+        figure=report(ALLOCATION_FIGURE, caption="../report/table4.rst", category="Figures"),
+        provenance="results/table4.provenance.json",
+    log:
+        f"logs/{EXP}/table4.log",
+    params:
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
+        methods=",".join(CFG.allocation_methods),
+        benchmarks=",".join(benchmark_labels()),
+        baseline=f"--baseline {TOKEN_BASELINE}" if TOKEN_BASELINE else "",
+        tokens=(
+            f"--token-plan {TOKEQ}/plan.json --token-runs-root {TOKEQ} --token-out results/table4_tokens"
+            if TOKEN_BASELINE
+            else ""
+        ),
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "(dynamo table4 --scores {input.scores} --runs-root {params.runs_root} --methods {params.methods} "
+        "--benchmarks {params.benchmarks} {params.baseline} {params.tokens} --out results/table4 "
+        "--figure paper_figures/allocation_cost && python -m dynamo.reporting.provenance --config {input.config} "
+        "--inputs {input.scores} {input.plan} {input.token_matched} --outputs {output.csv} {output.md} "
+        "{output.tokens} {output.figure} --out {output.provenance}) > {log} 2>&1"
