@@ -3,6 +3,7 @@
 #   snakemake --cores all results/table3.csv                 # mechanism checks at policy snapshots
 #   snakemake --cores all results/study_allocation.csv       # the powered allocation study (not in all)
 #   snakemake --cores all results/table4.csv                 # allocation methods at equal rollouts and tokens (not in all)
+#   snakemake --cores all results/table4_hetero.csv          # the same on the allocation study's pool (not in all)
 #   snakemake results/table1.csv --cores all --configfile config/smoke.yaml
 #   snakemake results/table1.csv --profile workflow/profiles/slurm --configfile config/experiments/qwen2.5-math-7b.yaml
 # Stages: data -> base model (build + warm start) -> train (method x seed) -> evaluate -> report.
@@ -24,9 +25,10 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/table4.smk"  # results/table4.csv, not in rule all
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/study.smk"  # results/study_allocation.csv, not in rule all
+include: "workflow/rules/table4.smk"  # results/table4.csv, not in rule all
+include: "workflow/rules/table4_hetero.smk"  # results/table4_hetero.csv, not in rule all
 
 
 rule all:

@@ -18,8 +18,8 @@ from dynamo.reporting.scores import collect_scores
 from dynamo.reporting.token_budget import (
     cumulative_tokens,
     equal_token_scores,
-    matched_step,
     main,
+    matched_step,
     reruns,
     token_plan,
 )

@@ -37,14 +37,24 @@ rule scores_allocation:
         "--benchmarks {params.benchmarks} --write-scores {output} > {log} 2>&1"
 
 
+# The experiments table 4 is made on, the main one and the allocation study's pool (table4_hetero.smk):
+# their equal-rollout runs, whose metrics the token plan reads.
+TABLE4_RUNS = {
+    EXP: ALLOCATION_SUMMARIES,
+    SEXP: expand(f"runs/{SEXP}/{{method}}/seed{{seed}}/summary.json", method=CFG.allocation_methods, seed=CFG.seeds),
+}
+
+
 checkpoint table4_token_plan:
     input:
         # metrics.jsonl is complete once summary.json is written
-        summaries=ALLOCATION_SUMMARIES,
+        summaries=lambda w: TABLE4_RUNS[w.t4exp],
     output:
-        f"{TOKEQ}/plan.json",
+        "runs/{t4exp}-token-matched/plan.json",
     log:
-        f"logs/{EXP}/table4_token_plan.log",
+        "logs/{t4exp}/table4_token_plan.log",
+    wildcard_constraints:
+        t4exp="|".join(TABLE4_RUNS),
     params:
         methods=",".join(CFG.allocation_methods),
         seeds=",".join(map(str, CFG.seeds)),
@@ -52,17 +62,19 @@ checkpoint table4_token_plan:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "python -m dynamo.reporting.token_budget --runs-root runs/{EXP} --methods {params.methods} "
+        "python -m dynamo.reporting.token_budget --runs-root runs/{wildcards.t4exp} --methods {params.methods} "
         "--seeds {params.seeds} --baseline {params.baseline} --out {output} > {log} 2>&1"
 
 
 rule token_matched_config:
     input:
-        plan=f"{TOKEQ}/plan.json",
+        plan="runs/{t4exp}-token-matched/plan.json",
     output:
-        f"{TOKEQ}/configs/{{method}}_seed{{seed}}.yaml",
+        "runs/{t4exp}-token-matched/configs/{method}_seed{seed}.yaml",
     log:
-        f"logs/{EXP}/token_matched_config/{{method}}_seed{{seed}}.log",
+        "logs/{t4exp}/token_matched_config/{method}_seed{seed}.log",
+    wildcard_constraints:
+        t4exp="|".join(TABLE4_RUNS),
     run:
         from dynamo.io import write_text_atomic
         from dynamo.reporting.token_budget import read_plan, reruns
@@ -98,16 +110,21 @@ use rule evaluate as evaluate_token_matched with:
         out=f"{TOKEQ_RUN}/eval",
 
 
-def token_matched_scores(wildcards):
-    """Score files of the token-matched runs the plan asks for (known once the plan is written)."""
-    from dynamo.reporting.token_budget import read_plan, reruns
+def token_matched_scores(experiment, benchmarks):
+    """Input function: score files of the token-matched runs the experiment's plan asks for (known once
+    the plan is written)."""
 
-    plan = checkpoints.table4_token_plan.get().output[0]
-    return [
-        f"{TOKEQ}/{method}/seed{seed}/eval/{bench}/scores.json"
-        for method, seed, _ in reruns(read_plan(plan))
-        for bench in benchmark_labels()
-    ]
+    def files(wildcards):
+        from dynamo.reporting.token_budget import read_plan, reruns
+
+        plan = checkpoints.table4_token_plan.get(t4exp=experiment).output[0]
+        return [
+            f"runs/{experiment}-token-matched/{method}/seed{seed}/eval/{bench}/scores.json"
+            for method, seed, _ in reruns(read_plan(plan))
+            for bench in benchmarks
+        ]
+
+    return files
 
 
 TOKEN_OUTPUTS = ["results/table4_tokens.csv", "results/table4_tokens.md"] if TOKEN_BASELINE else []
@@ -120,7 +137,7 @@ rule table4:
         # The figure and the spread shares read each run's metrics.jsonl, finished with its summary.
         summaries=ALLOCATION_SUMMARIES,
         plan=[f"{TOKEQ}/plan.json"] if TOKEN_BASELINE else [],
-        token_matched=token_matched_scores if TOKEN_BASELINE else [],
+        token_matched=token_matched_scores(EXP, benchmark_labels()) if TOKEN_BASELINE else [],
     output:
         csv=report("results/table4.csv", caption="../report/table4.rst", category="Tables"),
         md="results/table4.md",
