@@ -92,7 +92,7 @@ def test_cost_figure_is_written(runs, tmp_path):
     root, scores, _ = runs
     metrics = load_metrics(root)
     points = held_out_points(scores, None, METHODS, BENCHMARKS)
-    plot_cost(metrics, METHODS, SEEDS, points, tmp_path / "fig" / "allocation_cost", str(root))
+    plot_cost(metrics, METHODS, SEEDS, points, tmp_path / "fig" / "allocation_cost", str(root), "grpo")
     assert (tmp_path / "fig" / "allocation_cost.pdf").stat().st_size > 0
     assert (tmp_path / "fig" / "allocation_cost.png").stat().st_size > 0
 

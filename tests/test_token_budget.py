@@ -141,7 +141,7 @@ def test_equal_token_table_reads_the_token_matched_runs_where_the_plan_has_them(
     assert rows.loc["dapo", "tokens_generated"] == pytest.approx(dapo_tokens)
     grpo_tokens = statistics.fmean(1000 * (1 + 0.01 * s) for s in SEEDS)
     assert rows.loc["dapo", "tokens_generated_vs_grpo"] == pytest.approx(dapo_tokens / grpo_tokens)
-    md = token_markdown(table, {**info, "provenance": ""}, "runs/exp-token-matched")
+    md = token_markdown(table, {**info, "provenance": ""}, "runs/exp-token-matched", "t4.md")
     assert "| dapo | 5 of 10 |" in md and "| grpo | 10 of 10 |" in md
 
 

@@ -139,14 +139,20 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
         "(runs shared the machine's cores, so it is indicative only)."
         + (f" At equal generated tokens: {token_table}." if token_table else "")
     )
-    if baseline and not math.isnan(info.get("mde", math.nan)):
-        note += (
-            f"\n\nMinimum detectable effect (95% two-sided, 80% power) on average Pass@1 vs {baseline}: "
+    return "\n".join(lines) + "\n" + note + _closing_notes(info)
+
+
+def _closing_notes(info: dict) -> str:
+    """The minimum detectable effect (with a baseline), the benchmarks left out of the average, provenance."""
+    notes = ""
+    if info["baseline"] and not math.isnan(info.get("mde", math.nan)):
+        notes += (
+            f"\n\nMinimum detectable effect (95% two-sided, 80% power) on average Pass@1 vs {info['baseline']}: "
             f"{100 * info['mde']:.1f} points with {info['mde_seeds']} seeds."
         )
     if info.get("floor"):
-        note += f"\n\n{', '.join(info['floor'])}: Pass@k = 0 in every run: left out of the average."
-    return "\n".join(lines) + "\n" + note + "\n" + info["provenance"]
+        notes += f"\n\n{', '.join(info['floor'])}: Pass@k = 0 in every run: left out of the average."
+    return notes + "\n" + info["provenance"]
 
 
 def derive_token_table(
@@ -172,7 +178,7 @@ def derive_token_table(
     return out.reset_index(drop=True), info
 
 
-def token_markdown(table: pd.DataFrame, info: dict, token_root: str) -> str:
+def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_table: str) -> str:
     baseline = info["baseline"]
     head = ["method", "steps trained", "avg P@1", f"vs {baseline} (avg P@1)", "responses", "gen. tokens"]
     head += [f"tokens (x {baseline})"]
@@ -204,16 +210,9 @@ def token_markdown(table: pd.DataFrame, info: dict, token_root: str) -> str:
         f"over seeds. Held-out average Pass@1 over {', '.join(averaged)} in percent: mean over {seeds} seed(s) "
         f"± half-width of the 95% t-interval; the difference to {baseline} is the mean of the per-seed paired "
         "differences with its 95% interval ('within seed spread': the interval includes zero, no winner is "
-        "claimed). Equal rollouts per step: results/table4.md."
+        f"claimed). Equal rollouts per step: {rollout_table}."
     )
-    if not math.isnan(info.get("mde", math.nan)):
-        note += (
-            f"\n\nMinimum detectable effect (95% two-sided, 80% power) on average Pass@1 vs {baseline}: "
-            f"{100 * info['mde']:.1f} points with {info['mde_seeds']} seeds."
-        )
-    if info.get("floor"):
-        note += f"\n\n{', '.join(info['floor'])}: Pass@k = 0 in every run: left out of the average."
-    return "\n".join(lines) + "\n" + note + "\n" + info["provenance"]
+    return "\n".join(lines) + "\n" + note + _closing_notes(info)
 
 
 def _average_pass1(scores: pd.DataFrame, method: str, averaged: list[str]) -> tuple[float, float, float]:
@@ -251,8 +250,10 @@ def plot_cost(
     points: dict[str, list[tuple[float, float, float]]],
     path: Path,
     runs_root: str,
+    baseline: str | None = None,
 ) -> None:
-    """Held-out Pass@1 at the evaluated models, and training accuracy per step, against cumulative tokens."""
+    """Held-out Pass@1 at the evaluated models, and training accuracy per step, against cumulative tokens;
+    a vertical line at the baseline's total tokens (the equal-token budget)."""
     from dynamo.reporting.figures import DASHES
     from dynamo.reporting.style import finish, pyplot
 
@@ -284,6 +285,9 @@ def plot_cost(
         )
         if len(seeds) > 1:
             right.fill_between(tokens.mean(0), accuracy.min(0), accuracy.max(0), color=f"C{i}", alpha=0.12, lw=0)
+    if baseline:
+        for ax in (left, right):
+            ax.axvline(points[baseline][-1][0], color="0.5", ls=":", lw=1.0)
     left.set_title("held-out accuracy of the evaluated models")
     left.set_xlabel("cumulative generated tokens in training")
     left.set_ylabel("average Pass@1 (%)")
@@ -302,7 +306,9 @@ def plot_cost(
             "seeds, 95% t-interval) of the models that were evaluated, at their mean cumulative generated "
             "tokens: the start model (0), the token-matched run at the baseline's total tokens where a method "
             "needed one, and the end of the equal-rollout run; lines join these measurements, held-out "
-            "accuracy between them was not measured. Right: training accuracy of each step's first "
+            "accuracy between them was not measured."
+            + (f" Dotted: {baseline}'s total generated tokens (mean over seeds)." if baseline else "")
+            + " Right: training accuracy of each step's first "
             f"generation round against cumulative generated tokens (mean over seeds; {band})."
         ),
         source=f"runs: {runs_root}/<method>/seed{{{','.join(map(str, seeds))}}}/metrics.jsonl, eval/",
@@ -365,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
             f"`{args.token_runs_root}/<method>/seed<seed>`; plan: `{args.token_plan}`; code commit(s): "
             f"{', '.join(sorted(tokens['code_commit'].dropna().astype(str).unique())) or 'unknown'}.\n"
         )
-        token_md = token_markdown(token_table, token_info, args.token_runs_root)
+        token_md = token_markdown(token_table, token_info, args.token_runs_root, f"{args.out}.md")
         write_text_atomic(f"{args.token_out}.csv", to_csv(token_table))
         write_text_atomic(f"{args.token_out}.md", token_md)
     write_text_atomic(f"{args.out}.csv", to_csv(table))
@@ -374,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
         seeds = sorted(int(s) for s in scores.loc[scores["method"].isin(methods), "seed"].unique())
         averaged = [b for b in benchmarks if b not in info.get("floor", [])]
         points = held_out_points(scores, tokens, methods, averaged)
-        plot_cost(metrics, methods, seeds, points, Path(args.figure), args.runs_root)
+        plot_cost(metrics, methods, seeds, points, Path(args.figure), args.runs_root, args.baseline)
     print(md)
     if args.token_plan:
         print(token_md)
