@@ -339,8 +339,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def token_scores(args: argparse.Namespace, scores: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame, dict]:
     """The scores at equal tokens (token-matched runs' score files, verified, else the equal-rollout rows)."""
-    if not (args.baseline and args.token_runs_root and args.token_out):
-        raise ValueError("--token-plan needs --baseline, --token-runs-root and --token-out")
     plan = token_budget.read_plan(args.token_plan)
     if plan["baseline"] != args.baseline or not set(methods) <= set(plan["methods"]):
         raise ValueError(f"{args.token_plan}: made for baseline {plan['baseline']!r} and {plan['methods']}")
@@ -357,6 +355,8 @@ def token_scores(args: argparse.Namespace, scores: pd.DataFrame, methods: list[s
 
 def run(args: argparse.Namespace) -> int:
     methods, benchmarks = args.methods.split(","), args.benchmarks.split(",")
+    if args.token_plan and not (args.baseline and args.token_runs_root and args.token_out):
+        raise ValueError("--token-plan needs --baseline, --token-runs-root and --token-out")
     scores = load_scores(args.scores)
     require_verified(check_scores_table(scores, args.scores)[0])
     metrics = load_metrics(args.runs_root)

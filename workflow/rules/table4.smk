@@ -147,7 +147,7 @@ rule table4:
     log:
         f"logs/{EXP}/table4.log",
     params:
-        runs_root=lambda w, input: runs_root(input.summaries[0]),
+        runs_root=f"runs/{EXP}",
         methods=",".join(CFG.allocation_methods),
         benchmarks=",".join(benchmark_labels()),
         baseline=f"--baseline {TOKEN_BASELINE}" if TOKEN_BASELINE else "",
