@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from reporting_fixture import BENCHMARKS, SEEDS, make_runs, write_run
 
 from dynamo import metrics_names as M
@@ -21,6 +22,7 @@ from dynamo.reporting.token_budget import (
     main,
     matched_step,
     reruns,
+    steps_config,
     token_plan,
 )
 
@@ -162,19 +164,19 @@ def test_figure_points_are_the_evaluated_models_in_token_order(token_runs):
     assert tokens[1] == pytest.approx(statistics.fmean(100 * (1 + 0.01 * s) for s in SEEDS))
 
 
-def test_plan_cli_writes_the_plan(tmp_path):
+def test_cli_writes_the_plan_and_each_token_matched_runs_step_count(tmp_path):
     root = tmp_path / "runs" / "exp"
     write_metrics(root, PER_STEP)
     out = tmp_path / "plan.json"
-    assert (
-        main(
-            ["--runs-root", str(root), "--methods", "grpo,dapo,dynamo", "--seeds", "1,2,3"]
-            + ["--baseline", "grpo", "--out", str(out)]
-        )
-        == 0
-    )
+    args = ["plan", "--runs-root", str(root), "--methods", "grpo,dapo,dynamo", "--seeds", "1,2,3"]
+    assert main([*args, "--baseline", "grpo", "--out", str(out)]) == 0
     plan = json.loads(out.read_text())
     assert reruns(plan) == [("dapo", s, 5) for s in SEEDS]
+    overlay = tmp_path / "dapo_seed2.yaml"
+    assert main(["config", "--plan", str(out), "--method", "dapo", "--seed", "2", "--out", str(overlay)]) == 0
+    assert yaml.safe_load(overlay.read_text()) == {"train": {"steps": 5}}
+    with pytest.raises(ValueError, match="no token-matched run of \\('grpo', 2\\)"):
+        steps_config(plan, "grpo", 2)
 
 
 def test_a_token_matched_run_is_the_first_steps_of_the_equal_rollout_run(tmp_path):

@@ -1,6 +1,6 @@
 """Table 4 at equal generated tokens: where each method's run has generated what the baseline's did.
 
-    python -m dynamo.reporting.token_budget --runs-root runs/embedded --methods grpo,dapo,greso \
+    python -m dynamo.reporting.token_budget plan --runs-root runs/embedded --methods grpo,dapo,greso \
         --seeds 1,2,3 --baseline grpo --out runs/embedded-token-matched/plan.json
 
 The allocation rules spend exactly N x n rollouts in a step's first round, so table 4 compares them
@@ -29,10 +29,11 @@ import math
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from dynamo import metrics_names as M
 from dynamo.errors import read_json_file
-from dynamo.io import write_json_atomic
+from dynamo.io import write_json_atomic, write_text_atomic
 
 FORMAT = "dynamo.token_plan/1"
 
@@ -120,16 +121,38 @@ def equal_token_scores(rollout_scores: pd.DataFrame, rerun_scores: pd.DataFrame,
     return pd.concat(parts, ignore_index=True)
 
 
+def steps_config(plan: dict, method: str, seed: int) -> str:
+    """The config overlay of one token-matched run: its step count (YAML, merged over the experiment's)."""
+    steps = {(m, s): n for m, s, n in reruns(plan)}
+    if (method, seed) not in steps:
+        raise ValueError(f"the plan asks for no token-matched run of ({method!r}, {seed})")
+    return yaml.safe_dump({"train": {"steps": steps[(method, seed)]}})
+
+
 def main(argv: list[str] | None = None) -> int:
     from dynamo.reporting.scores import load_metrics
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs-root", required=True, help="runs/<experiment>: the equal-rollout runs' metrics.jsonl")
-    p.add_argument("--methods", required=True, help="comma-separated")
-    p.add_argument("--seeds", required=True, help="comma-separated")
-    p.add_argument("--baseline", required=True, help="the method whose total generated tokens every other gets")
-    p.add_argument("--out", required=True, help="the plan (JSON)")
+    sub = p.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("plan", help="write the plan from the equal-rollout runs' metrics")
+    make.add_argument(
+        "--runs-root", required=True, help="runs/<experiment>: the equal-rollout runs' metrics.jsonl"
+    )
+    make.add_argument("--methods", required=True, help="comma-separated")
+    make.add_argument("--seeds", required=True, help="comma-separated")
+    make.add_argument("--baseline", required=True, help="the method whose total generated tokens every other gets")
+    make.add_argument("--out", required=True, help="the plan (JSON)")
+    overlay = sub.add_parser("config", help="write one token-matched run's config overlay (train.steps)")
+    overlay.add_argument("--plan", required=True)
+    overlay.add_argument("--method", required=True)
+    overlay.add_argument("--seed", type=int, required=True)
+    overlay.add_argument(
+        "--out", required=True, help="YAML file, given to `dynamo train --config` after the config"
+    )
     args = p.parse_args(argv)
+    if args.command == "config":
+        write_text_atomic(args.out, steps_config(read_plan(args.plan), args.method, args.seed))
+        return 0
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
     plan = token_plan(load_metrics(args.runs_root), methods, seeds, args.baseline)
     write_json_atomic(args.out, plan)

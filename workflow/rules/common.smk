@@ -131,3 +131,20 @@ def train_setup(method):
     sections["train"].pop("threads")
     sections["train"].pop("checkpoint_every")
     return json.dumps({"method": CFG.method(method).to_dict(), "engine": CFG.engine, **sections}, sort_keys=True)
+
+
+def token_matched_scores(experiment, benchmarks):
+    """Input function: score files of the token-matched runs the experiment's plan asks for (known once
+    the plan is written)."""
+
+    def files(wildcards):
+        from dynamo.reporting.token_budget import read_plan, reruns
+
+        plan = checkpoints.table4_token_plan.get(t4exp=experiment).output[0]
+        return [
+            f"runs/{experiment}-token-matched/{method}/seed{seed}/eval/{bench}/scores.json"
+            for method, seed, _ in reruns(read_plan(plan))
+            for bench in benchmarks
+        ]
+
+    return files

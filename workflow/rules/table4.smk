@@ -62,7 +62,7 @@ checkpoint table4_token_plan:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "python -m dynamo.reporting.token_budget --runs-root runs/{wildcards.t4exp} --methods {params.methods} "
+        "python -m dynamo.reporting.token_budget plan --runs-root runs/{wildcards.t4exp} --methods {params.methods} "
         "--seeds {params.seeds} --baseline {params.baseline} --out {output} > {log} 2>&1"
 
 
@@ -75,12 +75,11 @@ rule token_matched_config:
         "logs/{t4exp}/token_matched_config/{method}_seed{seed}.log",
     wildcard_constraints:
         t4exp="|".join(TABLE4_RUNS),
-    run:
-        from dynamo.io import write_text_atomic
-        from dynamo.reporting.token_budget import read_plan, reruns
-
-        steps = {(m, s): n for m, s, n in reruns(read_plan(input.plan))}[(wildcards.method, int(wildcards.seed))]
-        write_text_atomic(output[0], yaml.safe_dump({"train": {"steps": steps}}))
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "python -m dynamo.reporting.token_budget config --plan {input.plan} --method {wildcards.method} "
+        "--seed {wildcards.seed} --out {output} > {log} 2>&1"
 
 
 # The train rule with the plan's step count merged over the experiment's config (later file wins).
@@ -110,23 +109,6 @@ use rule evaluate as evaluate_token_matched with:
         out=f"{TOKEQ_RUN}/eval",
 
 
-def token_matched_scores(experiment, benchmarks):
-    """Input function: score files of the token-matched runs the experiment's plan asks for (known once
-    the plan is written)."""
-
-    def files(wildcards):
-        from dynamo.reporting.token_budget import read_plan, reruns
-
-        plan = checkpoints.table4_token_plan.get(t4exp=experiment).output[0]
-        return [
-            f"runs/{experiment}-token-matched/{method}/seed{seed}/eval/{bench}/scores.json"
-            for method, seed, _ in reruns(read_plan(plan))
-            for bench in benchmarks
-        ]
-
-    return files
-
-
 TOKEN_OUTPUTS = ["results/table4_tokens.csv", "results/table4_tokens.md"] if TOKEN_BASELINE else []
 
 
@@ -147,7 +129,7 @@ rule table4:
     log:
         f"logs/{EXP}/table4.log",
     params:
-        runs_root=f"runs/{EXP}",
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
         methods=",".join(CFG.allocation_methods),
         benchmarks=",".join(benchmark_labels()),
         baseline=f"--baseline {TOKEN_BASELINE}" if TOKEN_BASELINE else "",

@@ -72,12 +72,13 @@ rule scores_allocation_hetero:
     log:
         f"logs/{SEXP}/scores_allocation_hetero.log",
     params:
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
         methods=",".join(["base", *CFG.allocation_methods]),
         seeds=",".join(map(str, CFG.seeds)),
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "dynamo report --runs-root runs/{SEXP} --methods {params.methods} --seeds {params.seeds} "
+        "dynamo report --runs-root {params.runs_root} --methods {params.methods} --seeds {params.seeds} "
         "--benchmarks arith-id --write-scores {output} > {log} 2>&1"
 
 
@@ -97,6 +98,7 @@ rule table4_hetero:
     log:
         f"logs/{SEXP}/table4_hetero.log",
     params:
+        runs_root=lambda w, input: runs_root(input.summaries[0]),
         methods=",".join(CFG.allocation_methods),
         baseline=f"--baseline {TOKEN_BASELINE}" if TOKEN_BASELINE else "",
         tokens=(
@@ -108,7 +110,7 @@ rule table4_hetero:
     conda:
         "../envs/dynamo.yaml"
     shell:
-        "(dynamo table4 --scores {input.scores} --runs-root runs/{SEXP} --methods {params.methods} "
+        "(dynamo table4 --scores {input.scores} --runs-root {params.runs_root} --methods {params.methods} "
         "--benchmarks arith-id {params.baseline} {params.tokens} --out results/table4_hetero "
         "--figure paper_figures/allocation_cost_hetero && python -m dynamo.reporting.provenance "
         "--config {input.config} --inputs {input.scores} {input.plan} {input.token_matched} --outputs "
