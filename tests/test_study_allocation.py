@@ -15,7 +15,15 @@ from scipy import stats as st
 from dynamo.config import config_from_dict
 from dynamo.core.rules import rollout_counts
 from dynamo.methods import get_method
-from dynamo.reporting.study import eval_sampling_variance, markdown, paired_comparison, pooled_mde, study_table
+from dynamo.reporting.study import (
+    eval_sampling_variance,
+    gain_sentence,
+    markdown,
+    paired_comparison,
+    pooled_mde,
+    study_table,
+    training_gain,
+)
 
 SEEDS = list(range(1, 13))
 
@@ -151,6 +159,7 @@ def test_study_dag_runs_every_arm_and_seed_and_stays_out_of_rule_all():
     runs = len(study.arms) * len(study.seeds)
     assert counts.get("study_train") == runs and counts.get("study_evaluate") == runs, counts
     assert counts.get("study_table") == 1 and counts.get("study_start_rates") == 1, counts
+    assert counts.get("study_evaluate_start") == len(study.seeds), counts
     assert len(study.seeds) >= 10
     assert not any(rule.startswith("study") for rule in _job_counts(_dry_run("all")))
 
@@ -208,3 +217,14 @@ def test_report_states_the_verdicts_the_mde_and_the_start_share():
     assert "60.0% of prompts near-solved or unsolvable" in text
     # evaluation sampling: sqrt(2 * 0.09) = 0.42 points of a paired difference's sd
     assert "predicts at most 0.42" in text
+
+
+def test_training_gain_is_the_baselines_paired_gain_over_its_start_model_and_says_what_it_means():
+    runs = _runs({"grpo": ALTERNATING, "dynamo": ALTERNATING})
+    base = runs[runs["arm"] == "grpo"]["endpoint"].to_numpy()
+    cases = [(-2.0, "Training raises the endpoint"), (+2.0, "Training LOWERS"), (0.0, "does not measurably")]
+    for shift, phrase in cases:
+        start = pd.Series([b + shift + 0.5 * (i % 3) - 0.5 for i, b in enumerate(base)], index=SEEDS)
+        gain = training_gain(runs, "grpo", start)
+        assert gain["diff"] == pytest.approx(np.mean(base - start.to_numpy()))
+        assert phrase in gain_sentence(gain, "grpo", float(start.mean()))

@@ -187,7 +187,47 @@ def load_runs(runs_root: Path, arms: Sequence[str], seeds: Sequence[int], benchm
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, mde: float) -> str:
+def load_start_endpoints(start_root: Path, seeds: Sequence[int], benchmark: str) -> pd.Series:
+    """The start model's endpoint (percent) per seed: the same problems and evaluation sampling seed as each
+    seed's arms, no training."""
+    return pd.Series(
+        {
+            seed: 100.0
+            * float(read_json_file(start_root / f"seed{seed}" / "eval" / benchmark / "scores.json")["pass_at_1"])
+            for seed in seeds
+        },
+        name="endpoint",
+    )
+
+
+def training_gain(runs: pd.DataFrame, baseline: str, start: pd.Series) -> dict[str, float]:
+    """The baseline's paired gain over its own start model (same seeds): what training moved at all."""
+    base = runs[runs["arm"] == baseline].set_index("seed")["endpoint"]
+    return paired_comparison(base.loc[start.index].to_numpy(), start.to_numpy())
+
+
+def gain_sentence(gain: dict[str, float], baseline: str, start_mean: float) -> str:
+    """What the training gain says about the study: an arm can only beat the baseline by training better."""
+    moved = f"{gain['diff']:+.2f} points [{gain['diff_low']:+.2f}, {gain['diff_high']:+.2f}]"
+    head = (
+        f"Training itself: the start model scores {start_mean:.2f}; {baseline}'s paired gain over it is {moved}. "
+    )
+    if gain["diff_low"] > 0:
+        return head + "Training raises the endpoint, so the arms' differences are about how well they train."
+    if gain["diff_high"] < 0:
+        return head + (
+            "Training LOWERS the endpoint on this pool: more or better-placed samples of a process that does not "
+            "improve it cannot be expected to show here, so the study says nothing about allocation either way."
+        )
+    return head + (
+        "Training does not measurably move the endpoint: more or better-placed samples cannot be expected to "
+        "show here, so the study says nothing about allocation either way."
+    )
+
+
+def markdown(
+    table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, mde: float, gain_text: str = ""
+) -> str:
     base = study["baseline"]
     m = int(table["seeds"].iloc[0])
     lines = [
@@ -236,6 +276,7 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, study: dict, start: dict, 
             else "NOT resolved: the study is underpowered, and 'not distinguishable' is no evidence of no effect."
         ),
         "",
+        *([gain_text, ""] if gain_text else []),
         "Informative share: share of rollout samples in groups whose correctness is not all equal "
         f"({M.INFORMATIVE_SAMPLE_SHARE}), mean over steps and seeds.",
         "",
@@ -296,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="the study's resolved config (runs/<study>/config.yaml)")
     p.add_argument("--runs-root", required=True, help="runs/<study experiment>")
     p.add_argument("--start", required=True, help="samples.jsonl of the start model on the study pool")
+    p.add_argument("--start-runs", required=True, help="runs/<study>/start: the start model's endpoint per seed")
     p.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv and PREFIX.md")
     p.add_argument("--figure", required=True, help="figure path without extension (PDF and PNG)")
     args = p.parse_args(argv)
@@ -310,10 +352,23 @@ def main(argv: list[str] | None = None) -> int:
         study["extreme_band"],
         cfg["train"]["rollouts_per_prompt"],
     )
+    start_endpoint = load_start_endpoints(
+        Path(args.start_runs), study["seeds"], ENDPOINT_BENCHMARK[study["endpoint"]]
+    )
+    gain = training_gain(runs, study["baseline"], start_endpoint)
     out = Path(args.out)
-    csv = table.assign(study_mde=mde, mde_target=study["mde_target"], start_extreme_share=start["extreme"])
+    csv = table.assign(
+        study_mde=mde,
+        mde_target=study["mde_target"],
+        start_extreme_share=start["extreme"],
+        start_endpoint=float(start_endpoint.mean()),
+        baseline_gain=gain["diff"],
+        baseline_gain_low=gain["diff_low"],
+        baseline_gain_high=gain["diff_high"],
+    )
     write_text_atomic(out.with_suffix(".csv"), csv.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(out.with_suffix(".md"), markdown(table, runs, study, start, mde))
+    text = gain_sentence(gain, study["baseline"], float(start_endpoint.mean()))
+    write_text_atomic(out.with_suffix(".md"), markdown(table, runs, study, start, mde, text))
     figure(table, runs, study, mde, Path(args.figure))
     print(out.with_suffix(".md").read_text())
     return 0

@@ -151,10 +151,40 @@ rule study_evaluate:
         "--batch-size {params.e.batch_size} --limit 0 --template {params.template:q} --no-chat-template > {log} 2>&1"
 
 
+# The start model on the endpoint, with each seed's evaluation sampling: did training move the endpoint at
+# all? If the baseline does not beat its own start model, no arm can be expected to beat the baseline.
+rule study_evaluate_start:
+    input:
+        model=STUDY_BASE,
+        split=f"{STASK}/arith-id.jsonl",
+    output:
+        f"runs/{SEXP}/start/seed{{seed}}/eval/arith-id/scores.json",
+    log:
+        f"logs/{SEXP}/evaluate/start_seed{{seed}}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        model=lambda w, input: input.model or CFG.base_model_path,
+        out=f"runs/{SEXP}/start/seed{{seed}}/eval",
+        e=STUDY_CFG.eval,
+        template=lambda w: CFG.data.template,
+    threads: CFG.resources.evaluate.threads
+    resources:
+        **resources_of("evaluate"),
+    conda:
+        "../envs/dynamo.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} dynamo evaluate --model {params.model} --benchmarks arith-id={input.split} "
+        "--samples {params.e.samples} --out {params.out} --seed {wildcards.seed} --temperature {params.e.temperature} "
+        "--top-p {params.e.top_p} --max-new-tokens {params.e.max_new_tokens} --backend {params.e.backend} "
+        "--batch-size {params.e.batch_size} --limit 0 --template {params.template:q} --no-chat-template > {log} 2>&1"
+
+
 rule study_table:
     input:
         config=f"runs/{SEXP}/config.yaml",
         start=f"runs/{SEXP}/start/pool/samples.jsonl",
+        start_scores=expand(f"runs/{SEXP}/start/seed{{seed}}/eval/arith-id/scores.json", seed=ST.seeds),
         scores=expand(f"runs/{SEXP}/{{arm}}/seed{{seed}}/eval/arith-id/scores.json", arm=ST.arms, seed=ST.seeds),
         summaries=expand(f"runs/{SEXP}/{{arm}}/seed{{seed}}/summary.json", arm=ST.arms, seed=ST.seeds),
     output:
@@ -170,6 +200,6 @@ rule study_table:
         "../envs/dynamo.yaml"
     shell:
         "(python -m dynamo.reporting.study --config {input.config} --runs-root {params.runs_root} "
-        "--start {input.start} --out results/study_allocation --figure paper_figures/study_allocation && "
+        "--start {input.start} --start-runs {params.runs_root}/start --out results/study_allocation --figure paper_figures/study_allocation && "
         "python -m dynamo.reporting.provenance --config {input.config} --outputs {output.csv} {output.md} "
         "{output.figures} --out {output.provenance}) > {log} 2>&1"
