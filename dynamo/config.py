@@ -314,8 +314,9 @@ class ExperimentConfig:
     )
     allocation_methods: list[str] = _f(
         ["grpo", "dapo", "dynamo-nomod", "vip", "knapsack-rl", "greso", "pods"],
-        "Methods for table 4 (rollout-allocation methods at equal rollouts per step, compared with grpo when "
-        "listed), by registered name; runs shared with tables 1 and 2 are reused. Not part of `snakemake all`.",
+        "Methods for table 4 (rollout-allocation methods compared with grpo when listed: at equal rollouts per "
+        "step, and in table4_tokens at equal generated tokens), by registered name; runs shared with tables 1 "
+        "and 2 are reused. Not part of `snakemake all`.",
     )
     seeds: list[Seed] = _f([1, 2, 3], "Seeds; every method runs once per seed.")
     method_overrides: dict[str, Any] = _f({}, "Per-method overrides, e.g. {dynamo: {loss: {eps_high: 0.28}}}.")
