@@ -410,14 +410,3 @@ def _merged(spec: Any, overrides: Any) -> Any:
     for key, value in overrides.items():
         out[key] = _merged(out[key], value) if key in out else value
     return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
-
-
-def flat_fields(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict (e.g. `dataclasses.asdict(spec)`) as {"dotted.name": value}."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flat_fields(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

@@ -528,12 +528,19 @@ def test_tail_rows_read_insensitive_only_when_the_factor_misses_the_tail():
                 stats.tail_tokens_needed(s["tail"]["abs_dH"], s["tail"]["changed"], 400, quantile, (hi - lo) / 2)
                 for s in steps
             ]
-            text, reason = tail_verdict(lo, hi, checks, statistic=key, factor="beta_stab")
+            text, reason = tail_verdict(lo, hi, checks, statistic=key, factor="beta_stab", producible=0.0)
             assert text == want, (key, damp_top, checks)
             assert bool(reason) == (want == INSENSITIVE)
+            # The factor's change of the shared update could reach the row: no claim of insensitivity.
+            reach = math.exp((hi - lo) / 2) - 1  # the row's relative resolution
+            kept = tail_verdict(lo, hi, checks, statistic=key, factor="beta_stab", producible=reach)
+            assert kept == ("not distinguishable", "")
     # An interval that resolves an effect keeps its verdict whatever the tail says.
-    assert tail_verdict(-0.05, -0.01, [(0.0, 3.0)], statistic="max", factor="beta_stab") == ("supports", "")
-    # A batch whose band the stored tail does not cover: no claim of insensitivity.
-    assert tail_verdict(-0.01, 0.01, [(0.0, 3.0), (math.nan, math.nan)], statistic="max", factor="f")[0] == (
-        "not distinguishable"
+    assert tail_verdict(-0.05, -0.01, [(0.0, 3.0)], statistic="max", factor="beta_stab", producible=0.0) == (
+        "supports",
+        "",
     )
+    # A batch whose band the stored tail does not cover: no claim of insensitivity.
+    assert tail_verdict(
+        -0.01, 0.01, [(0.0, 3.0), (math.nan, math.nan)], statistic="max", factor="f", producible=0.0
+    )[0] == ("not distinguishable")

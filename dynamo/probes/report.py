@@ -112,26 +112,29 @@ def sensitivity_verdict(
 
 
 def tail_verdict(
-    low: float, high: float, checks: list[tuple[float, float]], *, statistic: str, factor: str
+    low: float, high: float, checks: list[tuple[float, float]], *, statistic: str, factor: str, producible: float
 ) -> tuple[str, str]:
     """(verdict, reason) of a row comparing a tail statistic of per-token |dH| (max, a high quantile) with
     and without a selective factor. `checks`: per batch, (tokens of the statistic's band the factor changes,
     tokens needed to move it by the row's resolution), from `tail_tokens_needed`. An interval containing the
     null reads "insensitive by construction" when, in every batch, the factor changes fewer of the tokens
     that set the statistic than moving it by the row's resolution needs: its selective effect cannot reach
-    the row (what it does to the other tokens goes through the shared update: the relative-change rows)."""
+    the row. What it does to the other tokens goes through the shared update, so the claim also needs that
+    route bounded: `producible` (upper bound of the factor's relative change of the update) below
+    INSENSITIVE_FRACTION of the row's relative resolution, as in `sensitivity_verdict`."""
     text = verdict(low, high, supports_if="below", null=0.0)
     finite = [(c, n) for c, n in checks if math.isfinite(c) and math.isfinite(n)]
     if text != "not distinguishable" or not finite or len(finite) < len(checks):
         return text, ""
-    if all(c < n for c, n in finite):
+    resolution = math.exp((high - low) / 2) - 1
+    indirect_bounded = math.isfinite(producible) and producible < INSENSITIVE_FRACTION * resolution
+    if indirect_bounded and all(c < n for c, n in finite):
         changed = _span([c for c, _ in finite])
         needed = _span([n for _, n in finite])
-        resolution = 100 * (math.exp((high - low) / 2) - 1)
         reason = (
             f"{factor} changes (factor < 0.99) {changed} of the tokens that set the {statistic} per batch, "
-            f"fewer than the {needed} needed to move it by its resolution ({resolution:.2g}%), "
-            f"in all {len(finite)} batches"
+            f"fewer than the {needed} needed to move it by its resolution ({100 * resolution:.2g}%), "
+            f"in all {len(finite)} batches, and the update by at most {producible:.2g} (relative)"
         )
         return INSENSITIVE, reason
     return text, ""
@@ -236,7 +239,10 @@ def stabilization_rows(steps_data: list[dict[str, Any]]) -> list[dict[str, Any]]
                 )
                 for s in sel
             ]
-            text, reason = tail_verdict(lo, hi, checks, statistic=f"{label} |dH|", factor="beta_stab")
+            producible = _interval([s["stab_relative_change"] for s in sel], sel)[2]
+            text, reason = tail_verdict(
+                lo, hi, checks, statistic=f"{label} |dH|", factor="beta_stab", producible=producible
+            )
             quantity = f"{label} per-token |entropy change| in one optimiser step: with / without beta_stab"
             rows.append(
                 _row("stabilization", quantity, snap, *_exp((m, lo, hi)), 1.0, "below", n, "ratio", text, reason)

@@ -91,9 +91,11 @@ def carried_sections() -> frozenset[str]:
 
 
 def local_only(spec: MethodSpec) -> bool:
-    """True for methods whose allocation rule down-selects samples after rollout (PODS): the patched
-    generator does not yet, so they run in the local engine only."""
-    return make_rule(spec.allocation).selects
+    """True for methods whose allocation rule down-selects samples after rollout (PODS) or samples in rounds
+    from the rewards so far (Reinforce-Ada): the patched generator does neither yet, so they run in the
+    local engine only."""
+    rule = make_rule(spec.allocation)
+    return rule.selects or rule.sequential
 
 
 def check_supported(spec: MethodSpec) -> None:
@@ -119,7 +121,8 @@ def check_supported(spec: MethodSpec) -> None:
         )
     if local_only(spec):
         unsupported.append(
-            f"allocation.kind={rule.name!r}: post-rollout down-selection runs in the local engine only"
+            f"allocation.kind={rule.name!r}: post-rollout down-selection and sampling in rounds run in the "
+            "local engine only"
         )
     if unsupported:
         raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")
