@@ -21,7 +21,7 @@ summary.json (both engines): `method`, `seed`, `engine`, `base_model`, `config`,
 
 from __future__ import annotations
 
-import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -174,19 +174,21 @@ OPENRLHF_STOCK_NAME = {name: stock for stock, name in OPENRLHF_STATUS.items()}  
 
 
 def openrlhf_row(step: int, status: dict[str, Any]) -> dict[str, float]:
-    """One metrics.jsonl row from the OpenRLHF controller's status: the finite numbers under contract
-    names (stock keys renamed by OPENRLHF_STATUS); every other stock key is dropped."""
+    """One metrics.jsonl row from the OpenRLHF controller's status: the numbers under contract names (stock
+    keys renamed by OPENRLHF_STATUS); every other stock key is dropped. A non-finite value is kept (as NaN or
+    inf, as the local engine writes it), so that a diverged step shows in the metrics instead of vanishing."""
     allowed = engine_names("openrlhf")
     row: dict[str, float] = {STEP: step}
     for key, value in status.items():
         name = OPENRLHF_STATUS.get(key, key)
-        if name in allowed and name != STEP and _finite_number(value):
+        if name in allowed and name != STEP and _number(value):
             row[name] = float(value)
     return row
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any) -> bool:
+    """A real number, numpy scalars included (not a bool, a string or a tensor)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def allocation_metrics(counts: np.ndarray, k: np.ndarray, g: np.ndarray, min_history: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import openrlhf_stubs
 import pytest
 import torch
@@ -91,10 +92,13 @@ def test_openrlhf_rows_rename_stock_keys_once_and_drop_the_rest():
         "timing/broadcast": 0.1,
         "rollout/reward_mean": 0.4,  # stock, unmapped: dropped
         "response_length": 12.0,  # stock actor info: dropped
-        M.REWARD_MEAN: math.nan,  # not a finite number: dropped
+        M.REWARD_MEAN: math.nan,  # a diverged value under a contract name: kept, so that it shows
+        M.GRAD_NORM: np.float32(2.0),  # numpy scalars are numbers too
         "generated_samples": ["text", 1.0],
     }
-    assert M.openrlhf_row(3, status) == {M.STEP: 3, M.PG_LOSS: 0.25, M.ENTROPY: 1.5, M.TIME_SYNC: 0.1}
+    row = M.openrlhf_row(3, status)
+    assert math.isnan(row.pop(M.REWARD_MEAN))
+    assert row == {M.STEP: 3, M.PG_LOSS: 0.25, M.ENTROPY: 1.5, M.TIME_SYNC: 0.1, M.GRAD_NORM: 2.0}
 
 
 def test_the_local_engine_refuses_to_write_an_undeclared_name(tmp_path, tiny_model, monkeypatch):  # noqa: F811
