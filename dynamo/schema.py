@@ -147,7 +147,9 @@ def problem_line(cls: type, error: Any, where: str) -> str:
         limit = ("at least", ctx["min_length"]) if kind == "too_short" else ("at most", ctx["max_length"])
         return f"{path} must have {limit[0]} {limit[1]} items, got {got}"
     if kind in ("value_error", "assertion_error"):
-        return f"{path}: {ctx['error']}" if path else str(ctx["error"])
+        if not path:
+            return str(ctx["error"])
+        return f"{path} {ctx['error']}" if path.endswith(":") else f"{path}: {ctx['error']}"
     return f"{path}: {error['msg']}, got {got}"
 
 

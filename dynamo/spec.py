@@ -354,6 +354,16 @@ class MethodSpec:
         },
     )
 
+    def __post_init__(self):
+        # beta_stab's entropy-change estimate (dynamo.core.modulation.entropy_change) uses the token PPO clip
+        # indicator I_clip with eps_low / eps_high; under another policy loss (a sequence ratio, no clip) that
+        # indicator would not be the loss's clip, so the factor would silently describe a different update.
+        if self.modulation.stabilization and self.loss.policy_loss != "ppo_clip":
+            raise ValueError(
+                f"modulation.stabilization needs loss.policy_loss 'ppo_clip' (its entropy-change estimate uses "
+                f"the token PPO clip), got {self.loss.policy_loss!r}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

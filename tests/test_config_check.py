@@ -44,6 +44,11 @@ BAD_CONFIGS = [
         "method_overrides: {grpo: {loss: {policy_loss: nosuch}}}",
         "method grpo: unknown loss.policy_loss 'nosuch'",
     ),
+    (
+        "stabilization_needs_token_clip",
+        "method_overrides: {dynamo: {loss: {policy_loss: gspo}}}",
+        "method dynamo: modulation.stabilization needs loss.policy_loss 'ppo_clip'",
+    ),
     ("refill_0", "method_overrides: {dapo: {group_filter: {max_refill_rounds: 0}}}", "max_refill_rounds"),
     (
         "overlong_1",
