@@ -313,7 +313,7 @@ class ExperimentConfig:
         "Methods for table 2 (ablations and released-code switches), by registered name.",
     )
     allocation_methods: list[str] = _f(
-        ["grpo", "dapo", "dynamo-nomod", "vip", "knapsack-rl", "greso", "pods"],
+        ["grpo", "dapo", "dynamo-nomod", "vip", "knapsack-rl", "greso", "pods", "reinforce-ada"],
         "Methods for table 4 (rollout-allocation methods compared with grpo when listed: at equal rollouts per "
         "step, and in table4_tokens at equal generated tokens), by registered name; runs shared with tables 1 "
         "and 2 are reused. Not part of `snakemake all`.",

@@ -126,22 +126,22 @@ def rule_counts(*args: str) -> dict[str, int]:
 
 
 def test_table4_rule_trains_every_allocation_method_and_the_gpu_dag_has_it():
-    # Default config: 7 methods x 3 seeds, each evaluated once, and the start model (the figure's first
+    # Default config: 8 methods x 3 seeds, each evaluated once, and the start model (the figure's first
     # point); the token-matched runs are planned once these have finished. Not part of the main job's DAG.
     counts = rule_counts("results/table4.csv")
-    assert counts["train"] == 21 and counts["evaluate"] == 24 and counts["table4"] == 1
+    assert counts["train"] == 24 and counts["evaluate"] == 27 and counts["table4"] == 1
     assert counts["table4_token_plan"] == 1
     gpu = rule_counts("results/table4.csv", "--configfile", "config/experiments/qwen2.5-math-1.5b.yaml")
     assert gpu["train"] == 18 and gpu["table4"] == 1  # pods (local engine only) left out
 
 
 def test_table4_hetero_reuses_the_study_runs_of_its_arms_and_leaves_the_study_dag_alone():
-    # 7 methods x 3 seeds on the study's pool: grpo and dynamo-nomod through the study's own train rule
-    # (the same runs as the study's seeds 1-3), the 5 others through table4_hetero_train; the start
+    # 8 methods x 3 seeds on the study's pool: grpo and dynamo-nomod through the study's own train rule
+    # (the same runs as the study's seeds 1-3), the 6 others through table4_hetero_train; the start
     # model is evaluated on the endpoint split too (the figure's first point).
     counts = rule_counts("results/table4_hetero.csv")
-    assert counts["study_train"] == 6 and counts["table4_hetero_train"] == 15
-    assert counts["study_evaluate"] == 6 and counts["table4_hetero_evaluate"] == 18
+    assert counts["study_train"] == 6 and counts["table4_hetero_train"] == 18
+    assert counts["study_evaluate"] == 6 and counts["table4_hetero_evaluate"] == 21
     assert counts["table4_hetero"] == 1 and "train" not in counts
     study = rule_counts("results/study_allocation.csv")
     assert study["study_train"] == 64 and "table4_hetero_train" not in study

@@ -1,13 +1,14 @@
 """`dynamo table4`: rollout-allocation methods side by side at equal rollouts and at equal generated tokens.
 
     dynamo table4 --scores results/scores_allocation.csv --runs-root runs/embedded \
-        --methods grpo,dapo,dynamo-nomod,vip,knapsack-rl,greso,pods --benchmarks arith-easy,arith-id \
-        --baseline grpo --out results/table4 --figure paper_figures/allocation_cost \
-        --token-plan runs/embedded-token-matched/plan.json --token-runs-root runs/embedded-token-matched \
-        --token-out results/table4_tokens
+        --methods grpo,dapo,dynamo-nomod,vip,knapsack-rl,greso,pods,reinforce-ada \
+        --benchmarks arith-easy,arith-id --baseline grpo --out results/table4 \
+        --figure paper_figures/allocation_cost --token-plan runs/embedded-token-matched/plan.json \
+        --token-runs-root runs/embedded-token-matched --token-out results/table4_tokens
 
-Every method's run spends the same number of rollouts per step in its first generation round
-(N prompts x n samples: each allocation rule's budget is exact); they differ in how many tokens
+Every budget-exact method's run spends the same number of rollouts per step in its first generation
+round (N prompts x n samples); a sequential rule (Reinforce-Ada) samples in rounds until each prompt's
+exit and generates more, which its cost columns show. They differ in how many tokens
 those rollouts are (longer or shorter answers on the prompts a rule favours), in DAPO's refill
 rounds (dapo, greso), and in what share of the samples lands in groups whose rewards differ (the
 only groups with a GRPO gradient). Columns per method of the equal-rollout table (PREFIX):
@@ -130,13 +131,15 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
             if baseline
             else ""
         )
-        + ". Every method rolls out the same number of responses in each step's first round (N prompts x n: "
-        "each rule's budget is exact); responses and tokens count every generated response in training, so "
-        "DAPO's refill rounds (dapo, greso) show up there, and methods at equal rollouts still differ in tokens "
-        "through the length of the answers they sample. Samples / groups with spread: share of the first "
-        "round's samples (groups) whose group's rewards are not all equal, before DAPO's filter and PODS's "
-        "down-selection, mean over steps then seeds. Wall time: the training run's seconds, mean over seeds "
-        "(runs shared the machine's cores, so it is indicative only)."
+        + ". Every budget-exact rule rolls out the same number of responses in each step's first round (N "
+        "prompts x n); a sequential rule (reinforce-ada) samples in rounds until each prompt's exit, so it "
+        "generates more and its cost columns show how much; responses and tokens count every generated "
+        "response in training, so DAPO's refill rounds (dapo, greso) show up there, and methods at equal "
+        "rollouts still differ in tokens through the length of the answers they sample. Samples / groups "
+        "with spread: share of the first round's samples (groups; for a sequential rule, all of a prompt's "
+        "samples of the step) whose group's rewards are not all equal, before DAPO's filter and "
+        "down-selection (pods, reinforce-ada), mean over steps then seeds. Wall time: the training run's "
+        "seconds, mean over seeds (runs shared the machine's cores, so it is indicative only)."
         + (f" At equal generated tokens: {token_table}." if token_table else "")
     )
     return "\n".join(lines) + "\n" + note + _closing_notes(info)

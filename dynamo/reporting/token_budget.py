@@ -3,10 +3,11 @@
     python -m dynamo.reporting.token_budget plan --runs-root runs/embedded --methods grpo,dapo,greso \
         --seeds 1,2,3 --baseline grpo --out runs/embedded-token-matched/plan.json
 
-The allocation rules spend exactly N x n rollouts in a step's first round, so table 4 compares them
-at equal rollouts. They do not spend equal tokens: DAPO's refill rounds (`dapo`, `greso`) generate
-about twice GRPO's tokens, and answer lengths differ with the prompts a rule favours. The equal-token
-comparison gives every method the tokens the baseline generated in its whole run (same seed), T:
+The budget-exact allocation rules spend exactly N x n rollouts in a step's first round, so table 4
+compares them at equal rollouts. They do not spend equal tokens: DAPO's refill rounds (`dapo`,
+`greso`) generate about twice GRPO's tokens, Reinforce-Ada's sampling rounds (`reinforce-ada`) more
+still, and answer lengths differ with the prompts a rule favours. The equal-token comparison gives
+every method the tokens the baseline generated in its whole run (same seed), T:
 
 - from the method's equal-rollout run, the step s* whose cumulative generated tokens are closest to
   T (`matched_step`);

@@ -1,12 +1,12 @@
 # Table 4: the rollout-allocation methods (config allocation_methods) at equal rollouts per step and at
 # equal generated tokens, with their generation cost, and its figure. Not in `rule all`: its extra runs
-# (vip, knapsack-rl, greso, pods, dynamo-nomod) would add to the default job; runs shared with tables
-# 1 and 2 are reused.
+# (vip, knapsack-rl, greso, pods, reinforce-ada, dynamo-nomod) would add to the default job; runs
+# shared with tables 1 and 2 are reused.
 #
 # Equal tokens (dynamo/reporting/token_budget.py): once every equal-rollout run has finished, the
 # checkpoint rule table4_token_plan finds, per method and seed, the step at which the run had generated
 # the baseline's total tokens; a method that got there before its last step (DAPO's refills: dapo,
-# greso) is trained again for that many steps into runs/<experiment>-token-matched/ and evaluated.
+# greso; Reinforce-Ada's rounds) is trained again for that many steps into runs/<experiment>-token-matched/ and evaluated.
 
 ALLOCATION_FIGURE = expand("paper_figures/allocation_cost.{ext}", ext=["pdf", "png"])
 TOKEN_BASELINE = "grpo" if "grpo" in CFG.allocation_methods else None  # equal tokens need a baseline
