@@ -11,7 +11,10 @@ ties among equal rewards keep the earliest responses.
 Settings: the paper's main runs generate n = 16 and train on m = 4 (a ratio of 4; not checked
 against the released code, which could not be read offline): `keep_fraction` = 0.25, m =
 max(2, round(keep_fraction * n_i)), so a group keeps at least two responses (a group-normalised
-advantage needs two). The generation budget is B = N n as for GRPO; fewer tokens are trained on.
+advantage needs two). The generation budget is B = N n as for GRPO; fewer tokens are trained on:
+N m samples a step, in mini-batches of `mini_batch_prompts` whole groups in the local engine and of
+`mini_batch_prompts * m` samples in the OpenRLHF engine (`trained_per_prompt`), so a step takes
+N / mini_batch_prompts optimizer updates per epoch in both, as for GRPO.
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ class Pods(AllocationRule):
             raise ValueError(f"pods keep_fraction must be in (0, 1], got {self.settings.keep_fraction}")
 
     def keep(self, correct):
-        m = max(2, round(self.settings.keep_fraction * len(correct)))
-        return max_variance_subset(correct, m)
+        return max_variance_subset(correct, self.trained_per_prompt(len(correct)))
+
+    def trained_per_prompt(self, n):
+        """m = max(2, round(keep_fraction * n)), at most the group's n."""
+        return min(n, max(2, round(self.settings.keep_fraction * n)))
 
 
 PODS = MethodSpec(

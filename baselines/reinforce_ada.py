@@ -44,8 +44,10 @@ Departures and switches:
   reward spread is not forced to 0 (the released estimator does not): r - p_hat is 0 there anyway
   unless shaping moved a reward.
 - The paper's text was read only in summary offline; the rule above is the released code's.
-- Local engine only: the OpenRLHF engine generates each prompt's samples in one call and does not
-  down-select (the same restriction as PODS, declared by `selects`).
+- Both engines run the rounds through the same loop (`dynamo.core.rules.sample_in_rounds`): each
+  round is generated and graded whole before `more` is asked again, a prompt's samples keep their
+  generation order (round by round) for the down-selection, and the pool counts are taken before it.
+  The OpenRLHF engine does not combine the rule with DAPO's dynamic sampling (refused at launch).
 """
 
 from __future__ import annotations

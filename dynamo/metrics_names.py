@@ -39,7 +39,8 @@ INFORMATIVE_SAMPLE_SHARE = "rollout/informative_sample_share"
 RESPONSE_LENGTH = "rollout/response_length"  # mean response length in tokens
 TRUNCATED_SHARE = "rollout/truncated_share"  # share of responses cut at max_new_tokens
 KEPT_GROUPS = "rollout/kept_groups"  # DAPO: groups kept for the update
-GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO's refill rounds, or a sequential rule's sampling rounds
+GENERATION_ROUNDS = "rollout/generation_rounds"  # DAPO's draws of prompts this step (refill rounds)
+SAMPLING_ROUNDS = "rollout/sampling_rounds"  # a sequential rule's generation rounds this step (Reinforce-Ada)
 SKIPPED_PROMPTS = "rollout/skipped_prompts"  # pre-rollout skips this step (GRESO)
 PROMPTS_WITH_HISTORY = "rollout/prompts_with_history"  # distinct prompts graded so far (the statistics' size)
 
@@ -95,7 +96,7 @@ METRIC_NAMES = frozenset(
         STEP,
         *(REWARD_MEAN, ACCURACY, MISSING_REWARDS),
         *(INFORMATIVE_SHARE, INFORMATIVE_SAMPLE_SHARE, RESPONSE_LENGTH, TRUNCATED_SHARE, KEPT_GROUPS),
-        *(GENERATION_ROUNDS, SKIPPED_PROMPTS, PROMPTS_WITH_HISTORY),
+        *(GENERATION_ROUNDS, SAMPLING_ROUNDS, SKIPPED_PROMPTS, PROMPTS_WITH_HISTORY),
         *(N_TOTAL, N_MIN, N_MAX, N_STD, COLD_SHARE, ZERO_VARIANCE_SHARE),
         *(ACTOR_LOSS, PG_LOSS, CLIPFRAC, APPROX_KL, CLIPFRAC_LOWER, RATIO_MEAN, RATIO_MAX, KL, ENTROPY),
         *(GRAD_NORM, LR, ADVANTAGE_ABS_MEAN, BETA_COMP, BETA_STAB, POSITIVE_SHARE),
@@ -123,8 +124,7 @@ ENGINE_ONLY = {
     GENERATION_ROUNDS: (
         "local",
         "OpenRLHF refills each group DAPO's filter drops with one new prompt as results arrive, not in "
-        "rounds (cost/prompts counts the refills in both engines), and sequential rules (Reinforce-Ada) "
-        "run in the local engine only",
+        "rounds (cost/prompts counts the refills in both engines)",
     ),
 }
 

@@ -43,7 +43,7 @@ from dynamo.engines.local.policy import token_logprobs  # noqa: E402
 from dynamo.engines.local.rollouts import build_batch  # noqa: E402
 from dynamo.engines.local.trainer import LocalTrainer  # noqa: E402
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer  # noqa: E402
-from dynamo.engines.openrlhf.experience import DynamoExperienceMaker  # noqa: E402
+from dynamo.engines.openrlhf.experience import DynamoExperienceMaker, pool_of_samples  # noqa: E402
 from dynamo.generation import Generation  # noqa: E402
 from dynamo.methods import all_methods  # noqa: E402
 
@@ -126,11 +126,14 @@ def openrlhf_advantages(spec, gens, correct, args) -> torch.Tensor:
     maker = object.__new__(DynamoExperienceMaker)
     maker.strategy, maker.args, maker.kl_ctl = ns(args=args), args, FixedKLController(0.0)
     maker.advantage_estimator, maker.tokenizer = "group_norm", ns(pad_token_id=0)
-    maker.configure(spec)
+    maker.configure(spec, make_rule(spec.allocation))
+    for s, gen in zip(samples, gens):
+        s.dynamo_group = gen.prompt_index
+    maker.group_of_position = torch.tensor([gen.prompt_index for gen in gens])
+    maker.pool_of_position = pool_of_samples(samples)  # what the trainer sets: each group's own counts
     batches = RemoteExperienceMaker.split_rollout_samples(maker, samples)
     for b in batches:
         b.kl = torch.zeros_like(b.action_mask, dtype=torch.float32)
-    maker.group_of_position = torch.tensor([gen.prompt_index for gen in gens])
     out = torch.zeros(len(gens), dtype=torch.float64)
     for b in maker.compute_advantages_and_returns(batches):
         for row, pos in enumerate(b.index):

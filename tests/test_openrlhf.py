@@ -38,11 +38,12 @@ import ray  # noqa: E402
 from dynamo.core.advantages import group_advantages  # noqa: E402
 from dynamo.core.losses import policy_loss  # noqa: E402
 from dynamo.core.modulation import modulation_factors  # noqa: E402
+from dynamo.core.rules import make_rule  # noqa: E402
 from dynamo.core.stats import PromptStats  # noqa: E402
 from dynamo.engines.local.policy import token_logprobs  # noqa: E402
 from dynamo.engines.openrlhf import guards  # noqa: E402
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer, windowed_global_norm  # noqa: E402
-from dynamo.engines.openrlhf.experience import DynamoExperienceMaker  # noqa: E402
+from dynamo.engines.openrlhf.experience import DynamoExperienceMaker, pool_of_samples  # noqa: E402
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator, prompt_id  # noqa: E402
 from dynamo.engines.openrlhf.trainer import DynamoPPOTrainer  # noqa: E402
 from dynamo.methods import get_method  # noqa: E402
@@ -307,6 +308,7 @@ def single_sample(reward: float, length: int) -> Experience:
         attention_mask=torch.ones_like(seq),
         action_mask=action_mask,
         rewards=torch.tensor([reward]),
+        scores=torch.tensor([reward]),  # the reward function's score: correctness (no shaping here)
         response_length=torch.tensor([length]),
         info={},
     )
@@ -325,11 +327,13 @@ def make_experiences(rewards_by_group: dict[int, list[float]], seed: int = 0):
     maker = object.__new__(DynamoExperienceMaker)
     maker.strategy, maker.args, maker.kl_ctl = ns(args=args), args, FixedKLController(0.0)
     maker.advantage_estimator, maker.tokenizer = "group_norm", ns(pad_token_id=0)
-    maker.configure(get_method("dynamo"))
+    spec = get_method("dynamo")
+    maker.configure(spec, make_rule(spec.allocation))
+    maker.group_of_position = torch.tensor([s.dynamo_group for s in samples])
+    maker.pool_of_position = pool_of_samples(samples)
     batches = RemoteExperienceMaker.split_rollout_samples(maker, samples)  # stock: index = rollout position
     for b in batches:
         b.kl = torch.zeros_like(b.action_mask, dtype=torch.float32)
-    maker.group_of_position = torch.tensor([s.dynamo_group for s in samples])
     return maker, samples, batches
 
 

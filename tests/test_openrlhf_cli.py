@@ -30,6 +30,7 @@ except ImportError as err:  # pragma: no cover - CI installs it
 from test_openrlhf import ns  # noqa: E402
 
 from dynamo.config import load_config  # noqa: E402
+from dynamo.core.rules import make_rule  # noqa: E402
 from dynamo.engines.openrlhf import launcher  # noqa: E402
 from dynamo.engines.openrlhf.entry import parse_own, split_argv  # noqa: E402
 from dynamo.engines.openrlhf.spec_file import spec_digest  # noqa: E402
@@ -59,9 +60,7 @@ def parse_with_openrlhf(cmd: list[str], monkeypatch):
 
 
 @pytest.mark.parametrize("experiment", ["qwen2.5-math-7b", "qwen2.5-math-1.5b"])
-@pytest.mark.parametrize(
-    "method", sorted(name for name, spec in all_methods().items() if not launcher.local_only(spec))
-)
+@pytest.mark.parametrize("method", sorted(all_methods()))
 def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkeypatch):
     from dynamo.engines.openrlhf.actor import DynamoActorTrainer
     from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
@@ -74,7 +73,8 @@ def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkey
 
     n = spec.allocation.per_prompt(t.rollouts_per_prompt)  # n * budget_scale (grpo-1.5x: 1.5 n)
     assert args.rollout.batch_size == t.prompts_per_step and args.rollout.n_samples_per_prompt == n
-    assert args.train.batch_size == t.mini_batch_prompts * n
+    # mini-batches of whole groups' trained samples (PODS trains on m < n of each group)
+    assert args.train.batch_size == t.mini_batch_prompts * make_rule(spec.allocation).trained_per_prompt(n)
     assert args.rollout.max_new_tokens == t.max_new_tokens and args.train.seed == 1
     assert args.algo.advantage.estimator == launcher.STOCK_ESTIMATOR
     assert (args.algo.kl.init_coef, args.algo.kl.use_loss) == (spec.loss.kl_coef, spec.loss.kl_coef > 0)
@@ -89,4 +89,4 @@ def test_openrlhf_parses_the_launch_command(experiment, method, tmp_path, monkey
     trainer.configure(spec, seed=args.train.seed)
     maker = object.__new__(DynamoExperienceMaker)
     maker.args, maker.strategy = args, ns(args=args)
-    maker.configure(spec)
+    maker.configure(spec, make_rule(spec.allocation))

@@ -248,7 +248,7 @@ def test_local_engine_rounds_down_selection_advantages_and_cost(tmp_path, tiny_m
         kinds = {pid: int(pid[1:]) % 4 for pid in generated}
         assert dict(generated) == {pid: generated_by_kind[k] for pid, k in kinds.items()}
         assert info[M.RESPONSES] == info[M.N_TOTAL] == sum(generated.values())
-        assert info[M.GENERATION_ROUNDS] == (4 if {0, 2} & set(kinds.values()) else 1)
+        assert info[M.SAMPLING_ROUNDS] == (4 if {0, 2} & set(kinds.values()) else 1)
         # accuracy over the first round (8 per prompt); spread over all of a prompt's samples
         first_round_right = {0: 0, 1: 2, 2: 8, 3: 4}
         assert info[M.ACCURACY] == pytest.approx(sum(first_round_right[k] for k in kinds.values()) / 32)

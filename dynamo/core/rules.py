@@ -7,7 +7,10 @@ successes in G_i past responses, `dynamo.core.stats.PromptStats`, kept by the en
   engines draw replacements until N prompts remain, so the rollout budget is unchanged);
 - `counts(ids, k, G, n)`: how many samples each prompt gets, summing to exactly B = N n and within
   the rule's bounds (checked here, in `planned_counts`, for every rule);
-- `keep(correct)`: which of one group's graded samples to train on (post-rollout down-selection);
+- `keep(correct)`: which of one group's graded samples to train on (post-rollout down-selection),
+  the group's samples in generation order (round by round, each round's in the order generated);
+- `trained_per_prompt(n)`: how many samples per prompt a step trains on (n; PODS fewer), which sizes
+  the engines' optimizer mini-batches;
 - `more(ids, correct_so_far, n)`: for sequential rules only (`sequential`, Reinforce-Ada), how many
   more samples each prompt gets, given the graded samples it got so far this step; the engines
   call it before every generation round (first with no samples) until it answers all zero, each
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -91,6 +94,12 @@ class AllocationRule:
 
     def keep(self, correct: np.ndarray) -> np.ndarray:
         return np.ones(len(correct), dtype=bool)
+
+    def trained_per_prompt(self, n: int) -> int:
+        """Samples per prompt that a step trains on when each prompt gets n (on average, for rules whose
+        counts vary): n unless `keep` keeps a fixed smaller share (PODS). The engines size the optimizer
+        mini-batches with it, so a step takes the same number of optimizer updates under every rule."""
+        return n
 
     def more(self, prompt_ids: Sequence[str], correct_so_far: Sequence[np.ndarray], n: int) -> np.ndarray:
         raise NotImplementedError(f"allocation rule {self.name!r} is not sequential")
@@ -181,6 +190,43 @@ def planned_more(
             f"rule {rule.name!r} went past its cap: {int(totals.max())} samples > {n_high} for a prompt"
         )
     return more.astype(np.int64)
+
+
+def sample_in_rounds(
+    more: Callable[[list[np.ndarray]], np.ndarray],
+    generate_round: Callable[[np.ndarray], Sequence[np.ndarray]],
+    num_prompts: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A sequential rule's sampling, for both engines: before every round `more(correct_so_far)` (the
+    engine's call of `planned_more`) gives each prompt's further count; `generate_round(counts)`
+    generates and grades them and returns each prompt's correctness in generation order (empty where
+    the count is 0); repeated until `more` answers all zero. Returns each prompt's correctness over
+    all rounds (round by round) and each round's counts."""
+    so_far = [np.zeros(0, dtype=np.float32) for _ in range(num_prompts)]
+    rounds: list[np.ndarray] = []
+    while True:
+        counts = more(so_far)
+        if not counts.any():
+            break
+        got = generate_round(counts)
+        if [len(c) for c in got] != counts.tolist():
+            raise RuntimeError(
+                f"a generation round returned {[len(c) for c in got]} samples, asked {counts.tolist()}"
+            )
+        for i in np.flatnonzero(counts):
+            so_far[i] = np.concatenate([so_far[i], got[i]])
+        rounds.append(counts)
+    if not rounds:
+        raise RuntimeError("the rule asked for no samples at all in a step")
+    return so_far, rounds
+
+
+def kept_mask(rule: AllocationRule, correct: np.ndarray) -> np.ndarray:
+    """`rule.keep` on one group's correctness (generation order), checked: a boolean mask of its length."""
+    keep = np.asarray(rule.keep(np.asarray(correct)))
+    if keep.shape != (len(correct),) or keep.dtype != bool:
+        raise RuntimeError(f"rule {rule.name!r} returned a keep mask of shape {keep.shape}, dtype {keep.dtype}")
+    return keep
 
 
 def _settings(settings_class: type | None, spec: AllocationSpec, name: str) -> Any:

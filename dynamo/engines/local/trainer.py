@@ -57,7 +57,7 @@ from dynamo import checkpoint
 from dynamo import metrics_names as M
 from dynamo.config import ExperimentConfig
 from dynamo.core.objective import TokenBatch, objective_loss
-from dynamo.core.rules import MAX_SKIP_DRAWS, make_rule, planned_counts, planned_more
+from dynamo.core.rules import MAX_SKIP_DRAWS, kept_mask, make_rule, planned_counts, planned_more, sample_in_rounds
 from dynamo.core.shaping import groups_with_spread, informative_sample_share, informative_share
 from dynamo.core.stats import PromptStats
 from dynamo.core.window import needs_window, window_stats
@@ -199,7 +199,7 @@ class LocalTrainer:
                 timer["allocate"] += time.perf_counter() - t0
                 batch, first, sampling_rounds = self._generate_in_rounds(indices, ids, n, generated, timer)
                 counts = np.bincount(batch.group_ids.numpy() - generated, minlength=N)
-                info[M.GENERATION_ROUNDS] = sampling_rounds
+                info[M.SAMPLING_ROUNDS] = sampling_rounds
             else:
                 counts = planned_counts(self.rule, ids, k, g, n)
                 timer["allocate"] += time.perf_counter() - t0
@@ -247,24 +247,25 @@ class LocalTrainer:
     def _generate_in_rounds(
         self, indices: list[int], ids: list[str], n: int, group_offset: int, timer: dict[str, float]
     ) -> tuple[RolloutBatch, RolloutBatch, int]:
-        """A sequential rule's sampling: before every round `rule.more` gives each prompt's further
-        samples from its graded samples so far this step, until it answers all zero (each prompt's
-        total checked against the rule's cap). Returns the rounds' samples in generation order, each
-        group keeping its prompt's position, the first round's alone, and the number of rounds."""
-        so_far = [np.zeros(0, dtype=np.float32) for _ in ids]
+        """A sequential rule's sampling (`dynamo.core.rules.sample_in_rounds`, the OpenRLHF engine's loop
+        too): before every round `rule.more` gives each prompt's further samples from its graded samples
+        so far this step, until it answers all zero (each prompt's total checked against the rule's cap).
+        Returns the rounds' samples in generation order, each group keeping its prompt's position, the
+        first round's alone, and the number of rounds."""
         parts: list[RolloutBatch] = []
-        while True:
+
+        def more(so_far: list[np.ndarray]) -> np.ndarray:
             t0 = time.perf_counter()
-            more = planned_more(self.rule, ids, so_far, n)
+            counts = planned_more(self.rule, ids, so_far, n)
             timer["allocate"] += time.perf_counter() - t0
-            if not more.any():
-                break
-            part = self._generate(indices, more, group_offset=group_offset, timer=timer)
+            return counts
+
+        def generate_round(counts: np.ndarray) -> list[np.ndarray]:
+            part = self._generate(indices, counts, group_offset=group_offset, timer=timer)
             parts.append(part)
-            for i in np.flatnonzero(more):
-                so_far[i] = np.concatenate([so_far[i], part.correct[part.group_ids == group_offset + i].numpy()])
-        if not parts:
-            raise RuntimeError(f"rule {self.rule.name!r} asked for no samples at all in a step")
+            return [part.correct[part.group_ids == group_offset + i].numpy() for i in range(len(ids))]
+
+        sample_in_rounds(more, generate_round, len(ids))
         return concat_batches(parts, self.tokenizer.pad_token_id), parts[0], len(parts)
 
     def _draw_prompts(self, count: int) -> tuple[list[int], int]:
@@ -290,11 +291,12 @@ class LocalTrainer:
             indices = self.sampler.take(count - len(kept))
 
     def _kept_samples(self, batch: RolloutBatch) -> torch.Tensor:
-        """The rule's post-rollout choice of samples, group by group (a mask over the batch)."""
+        """The rule's post-rollout choice of samples, group by group (a mask over the batch); a group's
+        rows are in generation order (round by round), the order `keep` sees in both engines."""
         keep = torch.zeros(batch.num_samples, dtype=torch.bool)
         for group in torch.unique(batch.group_ids):
             rows = (batch.group_ids == group).nonzero().squeeze(1)
-            keep[rows] = torch.as_tensor(self.rule.keep(batch.correct[rows].numpy()), dtype=torch.bool)
+            keep[rows] = torch.as_tensor(kept_mask(self.rule, batch.correct[rows].numpy()))
         return keep
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:

@@ -10,8 +10,9 @@ spec setting needs an OpenRLHF flag of its own. The flags below are the ones Ope
 paths need, derived from the spec in this one place (see docs/OPENRLHF_ENGINE.md for the table):
 
 - batch: N prompts x n -> --rollout.batch_size N --rollout.n_samples_per_prompt n; the optimizer
-  mini-batch --train.batch_size = mini_batch_prompts * n samples (sum n_i = N n, so a step has
-  the same number of updates under any allocation); --train.max_epochs = ppo_epochs.
+  mini-batch --train.batch_size = mini_batch_prompts * m samples, m = rule.trained_per_prompt(n)
+  the samples per prompt a step trains on (n; PODS: its kept m), so a step has N / mini_batch_prompts
+  updates per epoch under any allocation, as in the local engine; --train.max_epochs = ppo_epochs.
 - loss.kl_coef > 0: --algo.kl.init_coef c --algo.kl.use_loss --algo.kl.estimator k3 (OpenRLHF then
   builds the reference model whose log-probs the core's k3 term reads), else --algo.kl.init_coef 0
   (no reference model).
@@ -79,7 +80,7 @@ SPEC_OWNED_FLAGS = (
 # mechanisms declare (`dynamo.core.mechanisms.spec_sections`).
 ENGINE_SECTIONS = {
     "allocation": "rollout.py/trainer.py: the registered rule, dynamo.core.rules",
-    "advantage": "experience.py: dynamo.core.advantages.sequence_advantages",
+    "advantage": "experience.py: the rule's advantages (dynamo.core.rules; core sequence_advantages)",
     "group_filter": "rollout.py: DAPO's filter (dynamo.core.shaping.groups_with_spread), capped refills",
     "reward_shaping": "experience.py: dynamo.core.shaping.overlong_penalty",
 }
@@ -90,21 +91,14 @@ def carried_sections() -> frozenset[str]:
     return spec_sections() | set(ENGINE_SECTIONS) | {"name", "description"}
 
 
-def local_only(spec: MethodSpec) -> bool:
-    """True for methods whose allocation rule down-selects samples after rollout (PODS) or samples in rounds
-    from the rewards so far (Reinforce-Ada): the patched generator does neither yet, so they run in the
-    local engine only."""
-    rule = make_rule(spec.allocation)
-    return rule.selects or rule.sequential
-
-
 def check_supported(spec: MethodSpec) -> None:
     """Raise ValueError naming every spec setting the OpenRLHF engine cannot run.
 
     The spec travels whole (spec_file.py) into the same core functions as the local engine's; a
     section nothing here carries out (no core mechanism declares it, not in ENGINE_SECTIONS) is
     refused when set, and what the patched generator cannot do is a capability of the allocation
-    rule. (tests/test_openrlhf_launcher.py checks from the source that the settings the local engine
+    rule (counts that vary, down-selection, sampling in rounds), refused here only where it meets
+    DAPO's refills. (tests/test_openrlhf_launcher.py checks from the source that the settings the local engine
     reads in its own code are read here too.)"""
     default = MethodSpec(name=spec.name)
     carried = carried_sections()
@@ -119,10 +113,10 @@ def check_supported(spec: MethodSpec) -> None:
             f"allocation.kind={rule.name!r} with group_filter.kind='dynamic_sampling' (refilled prompts would "
             "get the default n, so the budget sum n_i = B could not be kept)"
         )
-    if local_only(spec):
+    if (rule.selects or rule.sequential) and spec.group_filter.kind == "dynamic_sampling":
         unsupported.append(
-            f"allocation.kind={rule.name!r}: post-rollout down-selection and sampling in rounds run in the "
-            "local engine only"
+            f"allocation.kind={rule.name!r} with group_filter.kind='dynamic_sampling' (the generator does not "
+            "combine a post-rollout down-selection or sampling in rounds with DAPO's refills)"
         )
     if unsupported:
         raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")
@@ -168,19 +162,24 @@ def build_command(
         model = str(Path(model).resolve())
     # a method with allocation.budget_scale (grpo-1.5x) samples n * budget_scale per prompt
     n, prompts = spec.allocation.per_prompt(t.rollouts_per_prompt), t.prompts_per_step
-    train_batch = t.mini_batch_prompts * n
+    rule = make_rule(spec.allocation)
+    trained = rule.trained_per_prompt(n)  # samples per prompt a step trains on (PODS: m < n)
+    train_batch = t.mini_batch_prompts * trained
     world = o.actor_gpus
     dynamic, micro_train, micro_rollout = batch_layout(spec, o, t.max_new_tokens)
     if not dynamic and train_batch % (micro_train * world):
         raise ValueError(
-            f"train.mini_batch_prompts * n = {train_batch} samples must split into micro-batches of "
-            f"{micro_train} sequences (openrlhf.micro_train_batch_size) on {world} GPUs"
+            f"train.mini_batch_prompts * {trained} trained per prompt = {train_batch} samples must split into "
+            f"micro-batches of {micro_train} sequences (openrlhf.micro_train_batch_size) on {world} GPUs"
         )
-    if (prompts * n) % train_batch:
-        raise ValueError(f"budget N*n = {prompts * n} is not a whole number of mini-batches of {train_batch}")
-    make_rule(spec.allocation).check_feasible(prompts, n)
+    if (prompts * trained) % train_batch:
+        raise ValueError(
+            f"a step's {prompts * trained} trained samples (N * {trained}) are not a whole number of "
+            f"mini-batches of {train_batch}"
+        )
+    rule.check_feasible(prompts, n)
 
-    updates = prompts * n // train_batch * t.ppo_epochs  # optimizer steps per RL step
+    updates = prompts * trained // train_batch * t.ppo_epochs  # optimizer steps per RL step
     total_updates = t.steps * updates
     # OpenRLHF warms up ceil(total * ratio) optimizer steps; aim half a step low so rounding lands exactly.
     warmup_ratio = (t.warmup_steps * updates - 0.5) / total_updates if t.warmup_steps else 0.0
@@ -354,7 +353,7 @@ def validate(cfg: ExperimentConfig) -> None:
     tables_1_2 = sorted({*cfg.methods, *cfg.ablation_methods})
     for name in tables_1_2:
         build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))
-    # table 4's list defaults to one with pods (local engine only): name the list on failure
+    # table 4's methods are checked too, naming the list on failure (a method may be listed there only)
     for name in sorted(set(cfg.allocation_methods) - set(tables_1_2)):
         try:
             build_command(cfg, name, cfg.seeds[0], cfg.run_dir(name, cfg.seeds[0]))

@@ -47,7 +47,7 @@ from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator, _coll
 from vllm import SamplingParams
 
 from dynamo import metrics_names as M
-from dynamo.core.rules import MAX_SKIP_DRAWS
+from dynamo.core.rules import MAX_SKIP_DRAWS, sample_in_rounds
 from dynamo.core.shaping import groups_with_spread, informative_sample_share, informative_share
 from dynamo.engines.openrlhf.reward_func import EXTRA_LOG_KEYS
 
@@ -78,19 +78,23 @@ class DynamoSamplesGenerator(SamplesGenerator):
         length_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
         keep_tail: bool = False,
         skip: Callable[[list[str]], np.ndarray] | None = None,
+        more: Callable[[list[str], list[np.ndarray]], np.ndarray] | None = None,
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """Called once after the stock __init__ (the object's class is swapped in place).
 
         `length_penalty(lengths)`: the method's overlong penalty (dynamo.core.shaping), only for the
         logged shaped-reward mean; the experience maker applies it to the rewards.
+        `more(prompt ids, correctness so far)`: a sequential rule's counts for the next round (checked,
+        `planned_more`); `keep(correctness)`: a selecting rule's mask over one whole group.
         """
         self.allocate = allocate
         self.skip = skip  # pre-rollout skips of the allocation rule (GRESO), or None
+        self.more = more  # a sequential rule's round counts (Reinforce-Ada), or None
+        self.keep = keep  # a selecting rule's down-selection of a group (PODS, Reinforce-Ada), or None
         self.max_steps = max_steps
         self.max_refill_rounds = max_refill_rounds
         self.length_penalty = length_penalty
-        self.steps_done = 0
-        self.graded = []
         self.step_log = {}
         self.keep_tail = keep_tail
         self.steps_done = 0
@@ -140,6 +144,16 @@ class DynamoSamplesGenerator(SamplesGenerator):
                 dataloader_iter, prompts, labels, images, exhausted
             )
         ids = [prompt_id(p, lab) for p, lab in zip(prompts, labels)]
+        if dynamic_filtering and (self.more is not None or self.keep is not None):
+            raise RuntimeError(
+                "a sequential or selecting allocation rule with DAPO's dynamic sampling (launcher refuses it)"
+            )
+        if self.more is not None:
+            accepted = self._generate_in_rounds(prompts, labels, images, ids, **generate_kwargs)
+            self.step_log[M.PROMPTS] = float(len(prompts) + dropped)  # as below: prompts consumed, less skips
+            if self.skip is not None:
+                self.step_log[M.SKIPPED_PROMPTS] = float(skipped)
+            return accepted, len(prompts) + dropped + skipped, exhausted
         counts = [int(c) for c in self.allocate(ids)]
         if len(counts) != len(prompts) or sum(counts) != len(prompts) * n_default or min(counts) < 1:
             raise RuntimeError(
@@ -161,15 +175,10 @@ class DynamoSamplesGenerator(SamplesGenerator):
             ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
             for ref in ready:
                 group, pid = tags.pop(ref)
-                responses = [self._fill_missing_reward(r) for r in ray.get(ref)]
-                experiences = [self._process_response_into_experience(r, **generate_kwargs) for r in responses]
-                for e in experiences:
-                    e.dynamo_group, e.dynamo_prompt_id = group, pid
-                    self.graded.append((pid, float(e.scores[0])))
-                    cost[M.RESPONSES] += 1
-                    cost[M.TOKENS_GENERATED] += float(e.response_length.sum())
+                experiences = self._graded_experiences(ray.get(ref), group, pid, cost, **generate_kwargs)
                 if group < len(prompts):
                     first_round.extend(experiences)
+                experiences = self._selected(experiences)  # the whole group is here: its kept samples
 
                 # DAPO dynamic sampling: drop groups whose correctness (the score) is all equal.
                 if dynamic_filtering and experiences:
@@ -200,6 +209,72 @@ class DynamoSamplesGenerator(SamplesGenerator):
             self.step_log[M.KEPT_GROUPS] = float(kept_groups)
         return accepted, prompts_consumed, exhausted
 
+    def _generate_in_rounds(self, prompts, labels, images, ids, **generate_kwargs) -> list:
+        """A sequential rule's step (`dynamo.core.rules.sample_in_rounds`, the local engine's loop): before
+        each round `self.more` gives every prompt's further count; the prompts with a count > 0 are sent
+        with it and the whole round is awaited; each prompt's samples are appended in order (round by
+        round, each round's as vLLM returned them), keeping its group id. After the last round each
+        group keeps the rule's choice. Sets `self.step_log` (first-round metrics, cost, rounds)."""
+        groups: list[list] = [[] for _ in prompts]
+        rounds: list[list] = []  # each round's experiences
+        cost = {M.RESPONSES: 0.0, M.TOKENS_GENERATED: 0.0}
+
+        def generate_round(counts: np.ndarray) -> list[np.ndarray]:
+            active = np.flatnonzero(counts).tolist()
+            refs = self._dispatch_prompts_to_vllm(
+                [prompts[i] for i in active],
+                [labels[i] for i in active],
+                images=[images[i] for i in active],
+                counts=[int(counts[i]) for i in active],
+                **generate_kwargs,
+            )
+            rounds.append([])
+            got = [np.zeros(0, dtype=np.float32) for _ in prompts]
+            for i, responses in zip(active, ray.get(refs)):  # the whole round, in prompt order
+                experiences = self._graded_experiences(responses, i, ids[i], cost, **generate_kwargs)
+                groups[i].extend(experiences)
+                rounds[-1].extend(experiences)
+                got[i] = _correctness(experiences)
+            return got
+
+        sample_in_rounds(lambda so_far: np.asarray(self.more(ids, so_far)), generate_round, len(prompts))
+        everything = [e for group in groups for e in group]
+        self.step_log = {
+            **cost,
+            **self._round_metrics(rounds[0], everything),
+            M.SAMPLING_ROUNDS: float(len(rounds)),
+        }
+        return [e for group in groups for e in self._selected(group)]
+
+    def _graded_experiences(
+        self, responses, group: int, pid: str, cost: dict[str, float], **generate_kwargs
+    ) -> list:
+        """One prompt's responses as experiences tagged with its group and prompt id; every one graded into
+        `self.graded` (the statistics count all responses received) and counted in the step's cost."""
+        experiences = [
+            self._process_response_into_experience(self._fill_missing_reward(r), **generate_kwargs)
+            for r in responses
+        ]
+        for e in experiences:
+            e.dynamo_group, e.dynamo_prompt_id = group, pid
+            self.graded.append((pid, float(e.scores[0])))
+            cost[M.RESPONSES] += 1
+            cost[M.TOKENS_GENERATED] += float(e.response_length.sum())
+        return experiences
+
+    def _selected(self, experiences: list) -> list:
+        """A selecting rule's choice from one whole group (generation order); each kept experience carries
+        `dynamo_pool` = (correct, generated) of its group before the selection. Others: all, untagged."""
+        if self.keep is None or not experiences:
+            return experiences
+        correct = _correctness(experiences)
+        keep = self.keep(correct)
+        pool = (int(np.count_nonzero(correct > 0.5)), len(correct))
+        kept = [e for e, chosen in zip(experiences, keep.tolist()) if chosen]
+        for e in kept:
+            e.dynamo_pool = pool
+        return kept
+
     def _replace_skipped(self, dataloader_iter, prompts, labels, images, exhausted):
         """Pre-rollout skips (GRESO): each prompt the rule skips is replaced by the next one from the
         loader, as the local engine does; once MAX_SKIP_DRAWS * N prompts were looked at, the rest are
@@ -221,22 +296,26 @@ class DynamoSamplesGenerator(SamplesGenerator):
             prompts, labels, images, exhausted = _collect_prompt_batch(dataloader_iter, want - len(kept[0]))
         return (*kept, skipped, exhausted)
 
-    def _round_metrics(self, experiences: list) -> dict[str, float]:
-        """Accuracy, shaped reward, informative share and lengths of one round, as the local engine logs them."""
+    def _round_metrics(self, experiences: list, everything: list | None = None) -> dict[str, float]:
+        """Accuracy, shaped reward and lengths of one round, as the local engine logs them; the informative
+        shares over `everything` (a sequential rule: all of the step's samples of each prompt, before the
+        down-selection), else over the same round."""
         if not experiences:
             return {}
+        pooled = experiences if everything is None else everything
+        pooled_correct = torch.tensor([float(e.scores[0]) for e in pooled], dtype=torch.float64)
+        pooled_groups = torch.tensor([e.dynamo_group for e in pooled], dtype=torch.long)
         correct = torch.tensor([float(e.scores[0]) for e in experiences], dtype=torch.float64)
         lengths = torch.cat([e.response_length for e in experiences]).double()
         rewards = torch.tensor([float(e.rewards[0]) for e in experiences], dtype=torch.float64)
         if self.length_penalty is not None:
             rewards = rewards + self.length_penalty(lengths).double()
-        groups = torch.tensor([e.dynamo_group for e in experiences], dtype=torch.long)
         truncated = [bool(e.truncated[0]) if e.truncated is not None else False for e in experiences]
         return {
             M.ACCURACY: float(correct.mean()),
             M.REWARD_MEAN: float(rewards.mean()),
-            M.INFORMATIVE_SHARE: informative_share(groups, correct),
-            M.INFORMATIVE_SAMPLE_SHARE: informative_sample_share(groups, correct),
+            M.INFORMATIVE_SHARE: informative_share(pooled_groups, pooled_correct),
+            M.INFORMATIVE_SAMPLE_SHARE: informative_sample_share(pooled_groups, pooled_correct),
             M.RESPONSE_LENGTH: float(lengths.mean()),
             M.TRUNCATED_SHARE: sum(truncated) / len(truncated),
         }
@@ -297,3 +376,8 @@ class DynamoSamplesGenerator(SamplesGenerator):
                 )
             )
         return refs
+
+
+def _correctness(experiences: list) -> np.ndarray:
+    """0/1 correctness (the reward function's score > 0.5) of experiences, as float32 (the local engine's)."""
+    return np.array([float(e.scores[0]) > 0.5 for e in experiences], dtype=np.float32)

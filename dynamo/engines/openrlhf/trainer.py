@@ -9,10 +9,16 @@ the stock controller:
 - it owns the per-prompt statistics (`dynamo.core.stats.PromptStats`, keyed by the stable prompt
   id), updates them after each generation with every graded response (so with the n_i responses
   each prompt actually got, whatever order they arrived in), and allocates the next step's n_i
-  from them (`dynamo.core.allocation`);
+  from them through the method's allocation rule (`dynamo.core.rules`): per-prompt counts, pre-rollout
+  skips, a sequential rule's per-round counts (`more_samples`) and a selecting rule's choice within
+  each group (`keep_samples`), the callables the generator calls;
+- it sets, per rollout position, each sample's group id and pool counts (its prompt's correct and
+  generated responses before any down-selection) for the experience maker, whose advantages are the
+  rule's (`rule.advantages`, the same call as the local engine's);
 - the statistics ride in the DeepSpeed checkpoint's client_states and are restored on resume
   (a JSON copy, prompt_stats.json, is written next to it for inspection);
-- the run stops after `train.steps` RL steps and the LR scheduler is sized for exactly those;
+- the run stops after `train.steps` RL steps and the LR scheduler is sized for exactly those (a step's
+  optimizer updates: N * rule.trained_per_prompt(n) / --train.batch_size per epoch);
 - the method spec is read once, from the file the launcher wrote (spec_file.py, digest checked),
   here and in every policy rank; nothing is looked up by name;
 - one metrics.jsonl line per step under the contract's names only (`metrics_names.openrlhf_row`):
@@ -48,13 +54,13 @@ from openrlhf.trainer.ray import ppo_actor
 
 from dynamo import metrics_names as M
 from dynamo.checkpoint import repair_metrics
-from dynamo.core.rules import make_rule, planned_counts
+from dynamo.core.rules import kept_mask, make_rule, planned_counts, planned_more
 from dynamo.core.shaping import overlong_buffer_tokens, overlong_penalty
 from dynamo.core.stats import PromptStats
 from dynamo.engines.openrlhf import guards
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer
 from dynamo.engines.openrlhf.config import DynamoOptions
-from dynamo.engines.openrlhf.experience import DynamoExperienceMaker
+from dynamo.engines.openrlhf.experience import DynamoExperienceMaker, pool_of_samples
 from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 from dynamo.errors import writing
@@ -94,15 +100,18 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
             keep_tail=self.options.keep_tail,
             skip=self.skip_prompts if self.rule.skips else None,
+            more=self.more_samples if self.rule.sequential else None,
+            keep=self.keep_samples if self.rule.selects else None,
         )
         seed_prompt_order(self.prompts_dataloader, strategy.args.train.seed)
         self.experience_maker.__class__ = DynamoExperienceMaker
-        self.experience_maker.configure(self.spec)
+        self.experience_maker.configure(self.spec, self.rule)
         if self.options.max_steps:
-            # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data).
+            # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data);
+            # a step trains on N * trained_per_prompt(n) samples (PODS: m of each group's n).
             args = self.args
-            updates = args.rollout.batch_size * args.rollout.n_samples_per_prompt // args.train.batch_size
-            self.max_steps = self.options.max_steps * updates * args.train.max_epochs
+            trained = args.rollout.batch_size * self.rule.trained_per_prompt(args.rollout.n_samples_per_prompt)
+            self.max_steps = self.options.max_steps * (trained // args.train.batch_size) * args.train.max_epochs
 
     # -- allocation and statistics --------------------------------------------------------------
 
@@ -124,6 +133,24 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         self.allocate_seconds = getattr(self, "allocate_seconds", 0.0) + time.perf_counter() - started
         return counts.tolist()
 
+    def more_samples(self, prompt_ids: list[str], correct_so_far: list[np.ndarray]) -> np.ndarray:
+        """A sequential rule's further samples per prompt from its graded samples so far this step (checked
+        against the rule's cap, `planned_more`). Its last call (all zero) sets the allocation statistics
+        from the counts each prompt got in total, as the local engine does."""
+        started = time.perf_counter()
+        n = self.args.rollout.n_samples_per_prompt
+        more = planned_more(self.rule, prompt_ids, correct_so_far, n)
+        if not more.any():
+            totals = np.array([len(c) for c in correct_so_far], dtype=np.int64)
+            k, g = self.stats.counts(prompt_ids)
+            self.allocation_log = M.allocation_metrics(totals, k, g, self.spec.allocation.min_history)
+        self.allocate_seconds = getattr(self, "allocate_seconds", 0.0) + time.perf_counter() - started
+        return more
+
+    def keep_samples(self, correct: np.ndarray) -> np.ndarray:
+        """A selecting rule's choice among one whole group's samples (generation order)."""
+        return kept_mask(self.rule, correct)
+
     def skip_prompts(self, prompt_ids: list[str]) -> np.ndarray:
         """The rule's pre-rollout skips for these prompts, from the history so far."""
         started = time.perf_counter()
@@ -144,6 +171,7 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         self.experience_maker.group_of_position = torch.tensor(
             [s.dynamo_group for s in rollout_samples], dtype=torch.long
         )
+        self.experience_maker.pool_of_position = pool_of_samples(rollout_samples)
         status, global_step = super().train_step(rollout_samples, global_step)
         status.update(self.allocation_log)
         status.update(self.samples_generator.step_log)
