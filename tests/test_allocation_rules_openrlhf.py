@@ -92,8 +92,7 @@ def test_skipped_prompts_are_replaced_before_allocation(fake_ray):  # noqa: F811
     args = openrlhf_args(n=n, batch=num_prompts)
     trainer = make_trainer("grpo", args)
     trainer.spec = get_method("greso", {"allocation": {"params": {"min_keep": 0.0}}})
-    gen, log = make_generator(args, 100, trainer.allocate)
-    gen.skip = trainer.skip_prompts
+    gen, log = make_generator(args, 100, trainer.allocate, **trainer.rule_hooks())
     trainer.samples_generator = gen
     for i in (1, 2):
         trainer.rule.easy_run[prompt_id(f"q{i}", str(i))] = 1000
@@ -179,16 +178,10 @@ def openrlhf_step(spec, n: int, monkeypatch):
         rounds.append(counts.tolist())
         return counts
 
-    gen, _ = make_generator(args, num_prompts, trainer.allocate)
+    hooks = {**trainer.rule_hooks(), **({"more": more} if trainer.rule.sequential else {})}
+    gen, _ = make_generator(args, num_prompts, trainer.allocate, **hooks)
     seen, calls = {}, []
     gen.vllm_engines = [RoundEngine(seen, calls), RoundEngine(seen, calls)]
-    gen.configure(
-        trainer.allocate,
-        0,
-        spec.group_filter.max_refill_rounds,
-        more=more if trainer.rule.sequential else None,
-        keep=trainer.keep_samples if trainer.rule.selects else None,
-    )
     trainer.samples_generator = gen
     maker = object.__new__(DynamoExperienceMaker)
     maker.strategy, maker.args, maker.kl_ctl = test_openrlhf.ns(args=args), args, FixedKLController(0.0)

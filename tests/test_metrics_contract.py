@@ -32,8 +32,9 @@ from dynamo.engines.common import OBJECTIVE_METRICS  # noqa: E402
 from dynamo.engines.local import trainer as local_trainer  # noqa: E402
 from dynamo.methods import get_method  # noqa: E402
 
-# allocation + modulation; DAPO's filter and refills; pre-rollout skips (GRESO)
-METHODS = ["dynamo", "dapo", "greso"]
+# allocation + modulation; DAPO's filter and refills; pre-rollout skips (GRESO); down-selection (PODS);
+# sampling in rounds (Reinforce-Ada)
+METHODS = ["dynamo", "dapo", "greso", "pods", "reinforce-ada"]
 
 
 def keys(path) -> set[str]:

@@ -154,14 +154,15 @@ def fake_ray(monkeypatch):
     install_fake_ray(monkeypatch)
 
 
-def make_generator(args, num_prompts: int, allocate, *, max_steps: int = 0, rounds: int = 3):
+def make_generator(args, num_prompts: int, allocate, *, max_steps: int = 0, rounds: int = 3, **hooks):
+    """The patched generator on two FakeEngines; `hooks`: the rule's callables (DynamoPPOTrainer.rule_hooks)."""
     gen = object.__new__(DynamoSamplesGenerator)
     log: list = []
     gen.args, gen.strategy, gen.tokenizer = args, ns(args=args), None
     gen.vllm_engines = [FakeEngine(log), FakeEngine(log)]
     gen.prompts_dataloader = [(["d"], [f"q{i}"], [str(i)], [None]) for i in range(num_prompts)]
     gen.eval_dataloader = None
-    gen.configure(allocate, max_steps, rounds)
+    gen.configure(allocate, max_steps, rounds, **hooks)
     return gen, log
 
 
@@ -601,8 +602,8 @@ def openrlhf_metrics_run(tmp_path, tiny_lm, monkeypatch, method: str, steps: int
     # The experience maker runs inside the stock train_step replaced below; its metric is set here
     # (test_unequal_groups_get_core_and_hand_computed_advantages checks the value it computes).
     trainer.experience_maker = ns(group_of_position=None, advantage_abs_mean=0.5)
-    gen, _ = make_generator(args, 100, trainer.allocate, rounds=trainer.spec.group_filter.max_refill_rounds)
-    gen.skip = trainer.skip_prompts if trainer.rule.skips else None
+    rounds = trainer.spec.group_filter.max_refill_rounds
+    gen, _ = make_generator(args, 100, trainer.allocate, rounds=rounds, **trainer.rule_hooks())
     trainer.samples_generator = gen
 
     class Group:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dynamo.config import load_config
+from dynamo.core.rules import make_rule
 from dynamo.engines.openrlhf import launcher
 from dynamo.engines.openrlhf.config import OpenRLHFConfig
 from dynamo.engines.openrlhf.entry import split_argv
@@ -45,16 +46,18 @@ def flag(cmd: list[str], name: str, count: int = 1):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_registered_method_maps_to_a_command(experiment, tmp_path):
     cfg = gpu_config(experiment)
-    # Rules that down-select samples after rollout run in the local engine only; the launcher refuses
-    # them by name. This list is exact, so that it cannot grow unnoticed.
-    local_only = {name for name, spec in all_methods().items() if launcher.local_only(spec)}
-    assert local_only == {"pods", "reinforce-ada", "reinforce-ada-pos"}
-    for name in sorted(local_only):
-        with pytest.raises(ValueError, match="local engine only"):
-            launcher.build_command(cfg, name, 1, str(tmp_path / name))
-    for name in sorted(set(all_methods()) - local_only):
+    t = cfg.train
+    for name in sorted(all_methods()):  # every registered method runs in this engine
         cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
         spec = cfg.method(name)
+        # Mini-batches of mini_batch_prompts groups' trained samples (PODS: m of each group's n), so a
+        # step takes N / mini_batch_prompts optimizer updates per epoch, as in the local engine.
+        n = spec.allocation.per_prompt(t.rollouts_per_prompt)
+        trained = make_rule(spec.allocation).trained_per_prompt(n)
+        assert int(flag(cmd, "--train.batch_size")) == t.mini_batch_prompts * trained
+        assert t.prompts_per_step * trained // int(flag(cmd, "--train.batch_size")) == (
+            t.prompts_per_step // t.mini_batch_prompts
+        )
         # The spec travels as a file named on the command line, with its digest; no name to look up again.
         assert cmd[1:3] == ["-m", "dynamo.engines.openrlhf.entry"] and "--dynamo.method" not in cmd
         assert flag(cmd, "--dynamo.spec") == str((tmp_path / name / SPEC_FILE).resolve())
@@ -84,13 +87,33 @@ def test_experiment_validates_for_the_engine(experiment, monkeypatch):
     assert sorted(built) == sorted({*cfg.methods, *cfg.ablation_methods, *cfg.allocation_methods})  # each once
     # ... and so fails on what could not run, e.g. a budget that is no whole number of mini-batches
     odd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mini_batch_prompts=24))
-    with pytest.raises(ValueError, match=r"budget N\*n = 8192 is not a whole number of mini-batches of 384"):
+    with pytest.raises(ValueError, match=r"8192 trained samples \(N \* 16\) are not a whole number of mini-b"):
         launcher.validate(odd)
 
 
-def test_a_local_only_method_in_table_4s_list_is_refused_naming_the_list():
-    with pytest.raises(ValueError, match=r"'pods'.*local engine only.*allocation_methods"):
-        launcher.validate(gpu_config(allocation_methods=["grpo", "pods"]))
+def test_the_gpu_configs_list_every_allocation_method_for_this_engine():
+    for experiment in EXPERIMENTS:
+        assert {"pods", "reinforce-ada"} <= set(gpu_config(experiment).allocation_methods)
+
+
+def test_a_method_this_engine_cannot_run_in_table_4s_list_is_refused_naming_the_list():
+    """PODS with DAPO's refills (no registered method combines them) is refused, naming the list."""
+    overrides = {"pods": {"group_filter": {"kind": "dynamic_sampling"}}}
+    with pytest.raises(ValueError, match=r"'pods' with group_filter.kind='dynamic_sampling'.*allocation_methods"):
+        launcher.validate(gpu_config(allocation_methods=["grpo", "pods"], method_overrides=overrides))
+
+
+def test_pods_trains_on_m_per_prompt_with_grpos_number_of_updates(tmp_path):
+    """PODS (m = 4 of n = 16): --train.batch_size = 32 prompts x 4, so the step's 512 x 4 kept samples
+    make 16 optimizer updates, as GRPO's 512 x 16 do (the count the controller's scheduler uses)."""
+    cfg = gpu_config()
+    for name, trained in (("pods", 4), ("grpo", 16), ("reinforce-ada", 16)):
+        cmd = launcher.build_command(cfg, name, 1, str(tmp_path / name))
+        train_batch = int(flag(cmd, "--train.batch_size"))
+        assert train_batch == 32 * trained
+        assert launcher.updates_per_step(make_rule(cfg.method(name).allocation), 512, 16, train_batch) == 16
+        # warm-up of 10 RL steps = 160 optimizer steps out of 200 x 16, after OpenRLHF's ceil()
+        assert math.ceil(200 * 16 * float(flag(cmd, "--actor.lr_warmup_ratio"))) == 160
 
 
 def test_7b_dynamo_command_carries_the_authors_settings(tmp_path):
@@ -150,8 +173,7 @@ def test_a_spec_section_nothing_carries_out_is_refused_by_name(monkeypatch):
     and a section whose mechanism were missing would be refused when set."""
     assert launcher.carried_sections() >= {f.name for f in dataclasses.fields(MethodSpec)}
     for spec in all_methods().values():
-        if not launcher.local_only(spec):
-            launcher.check_supported(spec)
+        launcher.check_supported(spec)
     monkeypatch.setattr(launcher, "spec_sections", lambda: frozenset({"loss", "window", "modulation"}))
     launcher.check_supported(get_method("grpo"))  # covariance at its default: nothing to carry out
     with pytest.raises(ValueError, match=r"cannot express: covariance=CovarianceSpec\(kind='clip_cov'"):

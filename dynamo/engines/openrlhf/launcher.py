@@ -122,6 +122,13 @@ def check_supported(spec: MethodSpec) -> None:
         raise ValueError(f"method {spec.name!r}: the openrlhf engine cannot express: {'; '.join(unsupported)}")
 
 
+def updates_per_step(rule, num_prompts: int, n: int, train_batch: int) -> int:
+    """Optimizer updates per epoch of one RL step: N * rule.trained_per_prompt(n) trained samples (PODS:
+    m of each group's n) in mini-batches of `train_batch` samples. The launcher's warm-up and the
+    controller's scheduler length (trainer.py) both count with it."""
+    return num_prompts * rule.trained_per_prompt(n) // train_batch
+
+
 def _num(x: float) -> str:
     """A float as a short exact flag value (1e-06, 0.2, 10)."""
     return repr(int(x)) if float(x).is_integer() and abs(x) >= 1 else repr(float(x))
@@ -179,7 +186,7 @@ def build_command(
         )
     rule.check_feasible(prompts, n)
 
-    updates = prompts * trained // train_batch * t.ppo_epochs  # optimizer steps per RL step
+    updates = updates_per_step(rule, prompts, n, train_batch) * t.ppo_epochs  # optimizer steps per RL step
     total_updates = t.steps * updates
     # OpenRLHF warms up ceil(total * ratio) optimizer steps; aim half a step low so rounding lands exactly.
     warmup_ratio = (t.warmup_steps * updates - 0.5) / total_updates if t.warmup_steps else 0.0

@@ -61,6 +61,7 @@ from dynamo.engines.openrlhf import guards
 from dynamo.engines.openrlhf.actor import DynamoActorTrainer
 from dynamo.engines.openrlhf.config import DynamoOptions
 from dynamo.engines.openrlhf.experience import DynamoExperienceMaker, pool_of_samples
+from dynamo.engines.openrlhf.launcher import updates_per_step
 from dynamo.engines.openrlhf.resume import mark_complete
 from dynamo.engines.openrlhf.rollout import DynamoSamplesGenerator
 from dynamo.errors import writing
@@ -99,19 +100,18 @@ class DynamoPPOTrainer(_StockPPOTrainer):
             self.spec.group_filter.max_refill_rounds,
             length_penalty=length_penalty_fn(self.spec, self.args.rollout.max_new_tokens),
             keep_tail=self.options.keep_tail,
-            skip=self.skip_prompts if self.rule.skips else None,
-            more=self.more_samples if self.rule.sequential else None,
-            keep=self.keep_samples if self.rule.selects else None,
+            **self.rule_hooks(),
         )
         seed_prompt_order(self.prompts_dataloader, strategy.args.train.seed)
         self.experience_maker.__class__ = DynamoExperienceMaker
         self.experience_maker.configure(self.spec, self.rule)
         if self.options.max_steps:
-            # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data);
-            # a step trains on N * trained_per_prompt(n) samples (PODS: m of each group's n).
+            # Scheduler length = optimizer steps of the capped run (stock: whole episodes over the data).
             args = self.args
-            trained = args.rollout.batch_size * self.rule.trained_per_prompt(args.rollout.n_samples_per_prompt)
-            self.max_steps = self.options.max_steps * (trained // args.train.batch_size) * args.train.max_epochs
+            updates = updates_per_step(
+                self.rule, args.rollout.batch_size, args.rollout.n_samples_per_prompt, args.train.batch_size
+            )
+            self.max_steps = self.options.max_steps * updates * args.train.max_epochs
 
     # -- allocation and statistics --------------------------------------------------------------
 
@@ -121,6 +121,14 @@ class DynamoPPOTrainer(_StockPPOTrainer):
         if getattr(self, "_rule", None) is None:
             self._rule = make_rule(self.spec.allocation)  # objects built without __init__ (tests): seed 0
         return self._rule
+
+    def rule_hooks(self) -> dict[str, Any]:
+        """The generator's callables for what the rule does beyond counts (None where it does not)."""
+        return {
+            "skip": self.skip_prompts if self.rule.skips else None,
+            "more": self.more_samples if self.rule.sequential else None,
+            "keep": self.keep_samples if self.rule.selects else None,
+        }
 
     def allocate(self, prompt_ids: list[str]) -> list[int]:
         """n_i for this step's prompts from the method's allocation rule and the history so far."""
