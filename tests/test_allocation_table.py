@@ -132,7 +132,7 @@ def test_table4_rule_trains_every_allocation_method_and_the_gpu_dag_has_it():
     assert counts["train"] == 24 and counts["evaluate"] == 27 and counts["table4"] == 1
     assert counts["table4_token_plan"] == 1
     gpu = rule_counts("results/table4.csv", "--configfile", "config/experiments/qwen2.5-math-1.5b.yaml")
-    assert gpu["train"] == 18 and gpu["table4"] == 1  # pods (local engine only) left out
+    assert gpu["train"] == 24 and gpu["table4"] == 1  # 8 methods x 3 seeds (pods and reinforce-ada included)
 
 
 def test_table4_hetero_reuses_the_study_runs_of_its_arms_and_leaves_the_study_dag_alone():

@@ -5,13 +5,26 @@ Departures from stock `openrlhf.trainer.ppo_utils.samples_generator.SamplesGener
   `self.allocate(prompt_ids)` (DynaMO's allocation, computed in this same PPOTrainer process)
   instead of the fixed `--rollout.n_samples_per_prompt`; sum n_i must equal N * n exactly, so the
   stock buffer slice at `batch_size * n` takes the whole step. Evaluation keeps the stock path.
+  (DAPO's dynamic sampling is not combined with a sequential or selecting rule: the launcher refuses.)
 - Every sample is tagged with `dynamo_group` (its prompt's position in this step; refills get new
   numbers) and `dynamo_prompt_id` (a hash of prompt text and label, stable across steps and
   restarts). Results arrive in completion order and groups may differ in size, so boundaries can
   not be inferred afterwards: the tag travels with the sample.
-- Every graded response, including groups that dynamic filtering drops, is appended to
-  `self.graded` as (prompt id, score) for the prompt statistics: the history counts all
-  responses a prompt actually received.
+- Every graded response, including groups that dynamic filtering drops and samples a selecting
+  rule does not keep, is appended to `self.graded` as (prompt id, score) for the prompt
+  statistics: the history counts all responses a prompt actually received.
+- A sequential allocation rule (Reinforce-Ada, `self.more`) samples in rounds through
+  `dynamo.core.rules.sample_in_rounds`, the local engine's loop: before each round the rule gives
+  every prompt's further count from its graded samples so far; only prompts with a count > 0 are
+  sent, the whole round is awaited, and each prompt's samples are appended in prompt order (round
+  by round, each round's as vLLM returned them), keeping the prompt's group id. `counts` is not
+  used then. Metrics as the local engine's: accuracy, reward and lengths over the first round, the
+  informative shares over all of a prompt's samples of the step, `rollout/sampling_rounds`.
+- A selecting rule (PODS, Reinforce-Ada, `self.keep`) keeps its choice of each whole group
+  (non-sequential: when its result arrives; sequential: after the last round), seeing the group's
+  correctness in generation order; each kept sample carries `dynamo_pool` = its prompt's (correct,
+  generated) counts before the selection, for the rule's advantages. A step then holds fewer than
+  N * n samples (PODS: N m); the stock buffer slice at N * n takes them all.
 - Pre-rollout skips (an allocation rule with `skips`, GRESO): a prompt the rule skips is replaced by
   the next one from the loader before allocation (the local engine's rule); DAPO's single-prompt
   refills are not checked again (the local engine draws its refill rounds through the rule).
