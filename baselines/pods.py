@@ -8,10 +8,16 @@ first maximising i wins. With 0/1 correctness this keeps as many correct as wron
 the group allows. Here the rule sees correctness (as DAPO's group filter does), not shaped rewards;
 ties among equal rewards keep the earliest responses.
 
-Settings: the paper's main runs generate n = 16 and train on m = 4 (a ratio of 4; not checked
-against the released code, which could not be read offline): `keep_fraction` = 0.25, m =
+Settings: the released runs (github.com/YixuanEvenXu/pods, read at 3fc107e) train on a quarter of
+what they generate: the single-GPU runs generate n = 64 and train on m = 16 (result files
+`...-512-64-16-*`; the m- and n-scaling runs vary one of the two around that point), the 8-GPU runs
+(open-r1/exp.sh) generate 128 and train on 32 (`--pods_full_size=128 --num_generations=32`). The
+selection code itself (the MaxVarGRPO trainer) is not in the repository copy that could be read, so
+the rule below follows the paper's lemma. Here `keep_fraction` = 0.25, m =
 max(2, round(keep_fraction * n_i)), so a group keeps at least two responses (a group-normalised
-advantage needs two). The generation budget is B = N n as for GRPO; fewer tokens are trained on:
+advantage needs two). The paper compares with GRPO at equal *trained* samples (PODS generates 4x as
+many); table 4 compares at equal generation, so here the generation budget is B = N n as for GRPO
+(`allocation.budget_scale: 4` restores the paper's arrangement) and fewer samples are trained on:
 N m samples a step, in mini-batches of `mini_batch_prompts` whole groups in the local engine and of
 `mini_batch_prompts * m` samples in the OpenRLHF engine (`trained_per_prompt`), so a step takes
 N / mini_batch_prompts optimizer updates per epoch in both, as for GRPO.
