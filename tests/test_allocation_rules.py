@@ -252,3 +252,24 @@ def test_rule_state_survives_a_json_round_trip_exactly(method):
     assert first.state_dict() == second.state_dict()
     fresh = rule_for(method, seed=5, **params)
     assert fresh.state_dict() != first.state_dict()  # the state is not trivially the initial one
+
+
+def test_the_readmes_allocation_rule_runs_as_written(monkeypatch):
+    """The README's "Add a method" allocation rule, executed from the README itself (our own file): it
+    registers, keeps the budget and bounds, and favours the prompts it calls hard."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**An allocation rule**") :]
+    code = section[
+        section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)
+    ]
+    monkeypatch.setattr("dynamo.core.rules.RULES", dict(RULES))  # the example's registration stays here
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    spec = namespace["HARD_FIRST"]
+    rule = make_rule(spec.allocation)
+    k, G = np.array([0, 4, 1, 3, 0, 0]), np.array([4, 4, 4, 4, 0, 4])  # accuracies 0, 1, .25, .75, unseen, 0
+    counts = planned_counts(rule, [str(i) for i in range(6)], k, G, 4)
+    assert counts.sum() == 24 and counts.min() >= 2 and counts.max() <= 6
+    assert counts[[0, 2, 5]].min() > counts[[1, 3, 4]].max()  # accuracy < 0.5 gets more

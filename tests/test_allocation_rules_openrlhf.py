@@ -24,15 +24,31 @@ from test_openrlhf import GEN_KW, fake_ray, make_generator, make_trainer, openrl
 
 from dynamo import metrics_names as M  # noqa: E402
 from dynamo.core.rules import make_rule, planned_counts  # noqa: E402
+from dynamo.core.stats import PromptStats  # noqa: E402
 from dynamo.engines.openrlhf.launcher import check_supported  # noqa: E402
 from dynamo.engines.openrlhf.rollout import prompt_id  # noqa: E402
 from dynamo.engines.openrlhf.trainer import RULE_KEY  # noqa: E402
-from dynamo.methods import get_method  # noqa: E402
+from dynamo.methods import all_methods, get_method  # noqa: E402
 
 OVERRIDES = {"knapsack-rl": {"allocation": {"params": {"min_buffer": 4}}}}
 
 
-@pytest.mark.parametrize("name", ["vip", "knapsack-rl"])
+def counting_rules() -> list[str]:
+    """One registered method per allocation rule whose counts vary (the first by name): a new rule is
+    covered here without editing this file."""
+    first: dict[str, str] = {}
+    for name, spec in sorted(all_methods().items()):
+        rule = make_rule(spec.allocation)
+        if rule.varies_counts and not rule.sequential:
+            first.setdefault(spec.allocation.kind, name)
+    return sorted(first.values())
+
+
+def test_every_counting_rule_is_compared():
+    assert {"dynamo", "vip", "knapsack-rl"} <= set(counting_rules())
+
+
+@pytest.mark.parametrize("name", counting_rules())
 def test_openrlhf_allocation_equals_the_local_rule(fake_ray, name):  # noqa: F811
     n, num_prompts = 4, 8
     args = openrlhf_args(n=n, batch=num_prompts)
@@ -48,18 +64,21 @@ def test_openrlhf_allocation_equals_the_local_rule(fake_ray, name):  # noqa: F81
     gen, _ = make_generator(args, 100, allocate)
     trainer.samples_generator = gen
     local = make_rule(trainer.spec.allocation)  # what the local engine holds, fed the same samples
+    local_stats = PromptStats()
     uneven = False
     for step in range(3):
         if step:  # serve the same prompts again: their history now drives the allocation
             gen._dataloader_iter = iter(gen.prompts_dataloader[:num_prompts])
         gen.generate_samples(**GEN_KW)
         ids, counts = asked[-1]
-        assert counts == planned_counts(local, ids, None, None, n).tolist()
+        assert counts == planned_counts(local, ids, *local_stats.counts(ids), n).tolist()
         assert sum(counts) == num_prompts * n
         uneven |= len(set(counts)) > 1
         graded = list(gen.graded)
         trainer.update_stats()
-        local.observe([pid for pid, _ in graded], [float(score > 0.5) for _, score in graded])
+        graded_ids, correct = [pid for pid, _ in graded], [float(score > 0.5) for _, score in graded]
+        local_stats = local_stats.updated(graded_ids, correct)
+        local.observe(graded_ids, correct)
     assert uneven, "the rule never departed from uniform: the comparison proves little"
     assert trainer.rule.state_dict() == local.state_dict()
 
