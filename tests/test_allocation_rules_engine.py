@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from test_trainer import assert_same_trajectory, make_cfg, run, run_killed_in_step_four, tiny_model  # noqa: F401
 
 from dynamo import metrics_names as M
-from dynamo.methods import get_method
+from dynamo.core.rules import make_rule
+from dynamo.methods import all_methods, get_method
 
 # Knapsack trusts p_i after min_buffer responses: 4 here (one group) instead of 8, so that it acts
 # in the second epoch.
@@ -36,7 +38,21 @@ def test_rule_runs_keeps_the_budget_and_acts(tmp_path, tiny_model, name):  # noq
         assert all(r[M.TOKENS_TRAINED] < r[M.TOKENS_GENERATED] for r in rows)
 
 
-@pytest.mark.parametrize("name", ["knapsack-rl", "greso"])
+STATEFUL = ["vip", "knapsack-rl", "greso"]  # methods whose rule keeps state across steps
+
+
+def test_every_rule_that_keeps_state_has_a_resume_test():
+    """A rule whose state_dict() holds anything after it observed samples must be in STATEFUL."""
+    stateful = set()
+    for spec in all_methods().values():
+        rule = make_rule(spec.allocation)
+        rule.observe(["a", "a", "b", "b"], np.array([1.0, 0.0, 1.0, 1.0]))
+        if rule.state_dict():
+            stateful.add(spec.allocation.kind)
+    assert stateful == {method(name).allocation.kind for name in STATEFUL}
+
+
+@pytest.mark.parametrize("name", STATEFUL)
 def test_killed_run_resumes_with_the_rule_state(tmp_path, tiny_model, monkeypatch, name):  # noqa: F811
     cfg = make_cfg(steps=8, checkpoint_every=2)
     spec = method(name)
