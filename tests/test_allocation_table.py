@@ -81,6 +81,31 @@ def test_table4_columns_are_the_hand_computed_ones(runs):
     assert "| dapo |" in md and "1.50" in md
 
 
+def test_start_model_column_and_the_warning_when_training_lowered_the_baseline(runs):
+    """With the start model scored, every method also gets its paired difference to it (the null model for
+    a method that trained fewer steps); when the baseline ends below the start model the note says so."""
+    root, _, values = runs
+    scores = collect_scores(root, ["base", *METHODS], SEEDS, BENCHMARKS)
+    table, info = derive_allocation_table(scores, load_metrics(root), METHODS, BENCHMARKS, "grpo")
+    rows = table.set_index("method")
+    assert list(table["method"]) == METHODS  # the start model is a column, not a row
+    diffs = [statistics.fmean(values[("grpo", s, b)] - values[("base", s, b)] for b in BENCHMARKS) for s in SEEDS]
+    assert rows.loc["grpo", "delta_avg_pass@1_vs_base"] == pytest.approx(statistics.fmean(diffs))
+    assert rows.loc["grpo", "vs_base"] == "higher"
+    md = to_markdown(table, info)
+    assert "vs start model (avg P@1)" in md and "below the start model" not in md
+    # The same runs with the start model and grpo swapped: grpo (the baseline) now ends below it.
+    swapped = scores.assign(method=scores["method"].replace({"base": "grpo", "grpo": "base"}))
+    table, info = derive_allocation_table(swapped, load_metrics(root), METHODS, BENCHMARKS, "grpo")
+    assert table.set_index("method").loc["grpo", "vs_base"] == "lower"
+    assert f"Here grpo itself ends {-100 * statistics.fmean(diffs):+.1f} ± " in to_markdown(table, info)
+    # No start model in the scores: no column, no note.
+    table, info = derive_allocation_table(
+        collect_scores(root, METHODS, SEEDS, BENCHMARKS), load_metrics(root), METHODS, BENCHMARKS, "grpo"
+    )
+    assert "vs_base" not in table.columns and "start model" not in to_markdown(table, info)
+
+
 def test_a_run_without_metrics_is_named(runs):
     root, scores, _ = runs
     (root / "dapo" / "seed2" / "metrics.jsonl").unlink()

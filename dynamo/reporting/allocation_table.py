@@ -66,14 +66,14 @@ def derive_allocation_table(
     scores: pd.DataFrame, metrics: pd.DataFrame, methods: list[str], benchmarks: list[str], baseline: str | None
 ) -> tuple[pd.DataFrame, dict]:
     """Table 4 (one row per method) and the notes' inputs; `metrics` as `load_metrics` returns it."""
-    table, info = derive_table(scores, methods, benchmarks, baseline)
+    table, info = _with_start_model(scores, methods, benchmarks, baseline)
     seeds = sorted(scores.loc[scores["method"].isin(methods), "seed"].unique())
     steps = run_metrics(metrics, methods, [int(s) for s in seeds])
     costs = scores[scores["method"].isin(methods)].groupby(["method", "seed"]).first()
     keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
     if baseline:
         keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
-        keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}"]
+        keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}", *START_COLUMNS]
     out = table[[c for c in keep if c in table.columns]].copy()
     for key, column in SHARE_COLUMNS.items():
         if key not in steps.columns:
@@ -94,10 +94,47 @@ def derive_allocation_table(
     return out.reset_index(drop=True), info
 
 
+START = "base"  # the start model's rows in the scores (the figure's first point)
+START_COLUMNS = ["delta_avg_pass@1_vs_base", "delta_ci95_vs_base", "vs_base"]
+
+
+def _with_start_model(
+    scores: pd.DataFrame, methods: list[str], benchmarks: list[str], baseline: str | None
+) -> tuple[pd.DataFrame, dict]:
+    """`derive_table` for `methods`, each also compared with the start model (per-seed paired difference,
+    columns START_COLUMNS) when the scores hold it and there is a baseline: the null model for "trained
+    fewer steps" (a method read early stays closer to where every run began)."""
+    with_start = baseline is not None and START in set(scores["method"]) and START not in methods
+    table, info = derive_table(scores, [START, *methods] if with_start else methods, benchmarks, baseline)
+    info["start"] = with_start
+    if with_start:
+        row = table.set_index("method").loc[baseline]
+        info["baseline_vs_start"] = (row["delta_avg_pass@1_vs_base"], row["delta_ci95_vs_base"], row["vs_base"])
+    return table[table["method"] != START].reset_index(drop=True), info
+
+
+def _start_note(info: dict) -> str:
+    """What the start-model column says, and a warning when training lowered the baseline below it."""
+    if not info.get("start"):
+        return ""
+    baseline = info["baseline"]
+    note = " vs start model: the same paired difference to the model every run starts from (trained for 0 steps)."
+    diff, half, word = info["baseline_vs_start"]
+    if word == "lower":
+        note += (
+            f" Here {baseline} itself ends {100 * diff:+.1f} ± {100 * half:.1f} points below the start model: "
+            f"training lowered held-out accuracy, so a method that trained fewer steps, or moved less, can beat "
+            f"{baseline} without improving on the start model; read a gain over {baseline} together with the "
+            "start-model column."
+        )
+    return note
+
+
 def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None) -> str:
     baseline = info["baseline"]
     head = ["method", "avg P@1"]
     head += [f"vs {baseline} (avg P@1)"] if baseline else []
+    head += ["vs start model (avg P@1)"] if info.get("start") else []
     head += ["samples in groups with spread", "groups with spread", "responses", "gen. tokens"]
     head += [f"tokens (x {baseline})"] if baseline else []
     head += ["wall time (s)"]
@@ -112,6 +149,7 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
     for _, row in table.iterrows():
         cells = [row["method"], _pct(row["avg/pass@1"], row["avg/pass@1_ci95"])]
         cells += [_delta_cell(row, baseline)] if baseline else []
+        cells += [_delta_cell(row, START)] if info.get("start") else []
         cells += [share(row["spread_sample_share"]), share(row["spread_group_share"])]
         cells += [number(row["responses_generated"]), number(row["tokens_generated"])]
         if baseline:
@@ -131,7 +169,9 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
             if baseline
             else ""
         )
-        + ". Every budget-exact rule rolls out the same number of responses in each step's first round (N "
+        + "."
+        + _start_note(info)
+        + " Every budget-exact rule rolls out the same number of responses in each step's first round (N "
         "prompts x n); a sequential rule (reinforce-ada) samples in rounds until each prompt's exit, so it "
         "generates more and its cost columns show how much; responses and tokens count every generated "
         "response in training, so DAPO's refill rounds (dapo, greso) show up there, and methods at equal "
@@ -161,11 +201,12 @@ def _closing_notes(info: dict) -> str:
 def derive_token_table(
     scores: pd.DataFrame, plan: dict, methods: list[str], benchmarks: list[str], baseline: str
 ) -> tuple[pd.DataFrame, dict]:
-    """The equal-token table (one row per method); `scores` as `token_budget.equal_token_scores` returns it."""
-    table, info = derive_table(scores, methods, benchmarks, baseline)
+    """The equal-token table (one row per method); `scores` as `token_budget.equal_token_scores` returns it,
+    plus the start model's rows when there are any (its column, as in the equal-rollout table)."""
+    table, info = _with_start_model(scores, methods, benchmarks, baseline)
     keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
     keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
-    keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}"]
+    keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}", *START_COLUMNS]
     out = table[[c for c in keep if c in table.columns]].copy()
     runs = pd.DataFrame(plan["runs"])
     runs = runs[runs["method"].isin(methods)].groupby("method")
@@ -183,8 +224,9 @@ def derive_token_table(
 
 def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_table: str) -> str:
     baseline = info["baseline"]
-    head = ["method", "steps trained", "avg P@1", f"vs {baseline} (avg P@1)", "responses", "gen. tokens"]
-    head += [f"tokens (x {baseline})"]
+    head = ["method", "steps trained", "avg P@1", f"vs {baseline} (avg P@1)"]
+    head += ["vs start model (avg P@1)"] if info.get("start") else []
+    head += ["responses", "gen. tokens", f"tokens (x {baseline})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         steps = f"{row['steps']:.0f}" if row["steps"] == round(row["steps"]) else f"{row['steps']:.1f}"
@@ -193,8 +235,9 @@ def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_tab
             f"{steps} of {row['run_steps']:.0f}",
             _pct(row["avg/pass@1"], row["avg/pass@1_ci95"]),
         ]
+        cells += [_delta_cell(row, baseline)]
+        cells += [_delta_cell(row, START)] if info.get("start") else []
         cells += [
-            _delta_cell(row, baseline),
             f"{row['responses_generated']:,.0f}",
             f"{row['tokens_generated']:,.0f}",
         ]
@@ -213,7 +256,7 @@ def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_tab
         f"over seeds. Held-out average Pass@1 over {', '.join(averaged)} in percent: mean over {seeds} seed(s) "
         f"± half-width of the 95% t-interval; the difference to {baseline} is the mean of the per-seed paired "
         "differences with its 95% interval ('within seed spread': the interval includes zero, no winner is "
-        f"claimed). Equal rollouts per step: {rollout_table}."
+        f"claimed).{_start_note(info)} Equal rollouts per step: {rollout_table}."
     )
     return "\n".join(lines) + "\n" + note + _closing_notes(info)
 
@@ -353,7 +396,8 @@ def token_scores(args: argparse.Namespace, scores: pd.DataFrame, methods: list[s
     ]
     rerun_scores = pd.concat(reruns, ignore_index=True) if reruns else scores.iloc[:0]
     plan = {**plan, "runs": [r for r in plan["runs"] if r["method"] in methods]}
-    return token_budget.equal_token_scores(scores, rerun_scores, plan), plan
+    matched = token_budget.equal_token_scores(scores, rerun_scores, plan)
+    return pd.concat([matched, scores[scores["method"] == START]], ignore_index=True), plan
 
 
 def run(args: argparse.Namespace) -> int:
