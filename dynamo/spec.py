@@ -363,6 +363,15 @@ class MethodSpec:
                 f"modulation.stabilization needs loss.policy_loss 'ppo_clip' (its entropy-change estimate uses "
                 f"the token PPO clip), got {self.loss.policy_loss!r}"
             )
+        # GSPO's clip acts on a sequence ratio averaged over the loss's tokens (Fork Tokens narrows them),
+        # while Clip-Cov asks the same loss which tokens are clipped over the whole response: the two would
+        # disagree silently, so the combination is refused rather than computed.
+        fork_on, clip_cov = self.fork_tokens.top_fraction > 0, self.covariance.kind == "clip_cov"
+        if self.loss.policy_loss == "gspo" and fork_on and clip_cov:
+            raise ValueError(
+                "loss.policy_loss 'gspo' with fork_tokens and covariance.kind 'clip_cov': Clip-Cov's clip test "
+                "would average the sequence ratio over other tokens than the loss does"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

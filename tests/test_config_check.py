@@ -49,6 +49,11 @@ BAD_CONFIGS = [
         "method_overrides: {dynamo: {loss: {policy_loss: gspo}}}",
         "method dynamo: modulation.stabilization needs loss.policy_loss 'ppo_clip'",
     ),
+    (
+        "gspo_fork_clip_cov",
+        "method_overrides: {clip-cov: {loss: {policy_loss: gspo}, fork_tokens: {top_fraction: 0.2}}}",
+        "method clip-cov: loss.policy_loss 'gspo' with fork_tokens and covariance.kind 'clip_cov'",
+    ),
     ("refill_0", "method_overrides: {dapo: {group_filter: {max_refill_rounds: 0}}}", "max_refill_rounds"),
     (
         "overlong_1",
