@@ -20,7 +20,9 @@ paths need, derived from the spec in this one place (see docs/OPENRLHF_ENGINE.md
   (the stock generator passes the switch to the patched one; refills capped there at max_refill_rounds).
 - --algo.advantage.estimator group_norm for every estimator: it only picks the stock return path
   (reward at the last token, gamma 1, no whitening) around the block the patched experience maker
-  replaces with the core's advantages.
+  replaces with the core's advantages. Checked in 0.11.2's source: the flag is read only inside the
+  `compute_advantages_and_returns` the patch overrides whole, and by the CLI, which then builds no
+  critic and asks n > 1, as for any estimator but gae.
 - lr schedule: constant after a linear warm-up of train.warmup_steps *RL steps* (verl steps its
   scheduler once per RL step; OpenRLHF once per optimizer step, so the ratio is converted).
 Flags whose meaning the spec owns (clip range, dual clip, aggregation, entropy bonus, overlong
