@@ -70,11 +70,7 @@ def derive_allocation_table(
     seeds = sorted(scores.loc[scores["method"].isin(methods), "seed"].unique())
     steps = run_metrics(metrics, methods, [int(s) for s in seeds])
     costs = scores[scores["method"].isin(methods)].groupby(["method", "seed"]).first()
-    keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
-    if baseline:
-        keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
-        keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}", *START_COLUMNS]
-    out = table[[c for c in keep if c in table.columns]].copy()
+    out = _pass1_columns(table, baseline)
     for key, column in SHARE_COLUMNS.items():
         if key not in steps.columns:
             out[column] = math.nan
@@ -88,10 +84,24 @@ def derive_allocation_table(
         values = costs[col] if col in costs.columns else pd.Series(math.nan, index=costs.index)
         out[field] = [float(values.loc[m].mean()) for m in methods]
     if baseline:
-        base = out.set_index("method").loc[baseline]
-        for field in ("responses_generated", "tokens_generated"):
-            out.insert(out.columns.get_loc(field) + 1, f"{field}_vs_{baseline}", out[field] / base[field])
+        _add_cost_ratios(out, baseline)
     return out.reset_index(drop=True), info
+
+
+def _pass1_columns(table: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """`derive_table`'s Pass@1 columns that both tables 4 show (with a baseline: the paired comparisons)."""
+    keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
+    if baseline:
+        keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
+        keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}", *START_COLUMNS]
+    return table[[c for c in keep if c in table.columns]].copy()
+
+
+def _add_cost_ratios(out: pd.DataFrame, baseline: str) -> None:
+    """Responses and tokens as multiples of the baseline's, each right after its column (in place)."""
+    base = out.set_index("method").loc[baseline]
+    for field in ("responses_generated", "tokens_generated"):
+        out.insert(out.columns.get_loc(field) + 1, f"{field}_vs_{baseline}", out[field] / base[field])
 
 
 START = "base"  # the start model's rows in the scores (the figure's first point)
@@ -157,20 +167,9 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
             cells.append("-" if math.isnan(ratio) else f"{ratio:.2f}")
         cells.append("-" if math.isnan(row["seconds_total"]) else f"{row['seconds_total']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    seeds = int(table["seeds"].max())
-    averaged = [b for b in info["benchmarks"] if b not in info.get("floor", [])]
     note = (
-        f"\nHeld-out average Pass@1 over {', '.join(averaged)} "
-        f"in percent: mean over {seeds} seed(s) "
-        "± half-width of the 95% t-interval"
-        + (
-            f"; the difference to {baseline} is the mean of the per-seed paired differences with its 95% "
-            "interval ('within seed spread': the interval includes zero, no winner is claimed)"
-            if baseline
-            else ""
-        )
-        + "."
-        + _start_note(info)
+        "\n"
+        + _pass1_note(table, info)
         + " Every budget-exact rule rolls out the same number of responses in each step's first round (N "
         "prompts x n); a sequential rule (reinforce-ada) samples in rounds until each prompt's exit, so it "
         "generates more and its cost columns show how much; responses and tokens count every generated "
@@ -183,6 +182,22 @@ def to_markdown(table: pd.DataFrame, info: dict, token_table: str | None = None)
         + (f" At equal generated tokens: {token_table}." if token_table else "")
     )
     return "\n".join(lines) + "\n" + note + _closing_notes(info)
+
+
+def _pass1_note(table: pd.DataFrame, info: dict) -> str:
+    """What the Pass@1 columns hold (both tables 4), with the start-model note."""
+    baseline = info["baseline"]
+    averaged = [b for b in info["benchmarks"] if b not in info.get("floor", [])]
+    paired = (
+        f"; the difference to {baseline} is the mean of the per-seed paired differences with its 95% interval "
+        "('within seed spread': the interval includes zero, no winner is claimed)"
+        if baseline
+        else ""
+    )
+    return (
+        f"Held-out average Pass@1 over {', '.join(averaged)} in percent: mean over {int(table['seeds'].max())} "
+        f"seed(s) ± half-width of the 95% t-interval{paired}.{_start_note(info)}"
+    )
 
 
 def _closing_notes(info: dict) -> str:
@@ -204,10 +219,7 @@ def derive_token_table(
     """The equal-token table (one row per method); `scores` as `token_budget.equal_token_scores` returns it,
     plus the start model's rows when there are any (its column, as in the equal-rollout table)."""
     table, info = _with_start_model(scores, methods, benchmarks, baseline)
-    keep = ["method", "seeds", "avg/pass@1", "avg/pass@1_ci95"]
-    keep += [f"delta_avg_pass@1_vs_{baseline}", f"delta_ci95_vs_{baseline}", f"vs_{baseline}"]
-    keep += [f"delta_test_vs_{baseline}", f"mde_vs_{baseline}", *START_COLUMNS]
-    out = table[[c for c in keep if c in table.columns]].copy()
+    out = _pass1_columns(table, baseline)
     runs = pd.DataFrame(plan["runs"])
     runs = runs[runs["method"].isin(methods)].groupby("method")
     out.insert(2, "steps", [float(runs.get_group(m)["steps"].mean()) for m in methods])
@@ -216,9 +228,7 @@ def derive_token_table(
     costs = scores[scores["method"].isin(methods)].groupby(["method", "seed"]).first()
     for field in ("responses_generated", "tokens_generated"):
         out[field] = [float(costs.loc[m, f"cost_{field}"].mean()) for m in methods]
-    base = out.set_index("method").loc[baseline]
-    for field in ("responses_generated", "tokens_generated"):
-        out.insert(out.columns.get_loc(field) + 1, f"{field}_vs_{baseline}", out[field] / base[field])
+    _add_cost_ratios(out, baseline)
     return out.reset_index(drop=True), info
 
 
@@ -243,8 +253,6 @@ def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_tab
         ]
         cells.append(f"{row[f'tokens_generated_vs_{baseline}']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    seeds = int(table["seeds"].max())
-    averaged = [b for b in info["benchmarks"] if b not in info.get("floor", [])]
     note = (
         f"\nEqual generated tokens: every method gets the tokens {baseline} generated in its whole run (same "
         "seed). A method is read at the step of its equal-rollout run whose cumulative generated tokens are "
@@ -253,10 +261,7 @@ def token_markdown(table: pd.DataFrame, info: dict, token_root: str, rollout_tab
         "warm-up, the first steps of the same run) and that model evaluated. A method that generated less "
         f"than {baseline} is read at its last step, not extended (tokens x {baseline} below 1). Steps trained: "
         "mean over seeds. Responses and tokens: what the runs read here generated (refills included), mean "
-        f"over seeds. Held-out average Pass@1 over {', '.join(averaged)} in percent: mean over {seeds} seed(s) "
-        f"± half-width of the 95% t-interval; the difference to {baseline} is the mean of the per-seed paired "
-        "differences with its 95% interval ('within seed spread': the interval includes zero, no winner is "
-        f"claimed).{_start_note(info)} Equal rollouts per step: {rollout_table}."
+        f"over seeds. {_pass1_note(table, info)} Equal rollouts per step: {rollout_table}."
     )
     return "\n".join(lines) + "\n" + note + _closing_notes(info)
 
